@@ -1,0 +1,13 @@
+"""dlgm: Deep Latent Gaussian Models and stochastic backpropagation (Rezende et al., 2014)."""
+
+from .checkpoint import from_bytes, load, to_bytes
+from .errors import CheckpointError, ConfigError, DLGMError, ShapeError, TrainingError
+from .model import COVARIANCES, LIKELIHOODS, DLGM, DLGMConfig
+from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
+
+__all__ = [
+    "COVARIANCES", "LIKELIHOODS", "DLGM", "DLGMConfig", "DiagonalNormal", "RankOneNormal",
+    "StandardNormal", "CheckpointError", "ConfigError", "DLGMError", "ShapeError",
+    "TrainingError", "load", "from_bytes", "to_bytes",
+]
+__version__ = "0.1.0"

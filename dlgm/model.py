@@ -1,0 +1,338 @@
+"""Deep Latent Gaussian Models (paper eq. 1-6) with a Gaussian recognition model (eq. 12).
+
+Symbols of the paper and their names here:
+
+=============  ==================  ==============================================================
+paper          code                meaning
+=============  ==================  ==============================================================
+v              ``x``               an observation, flattened: (B, D) floats in [0, 1]
+xi_l           ``xi`` (split)      latent noise of layer l, N(0, I); all layers concatenated (K,)
+G_l            ``self.G[l]``       (K_l, K_l) matrix: h_l = T_l(h_{l+1}) + G_l xi_l   (eq. 3)
+T_l            ``self.T[l]``       MLP from h_{l+1} to h_l (T_0: h_1 -> pixel parameters)
+h_l            ``h``               hidden state of stochastic layer l
+pi(v | h_1)    ``log_likelihood``  Bernoulli (logits) or Gaussian (mean, learned variance)
+theta^g        generative params   T, G, (log_sigma); weak prior ||theta^g||^2 / (2 kappa)
+q(xi | v)      ``encode``          Gaussian, covariance diag / rank1 / rank1-joint (eq. 12, 19)
+=============  ==================  ==============================================================
+
+Layer 1 is nearest the data and layer L the top, as in the paper. ``xi`` concatenates
+``(xi_1, ..., xi_L)``. All log-densities are in nats and summed over pixels and latents, per
+example. The module does no I/O (see ``checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Distribution, kl_divergence
+
+from .errors import ConfigError, ShapeError
+from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
+
+COVARIANCES = ("diag", "rank1", "rank1-joint")
+LIKELIHOODS = ("bernoulli", "gaussian")
+_LOG_2PI = math.log(2.0 * math.pi)
+_MAX_UNITS = 100_000
+
+
+@dataclass
+class DLGMConfig:
+    """The shape of a DLGM: everything needed to rebuild it from a checkpoint.
+
+    Parameters
+    ----------
+    data_shape : tuple of int
+        Image shape (H, W); D = H * W pixels.
+    n_latent : tuple of int
+        K_1, ..., K_L: latents per stochastic layer, layer 1 (nearest the data) first.
+    gen_hidden : tuple of int
+        Hidden widths of every generative MLP T_l (ReLU). ``()`` makes T_l affine.
+    rec_hidden : tuple of int
+        Hidden widths of the recognition MLP (ReLU).
+    covariance : {"diag", "rank1", "rank1-joint"}
+        Recognition covariance: diagonal, rank-one-plus-diagonal precision per layer, or one
+        rank-one-plus-diagonal precision over all layers (eq. 19-21).
+    likelihood : {"bernoulli", "gaussian"}
+        Observation model pi(v | h_1): binary pixels, or Gaussian with learned per-pixel variance.
+    kappa : float or None
+        Variance of the Gaussian prior on generative weights; ``None`` for no prior.
+    """
+
+    data_shape: tuple = (28, 28)
+    n_latent: tuple = (2,)
+    gen_hidden: tuple = (200, 200)
+    rec_hidden: tuple = (200, 200)
+    covariance: str = "diag"
+    likelihood: str = "bernoulli"
+    kappa: float | None = 1.0
+
+    def __post_init__(self):
+        for name in ("data_shape", "n_latent", "gen_hidden", "rec_hidden"):
+            value = tuple(int(v) for v in getattr(self, name))
+            setattr(self, name, value)
+            if any(v < 1 or v > _MAX_UNITS for v in value):
+                raise ConfigError(f"{name}={value}: every size must be in [1, {_MAX_UNITS}]")
+        if not self.n_latent:
+            raise ConfigError("n_latent must name at least one stochastic layer, e.g. (2,)")
+        if not 1 <= len(self.data_shape) <= 3:
+            raise ConfigError(f"data_shape={self.data_shape}: give (H, W) or (D,)")
+        if self.covariance not in COVARIANCES:
+            raise ConfigError(f"covariance={self.covariance!r}: choose one of {COVARIANCES}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"likelihood={self.likelihood!r}: choose one of {LIKELIHOODS}")
+        if self.kappa is not None and not (self.kappa > 0 and math.isfinite(self.kappa)):
+            raise ConfigError(f"kappa={self.kappa}: must be a finite number > 0, or None")
+
+    @property
+    def n_pixels(self) -> int:
+        return math.prod(self.data_shape)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DLGMConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def _mlp(sizes, final_activation=False):
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class DLGM(nn.Module):
+    """A deep latent Gaussian model with its recognition model.
+
+    Attributes
+    ----------
+    config : DLGMConfig
+    latent_dim : int
+        K = sum of K_l.
+    data_shape : tuple of int
+    metadata : dict
+        JSON-serialisable facts saved with the model (data set, binarisation, metrics, history).
+    """
+
+    def __init__(self, config: DLGMConfig, metadata: dict | None = None):
+        super().__init__()
+        self.config = config
+        self.metadata = dict(metadata or {})
+        c = config
+        ks = c.n_latent
+        self.latent_dim = sum(ks)
+        self.data_shape = tuple(c.data_shape)
+        self.n_pixels = c.n_pixels
+        # Generative model: T_0 maps h_1 to pixel parameters, T_l maps h_{l+1} to h_l.
+        self.T = nn.ModuleList(
+            [_mlp((ks[0], *c.gen_hidden, self.n_pixels))]
+            + [_mlp((ks[l + 1], *c.gen_hidden, ks[l])) for l in range(len(ks) - 1)]
+        )
+        self.G = nn.ParameterList([nn.Parameter(torch.eye(k)) for k in ks])
+        if c.likelihood == "gaussian":
+            self.log_sigma = nn.Parameter(torch.full((self.n_pixels,), math.log(0.1)))
+        # Recognition model: a shared ReLU trunk, then mu, d (and u) for every layer.
+        self.trunk = _mlp((self.n_pixels, *c.rec_hidden), final_activation=True)
+        width = c.rec_hidden[-1]
+        self.head_loc = nn.Linear(width, self.latent_dim)
+        self.head_d = nn.Linear(width, self.latent_dim)
+        nn.init.constant_(self.head_d.bias, math.log(math.e - 1.0))  # softplus -> d = 1
+        if c.covariance != "diag":
+            self.head_u = nn.Linear(width, self.latent_dim)
+            nn.init.normal_(self.head_u.weight, std=1e-3)
+            nn.init.zeros_(self.head_u.bias)
+
+    # ------------------------------------------------------------------ helpers
+    def generative_parameters(self):
+        """theta^g: the parameters that the weight prior of eq. 13 applies to."""
+        yield from self.T.parameters()
+        yield from self.G.parameters()
+
+    def recognition_parameters(self):
+        yield from self.trunk.parameters()
+        yield from self.head_loc.parameters()
+        yield from self.head_d.parameters()
+        if hasattr(self, "head_u"):
+            yield from self.head_u.parameters()
+
+    def split(self, xi: torch.Tensor) -> list[torch.Tensor]:
+        """Split concatenated xi (..., K) into [xi_1, ..., xi_L]."""
+        return list(xi.split(self.config.n_latent, dim=-1))
+
+    def prior(self) -> StandardNormal:
+        """p(xi) = N(0, I) over the concatenated latents."""
+        p = self.head_loc.weight
+        return StandardNormal(self.latent_dim, dtype=p.dtype, device=p.device)
+
+    def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Validate a batch of observations: shape (B, D), finite floats. Returns it as float."""
+        if not isinstance(x, torch.Tensor):
+            raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[-1] != self.n_pixels:
+            raise ShapeError(f"{name} has shape {tuple(x.shape)}; expected (B, {self.n_pixels}) "
+                             f"for images of shape {self.data_shape}")
+        if not x.is_floating_point():
+            x = x.float()
+        if not torch.isfinite(x).all():
+            raise ShapeError(f"{name} contains NaN or infinite values")
+        return x
+
+    # ------------------------------------------------------------------ generative model
+    def hidden(self, xi: torch.Tensor) -> torch.Tensor:
+        """Top-down pass (eq. 2-3): h_L = G_L xi_L, h_l = T_l(h_{l+1}) + G_l xi_l; returns h_1."""
+        parts = self.split(xi)
+        h = parts[-1] @ self.G[-1].T  # (..., K_L)
+        for l in range(len(parts) - 2, -1, -1):
+            h = self.T[l + 1](h) + parts[l] @ self.G[l].T  # (..., K_l)
+        return h
+
+    def decode(self, xi: torch.Tensor) -> torch.Tensor:
+        """Pixel parameters T_0(h_1(xi)): Bernoulli logits or Gaussian means, (..., D)."""
+        return self.T[0](self.hidden(xi))
+
+    def pixel_mean(self, xi: torch.Tensor) -> torch.Tensor:
+        """E[v | xi]: pixel probabilities (Bernoulli) or clipped means (Gaussian), (..., D)."""
+        out = self.decode(xi)
+        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out.clamp(0, 1)
+
+    def log_likelihood(self, x, xi, mask=None, *, params=None) -> torch.Tensor:
+        """log pi(x | h(xi)) in nats, summed over pixels (only where ``mask`` is true).
+
+        Parameters
+        ----------
+        x : Tensor, (B, D)
+        xi : Tensor, (..., B, K)
+        mask : Tensor of bool, (B, D) or (D,), optional
+            Pixels to include (e.g. the observed ones); all by default.
+        params : Tensor, (..., B, D), optional
+            ``self.decode(xi)`` if already computed.
+
+        Returns
+        -------
+        Tensor, (..., B)
+        """
+        out = self.decode(xi) if params is None else params
+        if self.config.likelihood == "bernoulli":
+            ll = -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+        else:
+            z = (x - out) * torch.exp(-self.log_sigma)
+            ll = -0.5 * (z.pow(2) + _LOG_2PI) - self.log_sigma
+        if mask is not None:
+            ll = ll * mask
+        return ll.sum(-1)
+
+    def log_joint(self, x, xi, mask=None) -> torch.Tensor:
+        """log p(x, xi) = log pi(x | h(xi)) + log N(xi; 0, I) (eq. 6), nats per example.
+
+        ``xi`` of shape (B, K) gives (B,); (S, B, K) gives (S, B).
+        """
+        log_prior = -0.5 * (xi.pow(2).sum(-1) + self.latent_dim * _LOG_2PI)
+        return self.log_likelihood(x, xi, mask) + log_prior
+
+    def sample_pixels(self, xi, generator=None) -> torch.Tensor:
+        """Draw v ~ pi(v | h(xi)): binary pixels or Gaussian values (clipped to [0, 1])."""
+        mean = self.pixel_mean(xi)
+        if self.config.likelihood == "bernoulli":
+            return torch.bernoulli(mean, generator=generator)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        return (self.decode(xi) + noise * torch.exp(self.log_sigma)).clamp(0, 1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral samples: pixel probabilities (or means) E[v | xi], xi ~ N(0, I); (n, D)."""
+        xi = self.prior().sample((n,)) if generator is None else self.prior().rsample(
+            (n,), generator=generator)
+        return self.pixel_mean(xi)
+
+    # ------------------------------------------------------------------ recognition model
+    def _encode(self, x: torch.Tensor) -> Distribution:
+        a = self.trunk(x)  # (B, H)
+        loc = self.head_loc(a)  # (B, K)
+        d = F.softplus(self.head_d(a)) + 1e-4  # precision diagonal, (B, K)
+        if self.config.covariance == "diag":
+            return DiagonalNormal(loc, d.rsqrt())
+        blocks = None if self.config.covariance == "rank1-joint" else self.config.n_latent
+        return RankOneNormal(loc, d, self.head_u(a), blocks=blocks)
+
+    def encode(self, x: torch.Tensor) -> Distribution:
+        """q(xi | x): a Distribution with batch_shape (B,) and event_shape (K,).
+
+        Parameters
+        ----------
+        x : Tensor, (B, D)
+            Observations in [0, 1].
+        """
+        return self._encode(self.check_input(x))
+
+    # ------------------------------------------------------------------ objective
+    def weight_penalty(self) -> torch.Tensor:
+        """||theta^g||^2 / (2 kappa) (eq. 13), or 0 when kappa is None."""
+        if self.config.kappa is None:
+            return self.head_loc.weight.new_zeros(())
+        sq = sum(p.pow(2).sum() for p in self.generative_parameters())
+        return sq / (2.0 * self.config.kappa)
+
+    def free_energy(self, x, *, n_samples=1, n_data=None, x_rec=None, sample_noise=0.0,
+                    generator=None) -> dict:
+        """The free energy of eq. 13 on a minibatch, per example, in nats.
+
+        Parameters
+        ----------
+        x : Tensor, (B, D)
+            The minibatch (not validated: this is the training hot path).
+        n_samples : int
+            S, samples of xi per example for the reconstruction term.
+        n_data : int, optional
+            N, the training-set size; the weight prior is divided by N so that the per-example
+            losses of all minibatches sum to eq. 13. ``None`` leaves it out.
+        x_rec : Tensor, (B, D), optional
+            Input to the recognition model (a noisy copy of x for regularisation, sec. 4.1).
+        sample_noise : float
+            Std of extra Gaussian noise added to recognition samples (sec. 4.1).
+
+        Returns
+        -------
+        dict with ``loss`` (scalar to minimise: mean F plus prior / N), ``elbo`` (mean of
+        E_q log p(x|h) - KL over the batch), ``rec`` and ``kl`` (batch means), all tensors.
+        """
+        q = self._encode(x if x_rec is None else x_rec)
+        xi = q.rsample((n_samples,), generator=generator)  # (S, B, K)
+        if sample_noise > 0:
+            xi = xi + sample_noise * torch.randn(xi.shape, generator=generator, device=xi.device)
+        rec = self.log_likelihood(x, xi).mean(0)  # (B,)
+        kl = kl_divergence(q, self.prior())  # (B,), analytic
+        elbo = (rec - kl).mean()
+        loss = -elbo
+        if n_data:
+            loss = loss + self.weight_penalty() / n_data
+        return {"loss": loss, "elbo": elbo.detach(), "rec": rec.mean().detach(),
+                "kl": kl.mean().detach()}
+
+    @torch.no_grad()
+    def elbo(self, x, *, n_samples=1, batch_size=1000, generator=None) -> torch.Tensor:
+        """Per-example ELBO E_q[log p(x, xi) - log q(xi|x)] (analytic KL), nats, shape (B,)."""
+        x = self.check_input(x)
+        out = []
+        for xb in x.split(batch_size):
+            q = self._encode(xb)
+            xi = q.rsample((n_samples,), generator=generator)
+            out.append(self.log_likelihood(xb, xi).mean(0) - kl_divergence(q, self.prior()))
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path, **metadata) -> None:
+        """Write a checkpoint (safetensors + JSON config) that ``dlgm.load`` reads."""
+        from .checkpoint import save
+
+        save(self, path, metadata=metadata)

@@ -1,0 +1,250 @@
+"""Gaussian recognition distributions over the latent noise xi (paper sec. 4.3).
+
+Symbols of the paper and their names here:
+
+=========  ===========  ==============================================================
+paper      code         meaning
+=========  ===========  ==============================================================
+mu         ``loc``      mean of q(xi | v), shape (..., K)
+D = diag   ``d``        diagonal of the precision, d > 0, shape (..., K)
+u          ``u``        rank-one direction of the precision, shape (..., K)
+C          covariance   C = (D + u u^T)^{-1}            (eq. 19-20)
+eta        ``eta``      1 / (u^T D^{-1} u + 1)           (eq. 20)
+R          factor       C = R R^T, applied in O(K)       (eq. 21)
+=========  ===========  ==============================================================
+
+``RankOneNormal`` covers both the per-layer recognition model of eq. 12 (a block-diagonal
+precision with one rank-one term per stochastic layer, ``blocks=(K_1, ..., K_L)``) and the
+joint one of sec. 4.3 (one rank-one term over all layers, ``blocks=None``). Every quantity is
+O(K) per example: no K x K matrix is formed except by ``covariance_matrix``, which exists for
+tests and small plots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Distribution, constraints
+from torch.distributions.kl import register_kl
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class StandardNormal(Distribution):
+    """The prior N(0, I) over xi, with event shape (K,).
+
+    Parameters
+    ----------
+    n_latent : int
+        K, the total number of latent variables.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, n_latent: int, *, dtype=torch.float32, device=None):
+        self.n_latent = int(n_latent)
+        self._dtype, self._device = dtype, device
+        super().__init__(torch.Size(), torch.Size([self.n_latent]), validate_args=False)
+
+    @property
+    def mean(self):
+        return torch.zeros(self.n_latent, dtype=self._dtype, device=self._device)
+
+    @property
+    def variance(self):
+        return torch.ones(self.n_latent, dtype=self._dtype, device=self._device)
+
+    def rsample(self, sample_shape=torch.Size(), generator=None):
+        shape = torch.Size(sample_shape) + self.event_shape
+        return torch.randn(shape, dtype=self._dtype, device=self._device, generator=generator)
+
+    def log_prob(self, value):
+        return -0.5 * (value.pow(2).sum(-1) + self.n_latent * _LOG_2PI)
+
+    def entropy(self):
+        return torch.tensor(0.5 * self.n_latent * (1.0 + _LOG_2PI), dtype=self._dtype)
+
+
+class DiagonalNormal(Distribution):
+    """N(loc, diag(scale^2)) with event shape (K,): the diagonal recognition model.
+
+    Parameters
+    ----------
+    loc, scale : Tensor, shape (..., K)
+        Mean and standard deviations (scale > 0).
+    """
+
+    arg_constraints = {"loc": constraints.real_vector, "scale": constraints.independent(
+        constraints.positive, 1)}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=validate_args)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return self.scale.pow(2)
+
+    @property
+    def covariance_matrix(self):
+        return torch.diag_embed(self.variance)
+
+    def rsample(self, sample_shape=torch.Size(), generator=None):
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device,
+                          generator=generator)
+        return self.loc + self.scale * eps  # (*S, *B, K)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) / self.scale
+        return -0.5 * (z.pow(2).sum(-1) + self.event_shape[0] * _LOG_2PI) - self.scale.log().sum(-1)
+
+    def entropy(self):
+        k = self.event_shape[0]
+        return 0.5 * k * (1.0 + _LOG_2PI) + self.scale.log().sum(-1)
+
+
+class RankOneNormal(Distribution):
+    """Gaussian with precision D + sum_b u_b u_b^T over blocks of xi (eq. 19-21).
+
+    Parameters
+    ----------
+    loc : Tensor, shape (..., K)
+        The mean mu.
+    d : Tensor, shape (..., K)
+        Diagonal of D, positive.
+    u : Tensor, shape (..., K)
+        The rank-one directions, one per block, concatenated.
+    blocks : tuple of int, optional
+        Sizes (K_1, ..., K_L) of independent blocks (one per stochastic layer). ``None`` means
+        one block over all K latents (the joint parameterisation of sec. 4.3).
+    """
+
+    arg_constraints = {"loc": constraints.real_vector,
+                       "d": constraints.independent(constraints.positive, 1),
+                       "u": constraints.real_vector}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, d, u, blocks=None, validate_args=None):
+        self.loc, self.d, self.u = torch.broadcast_tensors(loc, d, u)
+        k = self.loc.shape[-1]
+        self.blocks = (k,) if blocks is None else tuple(int(b) for b in blocks)
+        if sum(self.blocks) != k or min(self.blocks) < 1:
+            raise ValueError(f"blocks {self.blocks} must be positive and sum to K={k}")
+        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=validate_args)
+
+    # ---- block sums: (..., K) -> (..., L) and back, O(K) ----
+    def _block_sum(self, x):
+        if len(self.blocks) == 1:
+            return x.sum(-1, keepdim=True)
+        return torch.stack([p.sum(-1) for p in x.split(self.blocks, dim=-1)], dim=-1)
+
+    def _block_expand(self, y):
+        if len(self.blocks) == 1:
+            return y
+        return y.repeat_interleave(torch.tensor(self.blocks, device=y.device), dim=-1)
+
+    @property
+    def _s(self):
+        """u^T D^{-1} u per block, shape (..., L)."""
+        return self._block_sum(self.u.pow(2) / self.d)
+
+    @property
+    def eta(self):
+        """eta = 1 / (u^T D^{-1} u + 1) per block, shape (..., L) (eq. 20)."""
+        return 1.0 / (1.0 + self._s)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        # diag C = 1/d - eta (u/d)^2   (eq. 20)
+        return 1.0 / self.d - self._block_expand(self.eta) * (self.u / self.d).pow(2)
+
+    @property
+    def precision_matrix(self):
+        k = self.event_shape[0]
+        uu = torch.zeros(*self.u.shape, k, dtype=self.u.dtype, device=self.u.device)
+        start = 0
+        for b in self.blocks:
+            ub = self.u[..., start:start + b]
+            uu[..., start:start + b, start:start + b] = ub.unsqueeze(-1) * ub.unsqueeze(-2)
+            start += b
+        return torch.diag_embed(self.d) + uu
+
+    @property
+    def covariance_matrix(self):
+        return torch.linalg.inv(self.precision_matrix)
+
+    @property
+    def scale_factor(self):
+        """The dense factor R of eq. 21 (block-diagonal), for tests: R R^T = C."""
+        k = self.event_shape[0]
+        eye = torch.eye(k, dtype=self.loc.dtype, device=self.loc.device)
+        cols = eye.view(k, *([1] * len(self.batch_shape)), k)  # e_j as (K, *B, K)
+        return self._apply_r(cols).movedim(0, -1)  # [..., i, j] = R_ij
+
+    def log_det_covariance(self):
+        """log|C| = sum_b log eta_b - sum log d (eq. 20), shape (...)."""
+        return self.eta.log().sum(-1) - self.d.log().sum(-1)
+
+    def trace_covariance(self):
+        """tr C = sum 1/d - sum_b eta_b sum_{i in b} u_i^2 / d_i^2, shape (...)."""
+        return (1.0 / self.d).sum(-1) - (self.eta * self._block_sum((self.u / self.d).pow(2))).sum(-1)
+
+    def _apply_r(self, eps):
+        """R eps in O(K) (eq. 21): eps/sqrt(d) - gamma (u/d) u^T (eps/sqrt(d)) per block."""
+        eta = self.eta
+        gamma = eta / (1.0 + eta.sqrt())  # = (1 - sqrt(eta)) / (u^T D^-1 u), stable as u -> 0
+        w = eps / self.d.sqrt()  # (*S, *B, K)
+        proj = self._block_sum(self.u * w)  # (*S, *B, L)
+        return w - (self.u / self.d) * self._block_expand(gamma * proj)
+
+    def rsample(self, sample_shape=torch.Size(), generator=None):
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device,
+                          generator=generator)
+        return self.loc + self._apply_r(eps)  # (*S, *B, K)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        r = value - self.loc
+        quad = (self.d * r.pow(2)).sum(-1) + self._block_sum(self.u * r).pow(2).sum(-1)
+        k = self.event_shape[0]
+        return -0.5 * (quad + k * _LOG_2PI + self.log_det_covariance())
+
+    def entropy(self):
+        k = self.event_shape[0]
+        return 0.5 * k * (1.0 + _LOG_2PI) + 0.5 * self.log_det_covariance()
+
+
+def _kl_to_standard(mean, trace_c, log_det_c, k):
+    # KL(N(mu, C) || N(0, I)) = 0.5 (tr C - log|C| + mu^T mu - K)   (eq. 13)
+    return 0.5 * (trace_c - log_det_c + mean.pow(2).sum(-1) - k)
+
+
+@register_kl(DiagonalNormal, StandardNormal)
+def _kl_diagonal_standard(q, p):
+    k = q.event_shape[0]
+    return _kl_to_standard(q.loc, q.variance.sum(-1), 2.0 * q.scale.log().sum(-1), k)
+
+
+@register_kl(RankOneNormal, StandardNormal)
+def _kl_rank_one_standard(q, p):
+    k = q.event_shape[0]
+    return _kl_to_standard(q.loc, q.trace_covariance(), q.log_det_covariance(), k)
