@@ -98,11 +98,15 @@ class DiagonalNormal(Distribution):
     def covariance_matrix(self):
         return torch.diag_embed(self.variance)
 
+    def reparameterize(self, eps):
+        """xi = mu + R eps with R = diag(scale); eps (..., *B, K) -> xi of the same shape."""
+        return self.loc + self.scale * eps
+
     def rsample(self, sample_shape=torch.Size(), generator=None):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device,
                           generator=generator)
-        return self.loc + self.scale * eps  # (*S, *B, K)
+        return self.reparameterize(eps)  # (*S, *B, K)
 
     def log_prob(self, value):
         if self._validate_args:
@@ -214,11 +218,15 @@ class RankOneNormal(Distribution):
         proj = self._block_sum(self.u * w)  # (*S, *B, L)
         return w - (self.u / self.d) * self._block_expand(gamma * proj)
 
+    def reparameterize(self, eps):
+        """xi = mu + R eps (eq. 21), O(K); eps (..., *B, K) -> xi of the same shape."""
+        return self.loc + self._apply_r(eps)
+
     def rsample(self, sample_shape=torch.Size(), generator=None):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device,
                           generator=generator)
-        return self.loc + self._apply_r(eps)  # (*S, *B, K)
+        return self.reparameterize(eps)  # (*S, *B, K)
 
     def log_prob(self, value):
         if self._validate_args:
