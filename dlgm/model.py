@@ -95,7 +95,7 @@ class DLGMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DLGMConfig":
+    def from_dict(cls, d: dict) -> DLGMConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -105,7 +105,7 @@ class DLGMConfig:
 
 def _mlp(sizes, final_activation=False):
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2 or final_activation:
             layers.append(nn.ReLU())
@@ -123,10 +123,22 @@ class DLGM(nn.Module):
     data_shape : tuple of int
     metadata : dict
         JSON-serialisable facts saved with the model (data set, binarisation, metrics, history).
+
+    Parameters
+    ----------
+    config : DLGMConfig
+    metadata : dict, optional
+    seed : int, optional
+        Seed of the weight initialisation (from a private stream).
     """
 
-    def __init__(self, config: DLGMConfig, metadata: dict | None = None):
+    def __init__(self, config: DLGMConfig, metadata: dict | None = None, seed: int | None = None):
         super().__init__()
+        if seed is not None:  # initialise from a private stream; the global RNG is untouched
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.__init__(config, metadata)
+            return
         self.config = config
         self.metadata = dict(metadata or {})
         c = config
@@ -283,23 +295,25 @@ class DLGM(nn.Module):
         sq = sum(p.pow(2).sum() for p in self.generative_parameters())
         return sq / (2.0 * self.config.kappa)
 
-    def free_energy(self, x, *, n_samples=1, n_data=None, x_rec=None, sample_noise=0.0,
+    def free_energy(self, x, *, n_samples=1, n_data=None, x_rec=None, eps=None, xi_noise=None,
                     generator=None) -> dict:
-        """The free energy of eq. 13 on a minibatch, per example, in nats.
+        """The free energy of eq. 13 on a minibatch, per example, in nats (Algorithm 1's loss).
 
         Parameters
         ----------
         x : Tensor, (B, D)
             The minibatch (not validated: this is the training hot path).
         n_samples : int
-            S, samples of xi per example for the reconstruction term.
+            S, samples of xi per example for the reconstruction term (ignored if ``eps``).
         n_data : int, optional
             N, the training-set size; the weight prior is divided by N so that the per-example
             losses of all minibatches sum to eq. 13. ``None`` leaves it out.
         x_rec : Tensor, (B, D), optional
             Input to the recognition model (a noisy copy of x for regularisation, sec. 4.1).
-        sample_noise : float
-            Std of extra Gaussian noise added to recognition samples (sec. 4.1).
+        eps : Tensor, (S, B, K), optional
+            Standard normal noise for xi = mu + R eps (drawn from ``generator`` if not given).
+        xi_noise : Tensor, (S, B, K), optional
+            Extra Gaussian noise added to the recognition samples (sec. 4.1).
 
         Returns
         -------
@@ -307,17 +321,24 @@ class DLGM(nn.Module):
         E_q log p(x|h) - KL over the batch), ``rec`` and ``kl`` (batch means), all tensors.
         """
         q = self._encode(x if x_rec is None else x_rec)
-        xi = q.rsample((n_samples,), generator=generator)  # (S, B, K)
-        if sample_noise > 0:
-            xi = xi + sample_noise * torch.randn(xi.shape, generator=generator, device=xi.device)
+        if eps is None:
+            xi = q.rsample((n_samples,), generator=generator)  # (S, B, K)
+        else:
+            xi = q.reparameterize(eps)  # (S, B, K)
+        if xi_noise is not None:
+            xi = xi + xi_noise
         rec = self.log_likelihood(x, xi).mean(0)  # (B,)
-        kl = kl_divergence(q, self.prior())  # (B,), analytic
+        kl = kl_divergence(q, self.prior())  # (B,), analytic (eq. 13)
         elbo = (rec - kl).mean()
         loss = -elbo
         if n_data:
             loss = loss + self.weight_penalty() / n_data
         return {"loss": loss, "elbo": elbo.detach(), "rec": rec.mean().detach(),
                 "kl": kl.mean().detach()}
+
+    def forward(self, x, **kwargs) -> dict:
+        """``free_energy`` (so that DistributedDataParallel can wrap the model)."""
+        return self.free_energy(x, **kwargs)
 
     @torch.no_grad()
     def elbo(self, x, *, n_samples=1, batch_size=1000, generator=None) -> torch.Tensor:

@@ -208,7 +208,8 @@ class RankOneNormal(Distribution):
 
     def trace_covariance(self):
         """tr C = sum 1/d - sum_b eta_b sum_{i in b} u_i^2 / d_i^2, shape (...)."""
-        return (1.0 / self.d).sum(-1) - (self.eta * self._block_sum((self.u / self.d).pow(2))).sum(-1)
+        corr = self.eta * self._block_sum((self.u / self.d).pow(2))  # (..., L)
+        return (1.0 / self.d).sum(-1) - corr.sum(-1)
 
     def _apply_r(self, eps):
         """R eps in O(K) (eq. 21): eps/sqrt(d) - gamma (u/d) u^T (eps/sqrt(d)) per block."""

@@ -1,0 +1,411 @@
+"""Training by Algorithm 1: minibatches, S samples per point, RMSprop (eq. 18) or Adam.
+
+``Trainer`` owns the optimiser, the random streams and the position in the data, so that a run
+can be stepped one update at a time (the app's step mode), iterated with progress reports
+(``run`` yields ``Progress``; break out of the loop to stop and keep the model trained so far),
+checkpointed and resumed bit for bit, and run data-parallel under ``torchrun``.
+
+Randomness: every random draw of a step (binarisation, input noise, eps, sample noise) is made
+for the whole global minibatch from one seeded stream, and each process keeps its own slice, so a
+run on N processes computes the same gradients as a run on one, up to floating-point noise.
+
+Non-finite losses: every ``report_every`` steps the trainer checks the losses and weights; on a
+NaN or infinity it restores the last good state, multiplies the learning rate by ``lr_backoff``,
+reports it in ``Progress.message`` and goes on. A checkpoint is only ever written from a good
+state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .checkpoint import (
+    atomic_write_bytes,
+    decode_tensors,
+    encode_tensors,
+    read_bytes,
+)
+from .errors import CheckpointError, ConfigError, TrainingError
+
+OPTIMIZERS = ("rmsprop", "adam")
+BINARIZE = ("dynamic", "none")
+INPUT_NOISE = ("none", "bitflip", "dropout")
+STATE_FILE = "train_state.safetensors"
+
+
+@dataclass
+class Progress:
+    """A progress report. Losses are per example, in nats, averaged since the last report."""
+
+    step: int
+    epoch: float  # epochs done, fractional
+    free_energy: float  # the loss of eq. 13 (with the weight prior / N)
+    elbo: float
+    samples_per_s: float
+    lr: float
+    valid_elbo: float | None = None  # on ``x_valid`` at the end of an epoch
+    end_of_epoch: bool = False
+    message: str | None = None  # e.g. a NaN recovery
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available; 'cuda' without a GPU raises ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but no CUDA GPU is available; use "
+                          "--device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"device={device!r}: choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+def _check_settings(s: dict, n: int) -> None:
+    def need(ok, msg):
+        if not ok:
+            raise ConfigError(msg)
+
+    need(s["optimizer"] in OPTIMIZERS, f"optimizer={s['optimizer']!r}: choose {OPTIMIZERS}")
+    need(s["binarize"] in BINARIZE, f"binarize={s['binarize']!r}: choose {BINARIZE} "
+         "(static binarisation is done once on the data: dlgm.data.static_binarize)")
+    need(s["input_noise"] in INPUT_NOISE, f"input_noise={s['input_noise']!r}: choose "
+         f"{INPUT_NOISE}")
+    need(1 <= s["batch_size"] <= 1_000_000, f"batch_size={s['batch_size']}: must be in "
+         "[1, 1000000]")
+    need(1 <= s["n_samples"] <= 10_000, f"n_samples={s['n_samples']}: must be in [1, 10000]")
+    need(0 < s["lr"] <= 10 and math.isfinite(s["lr"]), f"lr={s['lr']}: must be in (0, 10]")
+    need(0 <= s["input_noise_p"] < 1, f"input_noise_p={s['input_noise_p']}: must be in [0, 1)")
+    need(0 <= s["sample_noise"] < 10, f"sample_noise={s['sample_noise']}: must be in [0, 10)")
+    need(s["clip_grad"] is None or s["clip_grad"] > 0, "clip_grad must be > 0 or None")
+    need(0 < s["lr_backoff"] < 1, f"lr_backoff={s['lr_backoff']}: must be in (0, 1)")
+    need(s["report_every"] >= 1, "report_every must be >= 1")
+    need(n >= 1, "the training data has no rows")
+
+
+class Trainer:
+    """Algorithm 1 for a ``DLGM`` on data ``x_train``.
+
+    Parameters
+    ----------
+    model : DLGM
+        Trained in place.
+    x_train : array or Tensor, (N, D)
+        Grey levels in [0, 1] (binarised on the fly if ``binarize="dynamic"``).
+    batch_size : int
+        The global minibatch size (the paper's 200), split across processes under DDP.
+    n_samples : int
+        S, samples of xi per example.
+    optimizer : {"rmsprop", "adam"}
+    lr : float
+    binarize : {"dynamic", "none"}
+        Resample binary pixels from the grey levels for every minibatch, or use x as it is.
+    input_noise, input_noise_p :
+        Recognition-input regularisation (sec. 4.1): flip ("bitflip") or zero ("dropout") each
+        pixel of the recognition model's input with probability ``input_noise_p``.
+    sample_noise : float
+        Std of the extra Gaussian noise on recognition samples (sec. 4.1).
+    clip_grad : float or None
+        Max global gradient norm.
+    seed : int
+        Seeds every random draw of the run (the library never seeds globally).
+    x_valid : array or Tensor, optional
+        Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
+    """
+
+    def __init__(self, model, x_train, *, batch_size=200, n_samples=1, optimizer="rmsprop",
+                 lr=3e-4, binarize="dynamic", input_noise="none", input_noise_p=0.0,
+                 sample_noise=0.0, clip_grad=None, seed=0, device="auto", x_valid=None,
+                 report_every=50, lr_backoff=0.5, max_recoveries=10):
+        self.settings = dict(batch_size=int(batch_size), n_samples=int(n_samples),
+                             optimizer=optimizer, lr=float(lr), binarize=binarize,
+                             input_noise=input_noise, input_noise_p=float(input_noise_p),
+                             sample_noise=float(sample_noise), clip_grad=clip_grad, seed=int(seed),
+                             report_every=int(report_every), lr_backoff=float(lr_backoff),
+                             max_recoveries=int(max_recoveries))
+        _check_settings(self.settings, len(x_train))
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).train()
+        self.x = self._as_tensor(x_train, "x_train")
+        self.x_valid = None if x_valid is None else self._as_tensor(x_valid[:1000], "x_valid")
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if (
+            dist.is_available() and dist.is_initialized()) else (0, 1)
+        if self.settings["batch_size"] % self.world:
+            raise ConfigError(f"batch_size={batch_size} must be divisible by the number of "
+                              f"processes ({self.world})")
+        self.ddp = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model)
+        self.opt = self._make_optimizer()
+        self.gen = torch.Generator().manual_seed(self.settings["seed"])  # shuffles (CPU)
+        self.dev_gen = torch.Generator(self.device).manual_seed(self.settings["seed"] + 1)
+        self.step_count, self.epoch, self.pos = 0, 0, 0
+        self.perm = self._new_perm()
+        self.history: list[dict] = []
+        self.recoveries = 0
+        self._good = None
+        self._snapshot()
+
+    # ------------------------------------------------------------------ setup
+    def _as_tensor(self, x, name):
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        x = self.model.check_input(x.reshape(len(x), -1).float(), name)
+        if x.min() < 0 or x.max() > 1:
+            raise ConfigError(f"{name} values lie in [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+                              "; expected grey levels in [0, 1]")
+        return x.to(self.device).contiguous()
+
+    def _make_optimizer(self):
+        params, lr = self.model.parameters(), self.settings["lr"]
+        if self.settings["optimizer"] == "adam":
+            return torch.optim.Adam(params, lr=lr)
+        # RMSprop as in Hinton's lecture 6e: running average of squared gradients, decay 0.95.
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.95, eps=1e-6)
+
+    def _new_perm(self):
+        return torch.randperm(len(self.x), generator=self.gen)
+
+    @property
+    def n_data(self) -> int:
+        return len(self.x)
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    # ------------------------------------------------------------------ one update
+    def _next_batch(self):
+        bs = self.settings["batch_size"]
+        if self.pos >= len(self.perm):
+            self.epoch, self.pos, self.perm = self.epoch + 1, 0, self._new_perm()
+        idx = self.perm[self.pos:self.pos + bs]
+        self.pos += len(idx)
+        return self.x[idx.to(self.device)]  # (B, D)
+
+    def _draw_noise(self, xb):
+        """All random draws of one step, for the global batch, from one stream."""
+        s, g = self.settings, self.dev_gen
+        shape = (s["n_samples"], len(xb), self.model.latent_dim)
+        if s["binarize"] == "dynamic":
+            xb = (torch.rand(xb.shape, generator=g, device=xb.device) < xb).to(xb.dtype)
+        x_rec = xb
+        if s["input_noise"] != "none" and s["input_noise_p"] > 0:
+            hit = torch.rand(xb.shape, generator=g, device=xb.device) < s["input_noise_p"]
+            x_rec = torch.where(hit, 1.0 - xb if s["input_noise"] == "bitflip" else 0.0, xb)
+        eps = torch.randn(shape, generator=g, device=xb.device)  # (S, B, K)
+        xi_noise = None
+        if s["sample_noise"] > 0:
+            xi_noise = s["sample_noise"] * torch.randn(shape, generator=g, device=xb.device)
+        return xb, x_rec, eps, xi_noise
+
+    def _shard(self, *tensors):
+        """This process's slice of each global-batch tensor (batch is dim -2 of eps)."""
+        if self.world == 1:
+            return tensors
+        out = []
+        for t in tensors:
+            if t is None:
+                out.append(None)
+                continue
+            dim = 0 if t.dim() == 2 else 1
+            out.append(t.chunk(self.world, dim=dim)[self.rank])
+        return out
+
+    def step(self) -> dict:
+        """Apply one update (Algorithm 1) and return its loss terms (tensors, per example).
+
+        The dict also holds ``x`` (the binarised batch), ``eps`` and ``xi`` of this process,
+        for the app's step mode.
+        """
+        xb = self._next_batch()
+        xb, x_rec, eps, xi_noise = self._shard(*self._draw_noise(xb))
+        net = self.ddp or self.model  # DDP's hooks need the call to go through its wrapper
+        out = net(xb, n_data=self.n_data, x_rec=x_rec, eps=eps, xi_noise=xi_noise)
+        self.opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if self.settings["clip_grad"]:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["clip_grad"])
+        self.opt.step()
+        self.step_count += 1
+        out.update(x=xb, eps=eps)
+        return out
+
+    # ------------------------------------------------------------------ recovery
+    def _snapshot(self):
+        self._good = (copy.deepcopy(self.model.state_dict()),
+                      copy.deepcopy(self.opt.state_dict()))
+
+    def _finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _recover(self) -> str:
+        self.recoveries += 1
+        if self.recoveries > self.settings["max_recoveries"]:
+            raise TrainingError(f"the loss stayed non-finite after {self.recoveries - 1} "
+                                "recoveries; lower the learning rate or check the data")
+        model_state, opt_state = self._good
+        self.model.load_state_dict(model_state)
+        self.opt.load_state_dict(opt_state)
+        old = self.lr
+        for group in self.opt.param_groups:
+            group["lr"] = old * self.settings["lr_backoff"]
+        return (f"non-finite loss at step {self.step_count}: restored the last good state and "
+                f"lowered the learning rate from {old:.3g} to {self.lr:.3g}")
+
+    # ------------------------------------------------------------------ loops
+    @torch.no_grad()
+    def valid_elbo(self) -> float | None:
+        if self.x_valid is None:
+            return None
+        self.model.eval()
+        g = torch.Generator(self.device).manual_seed(12345)
+        x = self.x_valid
+        if self.settings["binarize"] == "dynamic":
+            x = (torch.rand(x.shape, generator=g, device=x.device) < x).float()
+        value = float(self.model.elbo(x, generator=g).mean())
+        self.model.train()
+        return value
+
+    def run(self, epochs: float | None = None, steps: int | None = None):
+        """Train, yielding a ``Progress`` every ``report_every`` steps and at each epoch's end.
+
+        Stops after ``epochs`` more epochs or ``steps`` more steps (whichever is given; both:
+        the first reached). Breaking out of the loop stops training and keeps the model.
+        """
+        if epochs is None and steps is None:
+            raise ConfigError("give epochs or steps")
+        if epochs is not None and not 0 < epochs <= 100_000:
+            raise ConfigError(f"epochs={epochs}: must be in (0, 100000]")
+        bs = self.settings["batch_size"]
+        steps_per_epoch = math.ceil(self.n_data / bs)
+        last = self.step_count + min(
+            steps if steps is not None else math.inf,
+            round(epochs * steps_per_epoch) if epochs is not None else math.inf)
+        every = self.settings["report_every"]
+        sums, n, t0, seen = None, 0, time.perf_counter(), 0
+        while self.step_count < last:
+            out = self.step()
+            terms = torch.stack([out["loss"].detach(), out["elbo"]])
+            sums = terms if sums is None else sums + terms
+            n, seen = n + 1, seen + len(out["x"]) * self.world
+            end_epoch = self.pos >= len(self.perm)
+            if n < every and not end_epoch and self.step_count < last:
+                continue
+            loss, elbo = (sums / n).tolist()  # the only host sync: once per report
+            message = None
+            if not (math.isfinite(loss) and math.isfinite(elbo) and self._finite()):
+                message = self._recover()
+            else:
+                self._snapshot()
+            dt = max(time.perf_counter() - t0, 1e-9)
+            p = Progress(step=self.step_count, epoch=self.epoch + self.pos / len(self.perm),
+                         free_energy=loss, elbo=elbo, samples_per_s=seen / dt, lr=self.lr,
+                         end_of_epoch=end_epoch and message is None, message=message)
+            if p.end_of_epoch:
+                p.valid_elbo = self.valid_elbo()
+                self.history.append({k: v for k, v in asdict(p).items()
+                                     if k not in ("end_of_epoch", "message")})
+            yield p
+            sums, n, t0, seen = None, 0, time.perf_counter(), 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory, **metadata) -> Path:
+        """Write the model (``model.safetensors`` + ``card.json``) and the training state
+        (optimiser, random streams, position) so that ``resume`` continues bit for bit.
+        Only a finite model is written."""
+        if not self._finite():
+            raise TrainingError("refusing to write a checkpoint with non-finite weights")
+        directory = Path(directory)
+        self.model.metadata.update(metadata)
+        self.model.metadata["history"] = self.history
+        self.model.metadata["training"] = {**self.settings, "steps": self.step_count,
+                                           "epochs": round(self.epoch + self.pos /
+                                                           len(self.perm), 4)}
+        self.model.save(directory)
+        opt_state = self.opt.state_dict()
+        tensors = {"perm": self.perm, "gen": self.gen.get_state(),
+                   "dev_gen": self.dev_gen.get_state().cpu()}
+        for pid, st in opt_state["state"].items():
+            for k, v in st.items():
+                tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v)
+        meta = {"settings": self.settings, "step": self.step_count, "epoch": self.epoch,
+                "pos": self.pos, "lr": self.lr, "recoveries": self.recoveries,
+                "history": self.history, "param_groups": opt_state["param_groups"]}
+        atomic_write_bytes(directory / STATE_FILE, encode_tensors(tensors, {"train": meta}))
+        return directory
+
+    def load_state(self, directory) -> None:
+        """Restore the optimiser, random streams and position written by ``save``."""
+        tensors, meta = decode_tensors(read_bytes(Path(directory) / STATE_FILE))
+        m = meta.get("train")
+        if not isinstance(m, dict):
+            raise CheckpointError(f"{directory}/{STATE_FILE} has no training state")
+        if len(tensors["perm"]) != self.n_data:
+            raise CheckpointError(f"the checkpoint was trained on {len(tensors['perm'])} rows; "
+                                  f"this data has {self.n_data}")
+        state: dict = {}
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v.to(self.device) if v.dim() else v
+        self.opt.load_state_dict({"state": state, "param_groups": m["param_groups"]})
+        self.perm, self.pos, self.epoch = tensors["perm"], m["pos"], m["epoch"]
+        self.step_count, self.recoveries, self.history = m["step"], m["recoveries"], m["history"]
+        self.gen.set_state(tensors["gen"])
+        self.dev_gen.set_state(tensors["dev_gen"].to(self.dev_gen.device)
+                               if self.device.type != "cpu" else tensors["dev_gen"])
+        self._snapshot()
+
+    @classmethod
+    def resume(cls, directory, x_train, *, device="auto", x_valid=None, **overrides):
+        """Rebuild model and trainer from a directory written by ``save``."""
+        from .checkpoint import load
+
+        directory = Path(directory)
+        model = load(directory, device="cpu")
+        _, meta = decode_tensors(read_bytes(directory / STATE_FILE))
+        settings = {k: v for k, v in meta["train"]["settings"].items()}
+        settings.update(overrides)
+        trainer = cls(model, x_train, device=device, x_valid=x_valid, **settings)
+        trainer.load_state(directory)
+        return trainer
+
+
+def fit(model, x_train, *, epochs=10, callback=None, checkpoint_dir=None, checkpoint_every=1,
+        **settings) -> Trainer:
+    """Train ``model`` for ``epochs``; ``callback(progress)`` is called with every report and
+    may return ``False`` to stop. Checkpoints go to ``checkpoint_dir`` every
+    ``checkpoint_every`` epochs and at the end. Returns the Trainer."""
+    trainer = Trainer(model, x_train, **settings)
+    return continue_fit(trainer, epochs=epochs, callback=callback, checkpoint_dir=checkpoint_dir,
+                        checkpoint_every=checkpoint_every)
+
+
+def continue_fit(trainer, *, epochs, callback=None, checkpoint_dir=None, checkpoint_every=1):
+    """Run ``trainer`` until it has done ``epochs`` epochs in all (so a resumed run finishes
+    where an uninterrupted one would)."""
+    steps_per_epoch = math.ceil(trainer.n_data / trainer.settings["batch_size"])
+    remaining = round(epochs * steps_per_epoch) - trainer.step_count
+    if remaining <= 0:
+        return trainer
+    for p in trainer.run(steps=remaining):
+        if checkpoint_dir and trainer.rank == 0 and p.end_of_epoch and (
+                round(p.epoch) % checkpoint_every == 0):
+            trainer.save(checkpoint_dir)
+        if callback is not None and callback(p) is False:
+            break
+    if checkpoint_dir and trainer.rank == 0:
+        trainer.save(checkpoint_dir)
+    return trainer
+
+
+__all__ = ["Trainer", "Progress", "fit", "continue_fit", "resolve_device", "STATE_FILE"]
