@@ -157,7 +157,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _as_tensor(self, x, name):
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        x = x if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
         x = self.model.check_input(x.reshape(len(x), -1).float(), name)
         if x.min() < 0 or x.max() > 1:
             raise ConfigError(f"{name} values lie in [{float(x.min()):.3g}, {float(x.max()):.3g}]"

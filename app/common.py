@@ -1,0 +1,131 @@
+"""What every page shares: the model registry, per-session models, cached data and pickers.
+
+Pretrained models are loaded once per server with ``st.cache_resource`` and shared by every
+user, so they are read-only (``eval()``; training always works on a copy). Models a user trains
+or uploads live in that browser tab's ``st.session_state`` only. Every model has a ``model_id``
+that changes whenever its weights change, for ``st.cache_data`` keys (pass ``_model`` unhashed).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+import dlgm
+from dlgm.data import ImageData, load_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED = ROOT / "pretrained"
+SAMPLES = PRETRAINED / "samples"
+DEFAULT_MODEL = "digits-2d-rank1"  # the embedded default: trains in seconds, always present
+_MODELS_KEY = "user_models"  # {name: Entry} of this session (no widget owns these keys)
+_CURRENT_KEY = "current_model"
+
+
+@dataclass
+class Entry:
+    """A model and what the app needs to know about it."""
+
+    name: str
+    model: dlgm.DLGM
+    model_id: str  # changes whenever the weights change
+    source: str  # "pretrained", "trained" or "uploaded"
+
+    @property
+    def data_name(self) -> str:
+        return str(self.model.metadata.get("data", "digits"))
+
+
+def pretrained_names() -> list[str]:
+    """Names of the models shipped in pretrained/ (folders with a model.safetensors)."""
+    return sorted(p.parent.name for p in PRETRAINED.glob("*/model.safetensors"))
+
+
+@st.cache_resource(show_spinner="Loading model...")
+def _load_pretrained(name: str) -> dlgm.DLGM:
+    model = dlgm.load(PRETRAINED / name)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def _session_models() -> dict:
+    if _MODELS_KEY not in st.session_state:
+        st.session_state[_MODELS_KEY] = {}
+    return st.session_state[_MODELS_KEY]
+
+
+def all_model_names() -> list[str]:
+    return pretrained_names() + sorted(_session_models())
+
+
+def get_entry(name: str) -> Entry:
+    user = _session_models()
+    if name in user:
+        return user[name]
+    return Entry(name, _load_pretrained(name), f"pretrained:{name}", "pretrained")
+
+
+def add_session_model(name: str, model: dlgm.DLGM, source: str) -> Entry:
+    """Store a model in this browser tab (overwriting a same-named one) and select it."""
+    entry = Entry(name, model, f"{source}:{uuid.uuid4().hex}", source)
+    _session_models()[name] = entry
+    st.session_state[_CURRENT_KEY] = name
+    return entry
+
+
+def touch(entry: Entry) -> None:
+    """Give a session model a new id after its weights changed (invalidates cached figures)."""
+    entry.model_id = f"{entry.source}:{uuid.uuid4().hex}"
+
+
+def trainable_copy(entry: Entry) -> dlgm.DLGM:
+    """A copy that may be trained without touching the shared cached model."""
+    model = copy.deepcopy(entry.model)
+    model.requires_grad_(True)
+    return model
+
+
+def current_entry() -> Entry:
+    """The model selected in this session (the default one at first)."""
+    names = all_model_names()
+    name = st.session_state.get(_CURRENT_KEY)
+    if name not in names:
+        name = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+        st.session_state[_CURRENT_KEY] = name
+    return get_entry(name)
+
+
+def model_picker_ui(where=st.sidebar) -> Entry:
+    """A select box of every model this session can see; returns the selected entry."""
+    names = all_model_names()
+    current = current_entry().name
+    choice = where.selectbox("Model", names, index=names.index(current), key="model_picker")
+    st.session_state[_CURRENT_KEY] = choice
+    return get_entry(choice)
+
+
+@st.cache_data(show_spinner="Loading images...", max_entries=8)
+def test_images(data_name: str) -> ImageData:
+    """Test images for a data set: the shipped sample in pretrained/samples if there is one,
+    else the data set's test split (digits is bundled with scikit-learn)."""
+    sample = SAMPLES / f"{data_name}-test.npz"
+    if sample.is_file():
+        with np.load(sample, allow_pickle=False) as f:
+            x = f["x"].reshape(len(f["x"]), -1).astype(np.float32) / 255.0
+            y = f["y"].astype(np.int64) if "y" in f else None
+            shape = tuple(int(s) for s in f["shape"]) if "shape" in f else (28, 28)
+        return ImageData(x=x, y=y, shape=shape, name=data_name)
+    return load_dataset(data_name, "test", download=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def binarized_test_images(data_name: str, seed: int = 0) -> np.ndarray:
+    """The test images binarised once with a fixed seed (static), float32 (N, D)."""
+    from dlgm.data import static_binarize
+
+    return static_binarize(test_images(data_name).x, seed)

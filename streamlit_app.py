@@ -1,0 +1,16 @@
+"""DLGM Lab: the Streamlit entry point. Builds the page navigation and runs it."""
+
+import streamlit as st
+
+st.set_page_config(page_title="DLGM Lab", page_icon=":material/blur_on:", layout="wide")
+
+pages = [
+    st.Page("app/pages/models.py", title="Models", icon=":material/model_training:", default=True),
+    st.Page("app/pages/embedding.py", title="Embedding", icon=":material/scatter_plot:"),
+    st.Page("app/pages/posterior.py", title="Posterior", icon=":material/contour:"),
+    st.Page("app/pages/samples.py", title="Samples", icon=":material/grid_view:"),
+    st.Page("app/pages/imputation.py", title="Imputation", icon=":material/healing:"),
+    st.Page("app/pages/estimators.py", title="Gradient estimators", icon=":material/functions:"),
+    st.Page("app/pages/likelihoods.py", title="Likelihoods", icon=":material/leaderboard:"),
+]
+st.navigation(pages).run()
