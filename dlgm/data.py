@@ -365,6 +365,7 @@ def _store(directory: pathlib.Path, base: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0o600; cached data may be shared
         os.replace(tmp, directory / base)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
@@ -594,10 +595,11 @@ def _check_npz_sizes(path: pathlib.Path, keys: list[str], max_bytes: int | None)
             member = f"{key}.npy" if f"{key}.npy" in names else key
             info = zf.getinfo(member)
             declared = _npy_nbytes(zf, member)
-            big = max(info.file_size, declared or 0)
-            if max_bytes is not None and big > max_bytes:
-                raise DataError(f"array {key!r} in {path.name} holds {big} bytes, more than the "
-                                f"limit of {max_bytes}; use fewer or smaller images")
+            if max_bytes is not None and max(declared or 0, info.file_size) > max_bytes:
+                size = f"holds {declared}" if declared is not None and declared > max_bytes \
+                    else f"uncompresses to {info.file_size}"
+                raise DataError(f"array {key!r} in {path.name} {size} bytes, more than the limit "
+                                f"of {max_bytes}; use fewer or smaller images")
             if declared is not None and declared > info.file_size:
                 raise DataError(f"array {key!r} in {path.name} is corrupt: its header declares "
                                 f"{declared} bytes but only {info.file_size} are stored")
