@@ -1,0 +1,371 @@
+"""The command line: ``python -m dlgm {train,eval,sample,impute,data}``.
+
+Every command validates its arguments (a ``DLGMError`` becomes one line on stderr and exit code
+2), shows a progress bar for long work (``--quiet`` hides it) and prints its result as one JSON
+line on stdout. ``train`` runs data-parallel when started by ``torchrun`` (one process per
+device; gloo on CPU, NCCL on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as _data
+from .checkpoint import load
+from .errors import ConfigError, DLGMError
+from .model import COVARIANCES, LIKELIHOODS, DLGM, DLGMConfig
+from .train import BINARIZE, INPUT_NOISE, OPTIMIZERS, Trainer, continue_fit, resolve_device
+
+MODEL_KEYS = ("latent", "gen_hidden", "rec_hidden", "covariance", "likelihood", "kappa")
+
+
+def _sizes(text) -> tuple:
+    if isinstance(text, (list, tuple)):
+        return tuple(int(v) for v in text)
+    text = str(text).strip()
+    if text in ("", "none", "()"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 200,200"
+                                         ) from None
+
+
+def _bar(total, desc, quiet):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet, unit="ex", dynamic_ncols=True,
+                file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- data helpers
+def binarization_of(model) -> dict:
+    """How a model's data is binarised: ``{"kind": "static"|"dynamic"|"none", "seed": s}``."""
+    if model.config.likelihood != "bernoulli":
+        return {"kind": "none"}
+    return model.metadata.get("binarization") or {"kind": "dynamic"}
+
+
+def eval_data(data_name, split, binarization, limit=None) -> tuple[np.ndarray, dict]:
+    """The evaluation set and how it was binarised. Dynamically binarised models are evaluated
+    on one fixed binarisation of the test set (seed 0), statically binarised ones on theirs."""
+    x = _data.load_dataset(data_name, split).x
+    if limit:
+        x = x[:limit]
+    kind = binarization.get("kind", "dynamic")
+    if kind == "none":
+        return x, {"kind": "none"}
+    seed = int(binarization.get("seed", 0)) + (0 if split == "train" else 1)
+    return _data.static_binarize(x, seed), {"kind": kind, "eval_seed": seed}
+
+
+# ---------------------------------------------------------------------------- train
+def _settings(args) -> dict:
+    """Merge a JSON config file (``--config``) under the command-line flags that were given."""
+    conf = {}
+    if args.config:
+        conf = json.loads(Path(args.config).read_text())
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("func",)}
+    defaults = TRAIN_DEFAULTS | conf
+    return defaults | {k: v for k, v in given.items() if k in defaults or k not in conf}
+
+
+TRAIN_DEFAULTS = dict(
+    data="digits", latent="2", gen_hidden="200,200", rec_hidden="200,200", covariance="diag",
+    likelihood=None, kappa=1.0, epochs=10, batch_size=200, samples=1, optimizer="rmsprop",
+    lr=3e-4, binarize="dynamic", static_seed=0, input_noise="none", input_noise_p=0.0,
+    sample_noise=0.0, clip_grad=None, seed=0, device="auto", out=None, resume=False,
+    checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50,
+)
+
+
+def cmd_train(args) -> dict:
+    s = _settings(args)
+    if not s["out"]:
+        raise ConfigError("--out DIR is required (where the model is written)")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = resolve_device(s["device"])
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+    rank0 = not distributed or int(os.environ.get("RANK", "0")) == 0
+    train = _data.load_dataset(s["data"], "train")
+    valid = _data.load_dataset(s["data"], "test").x[:1000]
+    likelihood = s["likelihood"] or "bernoulli"
+    binarize = s["binarize"] if likelihood == "bernoulli" else "none"
+    if binarize not in (*BINARIZE, "static"):
+        raise ConfigError(f"--binarize {binarize}: choose dynamic, static or none")
+    x = train.x
+    if binarize == "static":
+        x = _data.static_binarize(x, int(s["static_seed"]))
+        valid = _data.static_binarize(valid, int(s["static_seed"]) + 1)
+    binarization = {"kind": binarize}
+    if binarize == "static":
+        binarization["seed"] = int(s["static_seed"])
+    options = dict(batch_size=int(s["batch_size"]), n_samples=int(s["samples"]),
+                   optimizer=s["optimizer"], lr=float(s["lr"]),
+                   binarize="dynamic" if binarize == "dynamic" else "none",
+                   input_noise=s["input_noise"], input_noise_p=float(s["input_noise_p"]),
+                   sample_noise=float(s["sample_noise"]),
+                   clip_grad=None if s["clip_grad"] is None else float(s["clip_grad"]),
+                   seed=int(s["seed"]), report_every=int(s["report_every"]))
+    out = Path(s["out"])
+    if s["resume"] and (out / "train_state.safetensors").is_file():
+        trainer = Trainer.resume(out, x, device=device, x_valid=valid)
+    else:
+        config = DLGMConfig(data_shape=train.shape, n_latent=_sizes(s["latent"]),
+                            gen_hidden=_sizes(s["gen_hidden"]), rec_hidden=_sizes(s["rec_hidden"]),
+                            covariance=s["covariance"], likelihood=likelihood,
+                            kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]))
+        model = DLGM(config, seed=int(s["seed"]))
+        trainer = Trainer(model, x, device=device, x_valid=valid, **options)
+    epochs = float(s["epochs"])
+    steps_per_epoch = -(-trainer.n_data // trainer.settings["batch_size"])
+    total = round(epochs * steps_per_epoch) * trainer.settings["batch_size"]
+    bar = _bar(total, "train", s["quiet"] or not rank0)
+    bar.update(trainer.step_count * trainer.settings["batch_size"])
+    done = [trainer.step_count]
+    t0 = time.perf_counter()
+
+    def report(p):
+        bar.update((p.step - done[0]) * trainer.settings["batch_size"])
+        done[0] = p.step
+        bar.set_postfix(F=f"{p.free_energy:.2f}", elbo=f"{p.elbo:.2f}", ex_s=f"{p.samples_per_s:.0f}")
+        if p.message:
+            bar.write(p.message)
+
+    command = "python -m dlgm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    trainer.model.metadata.update(
+        data=s["data"], binarization=binarization, command=command,
+        device=str(device) + (f" x{trainer.world}" if trainer.world > 1 else ""))
+    continue_fit(trainer, epochs=epochs, callback=report,
+                 checkpoint_dir=out if rank0 else None, checkpoint_every=int(s["checkpoint_every"]))
+    bar.close()
+    wall = time.perf_counter() - t0 + float(trainer.model.metadata.get("wall_time_s", 0.0) if
+                                            s["resume"] else 0.0)
+    result = {"out": str(out), "steps": trainer.step_count, "wall_time_s": round(wall, 2),
+              "train_elbo": trainer.history[-1]["elbo"] if trainer.history else None}
+    if rank0:
+        trainer.model.metadata["wall_time_s"] = round(wall, 2)
+        if int(s["eval_k"]) > 0:
+            result.update(_evaluate(trainer.model.eval(), s["data"], "test", int(s["eval_k"]),
+                                    s["eval_limit"], device, s["quiet"]))
+            trainer.model.metadata.update(
+                test_nll=result["nll"], test_elbo=result["elbo"], eval_k=result["k"],
+                eval_n=result["n"], eval_seconds=result["seconds"],
+                eval_binarization=result["binarization"])
+        trainer.save(out)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return result if rank0 else {}
+
+
+# ---------------------------------------------------------------------------- eval
+def _evaluate(model, data_name, split, k, limit, device, quiet) -> dict:
+    from .likelihood import evaluate
+
+    x, how = eval_data(data_name, split, binarization_of(model), limit)
+    x = torch.tensor(x, device=device)
+    model = model.to(device)
+    bar = _bar(len(x), f"eval K={k}", quiet)
+    t0 = time.perf_counter()
+    g = torch.Generator(device).manual_seed(0)
+    res = evaluate(model, x, n_samples=k, generator=g,
+                   progress=lambda done, total: bar.update(done - bar.n))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    bar.close()
+    return {"nll": res["nll"], "elbo": res["elbo"], "gap": res["gap"], "ess": res["ess"],
+            "k": k, "n": len(x), "split": split, "data": data_name, "binarization": how,
+            "seconds": round(seconds, 2), "device": str(device)}
+
+
+def cmd_eval(args) -> dict:
+    device = resolve_device(args.device)
+    model = load(args.model, device=device)
+    data_name = args.data or model.metadata.get("data")
+    if not data_name:
+        raise ConfigError("the model does not say its data set: pass --data")
+    if args.k < 1:
+        raise ConfigError(f"--k {args.k}: must be an integer >= 1")
+    return _evaluate(model, data_name, args.split, args.k, args.limit, device, args.quiet)
+
+
+# ---------------------------------------------------------------------------- sample / impute
+def _save_images(path: Path, images: np.ndarray, shape, ncol: int) -> None:
+    """Save (N, D) images in [0, 1] as a PNG grid (or .npz with the raw arrays)."""
+    if path.suffix == ".npz":
+        np.savez_compressed(path, x=images.reshape(len(images), *shape))
+        return
+    from PIL import Image
+
+    h, w = shape
+    n = len(images)
+    nrow = -(-n // ncol)
+    canvas = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncol)
+        canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = \
+            img.reshape(h, w)
+    scale = max(1, 256 // max(h, w))
+    Image.fromarray(((1 - canvas) * 255).astype(np.uint8)).resize(
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def cmd_sample(args) -> dict:
+    from .sampling import ancestral
+
+    if not 1 <= args.n <= 10_000:
+        raise ConfigError(f"--n {args.n}: must be in [1, 10000]")
+    model = load(args.model)
+    g = torch.Generator().manual_seed(args.seed)
+    samples = ancestral(model, args.n, generator=g)
+    images = (samples.binary if args.binary else samples.probs).numpy()
+    _save_images(Path(args.out), images, model.data_shape, args.ncol)
+    return {"out": args.out, "n": args.n, "binary": args.binary}
+
+
+def cmd_impute(args) -> dict:
+    from .impute import impute, mask_random, mask_square, missing_error
+
+    model = load(args.model)
+    data_name = args.data or model.metadata.get("data", "digits")
+    x, _ = eval_data(data_name, "test", binarization_of(model))
+    if not 0 <= args.index < len(x):
+        raise ConfigError(f"--index {args.index}: must be in [0, {len(x) - 1}]")
+    x = torch.tensor(x[args.index:args.index + 1])
+    g = torch.Generator().manual_seed(args.seed)
+    kind, _, value = args.mask.partition(":")
+    if kind == "random":
+        mask = mask_random(model.n_pixels, float(value or 0.6), generator=g)
+    elif kind == "square":
+        mask = mask_square(model.data_shape, int(value or model.data_shape[0] // 2))
+    else:
+        raise ConfigError(f"--mask {args.mask}: use random:RATE or square:SIZE")
+    result = impute(model, x, mask, method=args.method, n_steps=args.steps, generator=g)
+    err = missing_error(result, x, mask)
+    if args.out:
+        strip = result.probs[:, 0].numpy()
+        _save_images(Path(args.out), strip, model.data_shape, ncol=len(strip))
+    return {"method": args.method, "steps": args.steps, "missing": int(mask.sum()),
+            "cross_entropy": [round(float(v), 4) for v in err["cross_entropy"]],
+            "acceptance_rate": result.acceptance_rate, "out": args.out}
+
+
+def cmd_data(args) -> dict:
+    if args.action == "fetch":
+        path = _data.fetch(args.name, args.root)
+        return {"name": args.name, "dir": str(path)}
+    info = {}
+    for split in ("train", "test"):
+        d = _data.load_dataset(args.name, split, root=args.root, download=False)
+        info[split] = {"n": len(d), "shape": list(d.shape)}
+    return {"name": args.name, "dir": str(_data.data_dir(args.root)), **info}
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dlgm", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a DLGM (Algorithm 1)")
+    t.add_argument("--config", help="JSON file of settings (flags given here override it)")
+    t.add_argument("--data", help="digits | mnist | fashion-mnist | path to .npz")
+    t.add_argument("--latent", help="latents per stochastic layer, layer 1 first, e.g. 2 or 100,50")
+    t.add_argument("--gen-hidden", help="hidden widths of each generative MLP, e.g. 200,200")
+    t.add_argument("--rec-hidden", help="hidden widths of the recognition MLP")
+    t.add_argument("--covariance", choices=COVARIANCES)
+    t.add_argument("--likelihood", choices=LIKELIHOODS)
+    t.add_argument("--kappa", type=float, help="prior variance of generative weights (0: none)")
+    t.add_argument("--epochs", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--samples", type=int, help="S, samples of xi per example")
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--binarize", choices=("dynamic", "static", "none"))
+    t.add_argument("--static-seed", type=int)
+    t.add_argument("--input-noise", choices=INPUT_NOISE)
+    t.add_argument("--input-noise-p", type=float)
+    t.add_argument("--sample-noise", type=float)
+    t.add_argument("--clip-grad", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--out", help="output directory")
+    t.add_argument("--resume", action="store_true", default=None,
+                   help="continue from OUT's checkpoint if there is one")
+    t.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints")
+    t.add_argument("--eval-k", type=int, help="after training, test NLL with K samples")
+    t.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
+    t.add_argument("--report-every", type=int)
+    t.add_argument("--quiet", action="store_true", default=None)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="test NLL (importance sampling) and ELBO, nats per example")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", help="default: the model's own data set")
+    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--k", type=int, default=1000, help="importance samples per example")
+    e.add_argument("--limit", type=int, help="first N examples only")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("sample", help="ancestral samples as a PNG grid (or .npz)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--ncol", type=int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--binary", action="store_true", help="binary samples, not probabilities")
+    s.add_argument("--out", default="samples.png")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("impute", help="fill missing pixels of a test image by a Markov chain")
+    i.add_argument("--model", required=True)
+    i.add_argument("--data")
+    i.add_argument("--index", type=int, default=0)
+    i.add_argument("--mask", default="random:0.6", help="random:RATE or square:SIZE")
+    i.add_argument("--method", default="pseudo-gibbs", choices=("pseudo-gibbs", "mwg",
+                                                                "importance"))
+    i.add_argument("--steps", type=int, default=15)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", help="PNG strip of the iterations")
+    i.set_defaults(func=cmd_impute)
+
+    d = sub.add_parser("data", help="fetch a data set or show what is cached")
+    d.add_argument("action", choices=("fetch", "info"))
+    d.add_argument("name", choices=_data.DATASETS)
+    d.add_argument("--root", help="data directory (default $DLGM_DATA or the user cache)")
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except DLGMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if result:
+        print(json.dumps(result))
+    return 0
