@@ -22,7 +22,7 @@ import torch
 from . import data as _data
 from .checkpoint import load
 from .errors import ConfigError, DLGMError
-from .model import COVARIANCES, LIKELIHOODS, DLGM, DLGMConfig
+from .model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
 from .train import BINARIZE, INPUT_NOISE, OPTIMIZERS, Trainer, continue_fit, resolve_device
 
 MODEL_KEYS = ("latent", "gen_hidden", "rec_hidden", "covariance", "likelihood", "kappa")
@@ -144,7 +144,8 @@ def cmd_train(args) -> dict:
     def report(p):
         bar.update((p.step - done[0]) * trainer.settings["batch_size"])
         done[0] = p.step
-        bar.set_postfix(F=f"{p.free_energy:.2f}", elbo=f"{p.elbo:.2f}", ex_s=f"{p.samples_per_s:.0f}")
+        bar.set_postfix(F=f"{p.free_energy:.2f}", elbo=f"{p.elbo:.2f}",
+                        ex_s=f"{p.samples_per_s:.0f}")
         if p.message:
             bar.write(p.message)
 
