@@ -1,0 +1,53 @@
+"""Limits that protect a shared server, each configurable by an environment variable.
+
+=========================  ===========================  =======
+variable                   what it bounds               default
+=========================  ===========================  =======
+DLGM_MAX_UPLOAD_MB         checkpoint / data uploads    64
+DLGM_MAX_GRID              posterior grid side G        201
+DLGM_MAX_K                 importance samples K         5000
+DLGM_MAX_TRAINING_RUNS     concurrent training runs     2
+DLGM_MAX_TRAIN_EPOCHS      epochs of one app run        200
+=========================  ===========================  =======
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+
+import streamlit as st
+
+
+def _env_int(name: str, default: int, low: int = 1) -> int:
+    try:
+        value = int(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return max(low, value)
+
+
+MAX_UPLOAD_MB = _env_int("DLGM_MAX_UPLOAD_MB", 64)
+MAX_GRID = _env_int("DLGM_MAX_GRID", 201, low=3)
+MAX_K = _env_int("DLGM_MAX_K", 5000)
+MAX_TRAINING_RUNS = _env_int("DLGM_MAX_TRAINING_RUNS", 2)
+MAX_TRAIN_EPOCHS = _env_int("DLGM_MAX_TRAIN_EPOCHS", 200)
+
+
+@st.cache_resource
+def _training_slots() -> threading.BoundedSemaphore:
+    """One semaphore per server process, shared by every session."""
+    return threading.BoundedSemaphore(MAX_TRAINING_RUNS)
+
+
+@contextmanager
+def training_slot():
+    """Hold one of the server's training slots; yields False (and holds none) if all are busy."""
+    slots = _training_slots()
+    got = slots.acquire(blocking=False)
+    try:
+        yield got
+    finally:
+        if got:
+            slots.release()
