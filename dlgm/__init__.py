@@ -2,7 +2,7 @@
 
 from .checkpoint import from_bytes, load, to_bytes
 from .errors import CheckpointError, ConfigError, DLGMError, ShapeError, TrainingError
-from .model import COVARIANCES, LIKELIHOODS, DLGM, DLGMConfig
+from .model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
 from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
 
 __all__ = [

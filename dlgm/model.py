@@ -241,7 +241,7 @@ class DLGM(nn.Module):
             z = (x - out) * torch.exp(-self.log_sigma)
             ll = -0.5 * (z.pow(2) + _LOG_2PI) - self.log_sigma
         if mask is not None:
-            ll = ll * mask
+            ll = torch.where(mask.bool(), ll, 0.0)  # not ll * mask: NaN at masked pixels stays out
         return ll.sum(-1)
 
     def log_joint(self, x, xi, mask=None) -> torch.Tensor:
@@ -253,12 +253,13 @@ class DLGM(nn.Module):
         return self.log_likelihood(x, xi, mask) + log_prior
 
     def sample_pixels(self, xi, generator=None) -> torch.Tensor:
-        """Draw v ~ pi(v | h(xi)): binary pixels or Gaussian values (clipped to [0, 1])."""
-        mean = self.pixel_mean(xi)
+        """Draw v ~ pi(v | h(xi)): binary pixels, or Gaussian values clipped to [0, 1] for
+        display (the clipping makes them a draw from a censored Gaussian, not from pi)."""
+        out = self.decode(xi)
         if self.config.likelihood == "bernoulli":
-            return torch.bernoulli(mean, generator=generator)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-        return (self.decode(xi) + noise * torch.exp(self.log_sigma)).clamp(0, 1)
+            return torch.bernoulli(torch.sigmoid(out), generator=generator)
+        noise = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
+        return (out + noise * torch.exp(self.log_sigma)).clamp(0, 1)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -273,9 +274,9 @@ class DLGM(nn.Module):
         loc = self.head_loc(a)  # (B, K)
         d = F.softplus(self.head_d(a)) + 1e-4  # precision diagonal, (B, K)
         if self.config.covariance == "diag":
-            return DiagonalNormal(loc, d.rsqrt())
+            return DiagonalNormal(loc, d.rsqrt(), validate_args=False)  # no checks: hot path
         blocks = None if self.config.covariance == "rank1-joint" else self.config.n_latent
-        return RankOneNormal(loc, d, self.head_u(a), blocks=blocks)
+        return RankOneNormal(loc, d, self.head_u(a), blocks=blocks, validate_args=False)
 
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(xi | x): a Distribution with batch_shape (B,) and event_shape (K,).
