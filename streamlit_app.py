@@ -7,7 +7,7 @@ st.set_page_config(page_title="DLGM Lab", page_icon=":material/blur_on:", layout
 pages = [
     st.Page("app/pages/models.py", title="Models", icon=":material/model_training:", default=True),
     st.Page("app/pages/embedding.py", title="Embedding", icon=":material/scatter_plot:"),
-    st.Page("app/pages/posterior.py", title="Posterior", icon=":material/contour:"),
+    st.Page("app/pages/posterior.py", title="Posterior", icon=":material/bubble_chart:"),
     st.Page("app/pages/samples.py", title="Samples", icon=":material/grid_view:"),
     st.Page("app/pages/imputation.py", title="Imputation", icon=":material/healing:"),
     st.Page("app/pages/estimators.py", title="Gradient estimators", icon=":material/functions:"),

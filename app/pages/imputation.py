@@ -1,0 +1,258 @@
+"""Imputation (paper Fig. 5, sec. 5.4): fill in missing pixels with three chains, step by step.
+
+A test image loses some pixels (at random, a square, or painted with the mouse); the paper's
+pseudo-Gibbs chain, the exact Metropolis-within-Gibbs chain and importance resampling then fill
+them in. The chains live in ``st.session_state`` and advance one step per click, or play.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from app import common
+from app.figures_extra import (
+    error_curves_figure,
+    imputation_strip_figure,
+    masked_image_figure,
+    painted_mask,
+)
+from dlgm.errors import DLGMError
+from dlgm.impute import METHODS, ImputationChain, as_mask, mask_random, mask_square, missing_error
+
+CHAINS_KEY = "imputation_chains"  # {"signature": tuple, "chains": {method: chain}}; no widget
+PLAYING_KEY = "imputation_playing"  # bool; no widget owns it
+LABELS = {"pseudo-gibbs": "pseudo-Gibbs (paper)", "mwg": "Metropolis-within-Gibbs (exact)",
+          "importance": "importance resampling"}
+MASK_KINDS = ("Missing at random", "Missing square", "Paint with the mouse")
+METRICS = {"cross-entropy": ("cross_entropy", "cross-entropy (nats per missing pixel)"),
+           "pixel error rate": ("accuracy", "fraction of missing pixels wrong"),
+           "squared error": ("mse", "mean squared error per missing pixel")}
+N_SHOWN = 15  # iterations shown in the strip, as in Fig. 5
+MAX_PLAY_STEPS = 200
+PLAY_INTERVAL_S = 0.4
+CANVAS_PX = 240
+
+
+def image_ui(data, binary: bool) -> tuple[int, np.ndarray]:
+    """Pick a test image; returns its index and its pixels (binarised for Bernoulli models)."""
+    n = len(data)
+    idx = int(st.number_input("Test image", 0, n - 1, 0, key="imp_index",
+                              help=f"Index into the {n} test images."))
+    x = common.binarized_test_images(data.name)[idx] if binary else data.x[idx]
+    label = "" if data.y is None else f"; label {int(data.y[idx])}"
+    st.caption(f"{data.name} test image {idx}{label}; "
+               + ("statically binarised (seed 0)." if binary else "grey levels."))
+    return idx, np.asarray(x, dtype=np.float32)
+
+
+def _set_rate(rate: int) -> None:
+    st.session_state["imp_rate"] = rate
+
+
+def mask_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Draw the mask controls; returns a bool mask (H, W), True = missing (not yet validated)."""
+    H, W = shape
+    kind = st.radio("Mask", MASK_KINDS, horizontal=True, key="imp_mask_kind")
+    if kind == MASK_KINDS[0]:
+        if "imp_rate" not in st.session_state:
+            st.session_state["imp_rate"] = 60
+        c1, c2 = st.columns(2)
+        c1.button("60% missing", on_click=_set_rate, args=(60,), key="imp_60")
+        c2.button("80% missing", on_click=_set_rate, args=(80,), key="imp_80")
+        rate = st.slider("Missing rate (%)", 0, 100, key="imp_rate")
+        seed = int(st.number_input("Mask seed", 0, 1_000_000, 0, key="imp_mask_seed"))
+        m = mask_random(H * W, rate / 100.0, torch.Generator().manual_seed(seed))
+        return m.numpy().reshape(H, W)
+    if kind == MASK_KINDS[1]:
+        size = st.slider("Square size (pixels)", 1, min(H, W), max(1, min(H, W) // 2),
+                         key="imp_size")
+        c1, c2 = st.columns(2)
+        top = c1.slider("Top row", 0, H - 1, (H - size) // 2, key="imp_top")
+        left = c2.slider("Left column", 0, W - 1, (W - size) // 2, key="imp_left")
+        return mask_square((H, W), size, top, left).numpy().reshape(H, W)
+    return paint_ui(image, shape)
+
+
+def paint_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A canvas over the enlarged image; painted strokes become missing pixels."""
+    from streamlit_drawable_canvas import st_canvas
+
+    H, W = shape
+    scale = max(1, CANVAS_PX // max(H, W))
+    background = Image.fromarray((image.reshape(H, W) * 255).astype(np.uint8), mode="L")
+    background = background.resize((W * scale, H * scale), Image.NEAREST)
+    brush = st.slider("Brush width (image pixels)", 1, max(1, min(H, W) // 2), max(1, H // 8),
+                      key="imp_brush")
+    st.caption("Paint over the pixels to hide; use the canvas toolbar to undo or clear.")
+    result = st_canvas(stroke_width=brush * scale, stroke_color="rgba(255, 96, 0, 0.8)",
+                       background_image=background, height=H * scale, width=W * scale,
+                       drawing_mode="freedraw", return_image_data=True, key="imp_canvas")
+    return painted_mask(result.image_data, (H, W))
+
+
+def chain_settings_ui() -> dict:
+    with st.expander("Chain settings"):
+        methods = st.multiselect("Chains", METHODS, default=list(METHODS), key="imp_methods",
+                                 format_func=LABELS.get)
+        init = st.selectbox("Initial fill of the missing pixels", ("noise", "zeros", "mean"),
+                            key="imp_init")
+        particles = st.slider("Importance particles", 10, 1000, 100, step=10,
+                              key="imp_particles")
+        seed = int(st.number_input("Chain seed", 0, 1_000_000, 0, key="imp_seed"))
+        shown = st.radio("Show", ("pixel probabilities E[v | xi]", "sampled pixels"),
+                         horizontal=True, key="imp_shown")
+    return {"methods": tuple(methods), "init": init, "particles": particles, "seed": seed,
+            "probs": shown.startswith("pixel")}
+
+
+def get_chains(entry: common.Entry, x: np.ndarray, mask: torch.Tensor, settings: dict) -> dict:
+    """The chains of this session, rebuilt (at step 0) when the image, mask or settings change."""
+    digest = hashlib.sha1(mask.numpy().tobytes() + x.tobytes()).hexdigest()
+    signature = (entry.model_id, digest, settings["methods"], settings["init"],
+                 settings["particles"], settings["seed"])
+    state = st.session_state.get(CHAINS_KEY)
+    if state is None or state["signature"] != signature:
+        chains = {}
+        for i, method in enumerate(settings["methods"]):
+            g = torch.Generator().manual_seed(settings["seed"] * 31 + i)
+            chains[method] = ImputationChain(
+                entry.model, torch.from_numpy(x), mask, method=method, init=settings["init"],
+                n_particles=settings["particles"] if method == "importance" else None,
+                generator=g)
+        state = {"signature": signature, "chains": chains}
+        st.session_state[CHAINS_KEY] = state
+        st.session_state[PLAYING_KEY] = False
+    return state["chains"]
+
+
+def step_all(chains: dict, n: int = 1) -> None:
+    for chain in chains.values():
+        chain.run(n)
+
+
+def _strips(chains: dict, truth: np.ndarray, shape, use_probs: bool):
+    """Images of the last ``N_SHOWN`` steps of every chain, after a truth column."""
+    results = {m: c.result() for m, c in chains.items()}
+    t = next(iter(chains.values())).state.step
+    steps = list(range(max(0, t - N_SHOWN + 1), t + 1))
+    if steps[0] > 0:
+        steps = [0] + steps[1:]  # always keep the initial fill
+    strips = {}
+    for method, r in results.items():
+        frames = (r.probs if use_probs else r.images)[steps, 0].numpy()  # (C, D)
+        strips[LABELS[method]] = np.concatenate([truth[None], frames]).reshape(-1, *shape)
+    labels = ["truth"] + [str(s) for s in steps]
+    return results, strips, labels
+
+
+def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
+               settings: dict) -> None:
+    """Buttons, iteration count, Fig. 5 strip and the error chart (a fragment while playing)."""
+    shape = entry.model.data_shape
+    playing = st.session_state.get(PLAYING_KEY, False)
+    c_step, c_run, c_play, c_reset, _ = st.columns([1, 1, 1, 1, 2])
+    if c_step.button("Step", key="imp_step", type="primary", disabled=playing):
+        step_all(chains)
+    if c_run.button(f"Run {N_SHOWN} steps", key="imp_run", disabled=playing):
+        step_all(chains, N_SHOWN)
+    if c_play.button("Stop" if playing else "Play", key="imp_play"):
+        st.session_state[PLAYING_KEY] = not playing
+        st.rerun()  # the whole page, so that the fragment starts or stops its timer
+    if c_reset.button("Reset", key="imp_reset"):
+        st.session_state.pop(CHAINS_KEY, None)
+        st.session_state[PLAYING_KEY] = False
+        st.rerun()
+    t = next(iter(chains.values())).state.step
+    if playing:
+        if t >= MAX_PLAY_STEPS:
+            st.session_state[PLAYING_KEY] = False
+            st.rerun()
+        step_all(chains)
+        t += 1
+
+    results, strips, labels = _strips(chains, truth, shape, settings["probs"])
+    cols = st.columns(3)
+    cols[0].metric("Iteration", t)
+    if "mwg" in chains:
+        rate = chains["mwg"].acceptance_rate
+        cols[1].metric("MWG acceptance rate", "n/a" if t == 0 else f"{rate:.0%}",
+                       help="Fraction of accepted proposals xi' ~ q(xi | v) so far.")
+    if "importance" in chains:
+        ess = chains["importance"].ess
+        cols[2].metric("Importance ESS", f"{float(ess.mean()):.1f} / {settings['particles']}",
+                       help="Effective sample size 1 / sum w^2 of the particle weights.")
+    marked = [False] + [True] * (len(labels) - 1)
+    st.plotly_chart(imputation_strip_figure(strips, mask, labels, marked=marked, tile_px=100,
+                                            title=f"Imputation chains, iteration {t}"),
+                    key="imp_strip")
+    if not mask.any():
+        return
+    metric = st.radio("Error", list(METRICS), horizontal=True, key="imp_metric")
+    name, axis = METRICS[metric]
+    curves = {}
+    for method, r in results.items():
+        err = missing_error(r, torch.from_numpy(truth), r.mask)
+        values = 1.0 - err[name] if name == "accuracy" else err[name]
+        curves[LABELS[method]] = (err["steps"], values)
+    st.plotly_chart(error_curves_figure(curves, metric=axis,
+                                        title="Error on the missing pixels against the truth"),
+                    key="imp_errors")
+
+
+def main() -> None:
+    st.title("Imputation")
+    st.markdown(
+        "Hide some pixels of a test image and let the model fill them in (sec. 5.4, Fig. 5). "
+        "The paper's **pseudo-Gibbs** chain alternates xi ~ q(xi | v) and "
+        "v_missing ~ p(v_missing | xi); it is exact only as far as q matches the true "
+        "posterior. **Metropolis-within-Gibbs** (Mattei & Frellsen, 2018) accepts or rejects "
+        "each proposal so that the chain targets p(v_missing | v_observed) exactly; "
+        "**importance resampling** draws from weighted particles. Observed pixels never "
+        "change; missing ones are tinted orange.")
+    entry = common.model_picker_ui()
+    model = entry.model
+    if len(model.data_shape) != 2:
+        st.warning(f"This page needs image models; {entry.name} has data shape "
+                   f"{model.data_shape}.")
+        return
+    shape = tuple(model.data_shape)
+    data = common.test_images(entry.data_name)
+    binary = model.config.likelihood == "bernoulli"
+
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        _, x = image_ui(data, binary)
+        raw_mask = mask_ui(x, shape)
+    try:
+        mask = as_mask(raw_mask, model.n_pixels)
+    except DLGMError as err:
+        st.error(f"Invalid mask: {err}")
+        return
+    m = mask.numpy().reshape(shape)
+    with right:
+        st.plotly_chart(masked_image_figure(x.reshape(shape), m, title="What the chains see"),
+                        key="imp_mask_fig")
+        n_missing = int(m.sum())
+        if n_missing == 0:
+            st.info("Nothing is missing: every chain keeps the image unchanged and there is no "
+                    "error to measure. Raise the rate, grow the square or paint some pixels.")
+        elif n_missing == m.size:
+            st.info("Everything is missing: nothing is observed, so the chains sample the "
+                    "model itself. MWG and importance resampling target p(v) exactly; "
+                    "pseudo-Gibbs only as far as q matches the posterior.")
+    settings = chain_settings_ui()
+    if not settings["methods"]:
+        st.info("Choose at least one chain in the chain settings.")
+        return
+    chains = get_chains(entry, x, mask, settings)
+    playing = st.session_state.get(PLAYING_KEY, False)
+    st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(chain_view)(
+        entry, chains, x, m, settings)
+
+
+main()

@@ -1,0 +1,197 @@
+"""Likelihoods (paper Table 1): test log-likelihoods of the loaded models beside the paper's.
+
+Every number is labelled with its data set, its binarisation and K, the number of importance
+samples behind it. For the selected model, a K slider recomputes the importance-sampled
+estimate of log p(v) live on a few hundred test images and shows it tighten above the ELBO.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from app import common
+from app.figures_extra import (
+    image_gallery_figure,
+    k_curve_figure,
+    nll_histogram_figure,
+    table1_figure,
+)
+from app.limits import MAX_K
+from dlgm.likelihood import log_likelihood
+
+PAPER_BINARISATION = "static (Larochelle & Murray)"
+PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MNIST test set
+    ("Factor analysis", 106.00), ("NLGBN (Frey & Hinton, 1999)", 95.80),
+    ("Wake-sleep (Dayan, 2000)", 91.3), ("DLGM, diagonal covariance", 87.30),
+    ("DLGM, rank-one covariance", 86.60),
+)
+K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+                  if k <= MAX_K)
+N_WORST = 12
+
+
+def test_seed(model) -> int:
+    """Seed of the static binarisation of the test set that the model is evaluated on: the
+    card's ``eval_binarization['eval_seed']``, else the CLI's rule (training seed + 1)."""
+    evaluated = model.metadata.get("eval_binarization") or {}
+    if "eval_seed" in evaluated:
+        return int(evaluated["eval_seed"])
+    trained = model.metadata.get("binarization") or {}
+    return int(trained.get("seed", 0)) + 1
+
+
+def binarisation_label(model) -> str:
+    """How the model's training and test images were binarised (from its card)."""
+    if model.config.likelihood != "bernoulli":
+        return "none: grey levels (Gaussian pixels)"
+    trained = model.metadata.get("binarization") or {}
+    kind = str(trained.get("kind", "not recorded"))
+    if kind == "static":
+        kind += f" (seed {trained.get('seed', 0)})"
+    return f"train {kind}; test static (seed {test_seed(model)})"
+
+
+def model_rows() -> list[dict]:
+    """One row per model this session can see, from its card."""
+    rows = []
+    for name in common.all_model_names():
+        entry = common.get_entry(name)
+        meta, cfg = entry.model.metadata, entry.model.config
+        k = meta.get("eval_k")
+        rows.append({
+            "model": name, "source": f"this app ({entry.source})", "data": entry.data_name,
+            "pixels": entry.model.n_pixels, "latents": sum(cfg.n_latent),
+            "covariance": cfg.covariance, "binarisation": binarisation_label(entry.model),
+            "k": int(k) if k is not None else "not recorded",
+            "test images": meta.get("eval_n", "not evaluated"),
+            "nll": float(meta["test_nll"]) if meta.get("test_nll") is not None else math.nan,
+            "elbo": float(meta["test_elbo"]) if meta.get("test_elbo") is not None else math.nan,
+        })
+    return rows
+
+
+def paper_rows() -> list[dict]:
+    return [{"model": name, "source": "paper", "data": "mnist", "pixels": 784,
+             "latents": 200 if name.startswith("DLGM") else "not stated",
+             "covariance": "diag" if "diagonal" in name else "rank1" if "rank-one" in name
+             else "", "binarisation": PAPER_BINARISATION, "k": "not stated",
+             "test images": 10_000, "nll": nll, "elbo": math.nan} for name, nll in PAPER_ROWS]
+
+
+def table_section() -> None:
+    st.subheader("Table 1: test negative log-likelihood")
+    rows = paper_rows() + model_rows()
+    columns = ["model", "source", "data", "nll", "elbo", "k", "binarisation", "test images",
+               "pixels", "latents", "covariance"]
+    table = pd.DataFrame(rows)[columns].astype({"latents": str, "k": str, "test images": str})
+    table = table.rename(columns={"k": "importance samples K", "nll": "test NLL (nats)",
+                                  "elbo": "test ELBO (nats)"})
+    st.dataframe(table, hide_index=True)
+    comparable = [r for r in rows if r["data"] == "mnist" and not math.isnan(r["nll"])]
+    st.plotly_chart(table1_figure(comparable), key="ll_table1")
+    others = sorted({r["data"] for r in rows if r["data"] != "mnist"})
+    st.caption(
+        "Paper rows: the statically binarised MNIST of Larochelle & Murray (2011), as in Uria "
+        "et al. (2014); the paper does not state how many importance samples K it used, and "
+        "its DLGM rows are two deterministic layers of 200 units and 200 latents. Rows of "
+        "this app come from the model cards (NaN: not evaluated yet)."
+        + (f" Only MNIST models are charted: models of {', '.join(others)} have other "
+           "pixel counts, so their NLLs are not comparable." if others else ""))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def log_px_cached(_model, model_id: str, data_name: str, n_images: int, k: int,
+                  seed: int) -> np.ndarray:
+    """Importance-sampled log p(v) per test image (nats), K = ``k`` samples; (n_images,)."""
+    x = torch.from_numpy(evaluation_images(_model, data_name)[:n_images])
+    g = torch.Generator().manual_seed(seed * 100_003 + k)
+    return log_likelihood(_model, x, n_samples=k, generator=g).double().numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def elbo_cached(_model, model_id: str, data_name: str, n_images: int, seed: int) -> np.ndarray:
+    """Per-image ELBO (analytic KL, 10 samples for the reconstruction), nats; (n_images,)."""
+    x = torch.from_numpy(evaluation_images(_model, data_name)[:n_images])
+    g = torch.Generator().manual_seed(seed)
+    return _model.elbo(x, n_samples=10, generator=g).double().numpy()
+
+
+def evaluation_images(model, data_name: str) -> np.ndarray:
+    """Test images as the model sees them: statically binarised with the card's test seed
+    for Bernoulli pixels, grey levels otherwise; (N, D) float32."""
+    if model.config.likelihood == "bernoulli":
+        return common.binarized_test_images(data_name, test_seed(model))
+    return common.test_images(data_name).x
+
+
+def live_section(entry: common.Entry) -> None:
+    model = entry.model
+    data = common.test_images(entry.data_name)
+    st.subheader(f"Live estimate for {entry.name}")
+    c1, c2, c3 = st.columns(3)
+    n_max = len(data)
+    n_images = c1.slider("Test images", min(10, n_max), min(1000, n_max), min(200, n_max),
+                         step=10 if n_max >= 20 else 1, key="ll_n")
+    k = c2.select_slider("Importance samples K", K_CHOICES, value=min(100, K_CHOICES[-1]),
+                         key="ll_k")
+    seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="ll_seed"))
+    binary = model.config.likelihood == "bernoulli"
+    ks = [kk for kk in K_CHOICES if kk <= k]
+    with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
+        curves = [log_px_cached(model, entry.model_id, entry.data_name, n_images, kk, seed)
+                  for kk in ks]
+        elbo = elbo_cached(model, entry.model_id, entry.data_name, n_images, seed)
+    log_px = curves[-1]
+    means = np.array([c.mean() for c in curves])
+    label = (f"{entry.data_name} test images 0-{n_images - 1}, "
+             + (f"statically binarised here with seed {test_seed(model)}" if binary
+                else "grey levels") + f" (model card: {binarisation_label(model)}).")
+    m1, m2, m3 = st.columns(3)
+    m1.metric(f"Test NLL, K = {k}", f"{-log_px.mean():.2f} nats",
+              help="Mean of -log p(v) over the chosen test images, importance sampled with the "
+                   "recognition model as proposal (a stochastic upper bound on the NLL).")
+    m2.metric("Negative ELBO", f"{-elbo.mean():.2f} nats")
+    m3.metric("log p(v) above the ELBO", f"{log_px.mean() - elbo.mean():.2f} nats",
+              help="Grows with K towards KL(q || posterior), averaged over images.")
+    st.caption(label)
+    st.plotly_chart(k_curve_figure(np.array(ks), means, float(elbo.mean()), chosen=k,
+                                   title=f"Importance-sampled log p(v) against K, {entry.name}"),
+                    key="ll_k_curve")
+    st.caption("The same images for every K; each K uses fresh importance samples, so small "
+               "wiggles are Monte Carlo noise. The estimate is a lower bound on log p(v) in "
+               "expectation and approaches it as K grows.")
+    nll = -log_px
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(nll_histogram_figure(nll, title=f"Per-example test NLL, K = {k}"),
+                        key="ll_hist")
+    with right:
+        worst = np.argsort(nll)[::-1][:N_WORST]
+        images = evaluation_images(model, entry.data_name)[worst].reshape(-1, *model.data_shape)
+        labels = [f"#{i}: {nll[i]:.1f}" for i in worst]
+        st.plotly_chart(image_gallery_figure(images, labels, n_cols=4,
+                                             title="Worst-modelled test images (NLL, nats)"),
+                        key="ll_worst")
+
+
+def main() -> None:
+    st.title("Likelihoods")
+    st.markdown(
+        "How well do the models explain held-out images? -log p(v) in nats per image (lower "
+        "is better), estimated by importance sampling with the recognition model as the "
+        "proposal: log p(v) ~ log (1/K) sum_k p(v, xi_k) / q(xi_k | v). With K = 1 this is "
+        "a one-sample ELBO; as K grows it tightens towards log p(v).")
+    entry = common.model_picker_ui()
+    table_section()
+    if len(entry.model.data_shape) != 2:
+        st.warning(f"{entry.name} is not an image model; the live estimate needs one.")
+        return
+    live_section(entry)
+
+
+main()

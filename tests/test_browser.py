@@ -1,0 +1,178 @@
+"""End to end: the real app in headless Chromium (Playwright), every page of the navigation.
+
+Starts ``streamlit run streamlit_app.py`` on a free port, visits each page, waits for the script
+to finish, and checks that no exception, error box or traceback shows; on the Imputation page it
+makes a mask and steps the chains. A screenshot of every page goes to a temporary directory
+(or to ``$DLGM_SCREENSHOT_DIR``). Without Chromium or Playwright the test is skipped, except
+when ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("DLGM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PAGES = {  # URL path -> a heading the page shows
+    "": "Models", "embedding": "Embedding", "posterior": "Posterior", "samples": "Samples",
+    "imputation": "Imputation", "estimators": "Gradient estimators",
+    "likelihoods": "Likelihoods",
+}
+ERRORS = ('[data-testid="stException"], [data-testid="stAlertContentError"], '
+          '[data-testid="stNotificationContentError"]')
+SERVER_START_S = 60
+PAGE_TIMEOUT_S = 60
+
+
+def _missing(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the browser test must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _missing(f"Chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the Python package playwright is not installed")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a free local port; terminated at the end, whatever happens."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+           "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer /_stcore/health in {SERVER_START_S} s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(playwright_api):
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.set_default_timeout(PAGE_TIMEOUT_S * 1000)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory) -> Path:
+    wanted = os.environ.get("DLGM_SCREENSHOT_DIR")
+    if wanted:
+        Path(wanted).mkdir(parents=True, exist_ok=True)
+        return Path(wanted)
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def wait_idle(page, quiet_s: float = 0.7, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """Wait until the script has finished: no "Running..." status widget for ``quiet_s``."""
+    page.wait_for_selector('[data-testid="stApp"]', state="attached")
+    status = page.locator('[data-testid="stStatusWidget"]')
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if status.count() and status.first.is_visible():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the app was still running after {timeout_s} s")
+
+
+def assert_no_errors(page, where: str) -> None:
+    errors = page.locator(ERRORS)
+    texts = [errors.nth(i).inner_text()[:300] for i in range(errors.count())]
+    assert not texts, f"{where}: error boxes {texts}"
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body, f"{where}: a traceback is shown"
+
+
+def visit(page, base: str, path: str, heading: str) -> None:
+    page.goto(f"{base}/{path}")
+    page.get_by_role("heading", name=heading).first.wait_for()
+    wait_idle(page)
+
+
+def run_imputation(page) -> None:
+    """Make a mask (the 80% preset), then step the chains twice and check the strip."""
+    page.get_by_role("button", name="80% missing").click()
+    wait_idle(page)
+    page.get_by_text("pixels missing)", exact=False).first.wait_for()  # the mask preview
+    for step in (1, 2):
+        page.get_by_role("button", name="Step", exact=True).click()
+        page.get_by_text(f"Imputation chains, iteration {step}").first.wait_for()
+        wait_idle(page)
+    metric = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    assert metric.strip() == "2"
+    assert page.get_by_text("Error on the missing pixels against the truth").count()
+
+
+def test_every_page_renders_and_imputation_steps(server, browser_page, screenshot_dir):
+    page = browser_page
+    seconds = {}
+    for path, heading in PAGES.items():
+        start = time.monotonic()
+        visit(page, server, path, heading)
+        assert_no_errors(page, f"/{path}")
+        if path == "imputation":
+            run_imputation(page)
+            assert_no_errors(page, "/imputation after stepping")
+        seconds[path or "models"] = round(time.monotonic() - start, 1)
+        page.wait_for_timeout(500)  # let data frames (drawn on a canvas) paint
+        page.screenshot(path=str(screenshot_dir / f"{path or 'models'}.png"), full_page=True)
+    print(f"seconds per page: {seconds}; screenshots in {screenshot_dir}")
