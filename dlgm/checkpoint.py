@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError
 
 FORMAT = "dlgm"
 VERSION = 1
@@ -53,6 +53,10 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def _sniff(data: bytes) -> None:
     """Refuse pickles and zip archives (``torch.save``) before anything parses them."""
+    if len(data) >= 9:
+        (n,) = struct.unpack("<Q", data[:8])
+        if n <= _MAX_HEADER and 8 + n <= len(data) and data[8:9] == b"{":
+            return  # a well-formed safetensors header (its length may start with any byte)
     if data[:1] == b"\x80" or data[:2] in (b"(d", b"(l", b"}q", b"]q"):
         raise CheckpointError("this is a Python pickle, not a DLGM Lab checkpoint; pickles are "
                               "never loaded (they can run code). Save models with model.save().")
@@ -154,13 +158,13 @@ def from_bytes(data: bytes, *, device="cpu"):
         raise CheckpointError("checkpoint has no model config")
     try:
         config = DLGMConfig.from_dict(meta["config"])
-    except (ConfigError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:  # ConfigError is a ValueError
         raise CheckpointError(f"invalid model config in checkpoint: {e}") from None
     metadata = meta.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise CheckpointError("checkpoint metadata must be a JSON object")
-    model = DLGM(config, metadata=metadata)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: a hostile config cannot make us allocate
+        expected = DLGM(config).state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -176,6 +180,7 @@ def from_bytes(data: bytes, *, device="cpu"):
         if not torch.isfinite(t).all():
             raise CheckpointError(f"weight {name} contains NaN or infinite values")
         tensors[name] = t.to(ref.dtype)
+    model = DLGM(config, metadata=metadata)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()
 

@@ -194,8 +194,7 @@ class DLGM(nn.Module):
         if x.dim() != 2 or x.shape[-1] != self.n_pixels:
             raise ShapeError(f"{name} has shape {tuple(x.shape)}; expected (B, {self.n_pixels}) "
                              f"for images of shape {self.data_shape}")
-        if not x.is_floating_point():
-            x = x.float()
+        x = x.to(self.head_loc.weight.dtype)
         if not torch.isfinite(x).all():
             raise ShapeError(f"{name} contains NaN or infinite values")
         return x
@@ -236,7 +235,9 @@ class DLGM(nn.Module):
         """
         out = self.decode(xi) if params is None else params
         if self.config.likelihood == "bernoulli":
-            ll = -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+            if mask is None:  # log Bernoulli(x; sigmoid(out)) = x out - softplus(out), summed
+                return (out * x).sum(-1) - F.softplus(out).sum(-1)
+            ll = x * out - F.softplus(out)
         else:
             z = (x - out) * torch.exp(-self.log_sigma)
             ll = -0.5 * (z.pow(2) + _LOG_2PI) - self.log_sigma
@@ -353,8 +354,8 @@ class DLGM(nn.Module):
         return torch.cat(out)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path, **metadata) -> None:
+    def save(self, path, **metadata):
         """Write a checkpoint (safetensors + JSON config) that ``dlgm.load`` reads."""
         from .checkpoint import save
 
-        save(self, path, metadata=metadata)
+        return save(self, path, metadata=metadata)

@@ -65,7 +65,8 @@ class StandardNormal(Distribution):
         return -0.5 * (value.pow(2).sum(-1) + self.n_latent * _LOG_2PI)
 
     def entropy(self):
-        return torch.tensor(0.5 * self.n_latent * (1.0 + _LOG_2PI), dtype=self._dtype)
+        return torch.tensor(0.5 * self.n_latent * (1.0 + _LOG_2PI), dtype=self._dtype,
+                            device=self._device)
 
 
 class DiagonalNormal(Distribution):
