@@ -1,0 +1,128 @@
+"""Shapes, persistence, gradients and input validation of the DLGM over small configs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import dlgm
+from dlgm.errors import ConfigError, ShapeError
+from dlgm.model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
+
+LAYERS = [(2,), (3, 2), (4, 3, 2)]
+CASES = [(n, c, lik) for n in LAYERS for c in COVARIANCES for lik in LIKELIHOODS]
+B, S = 5, 3
+
+
+def _model(n_latent, covariance, likelihood, seed=0):
+    cfg = DLGMConfig(data_shape=(4, 5), n_latent=n_latent, gen_hidden=(8,), rec_hidden=(8,),
+                     covariance=covariance, likelihood=likelihood)
+    return DLGM(cfg, seed=seed)
+
+
+def _x(n=B, d=20, seed=0):
+    return torch.rand(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(("n_latent", "covariance", "likelihood"), CASES)
+def test_shapes(n_latent, covariance, likelihood):
+    m = _model(n_latent, covariance, likelihood)
+    k = sum(n_latent)
+    assert m.latent_dim == k
+    g = torch.Generator().manual_seed(1)
+    q = m.encode(_x())
+    assert q.batch_shape == (B,) and q.event_shape == (k,)
+    xi = q.rsample((S,), generator=g)  # (S, B, K)
+    assert xi.shape == (S, B, k)
+    assert m.log_joint(_x(), xi[0]).shape == (B,)
+    assert m.log_joint(_x(), xi).shape == (S, B)
+    assert m.decode(xi).shape == (S, B, 20)
+    assert q.log_prob(xi).shape == (S, B)
+    samples = m.sample(7, generator=g)
+    assert samples.shape == (7, 20)
+    assert torch.all((samples >= 0) & (samples <= 1))
+    assert torch.isfinite(m.elbo(_x(), n_samples=2, generator=g)).all()
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_log_joint_is_likelihood_plus_prior(likelihood):
+    m = _model((3, 2), "rank1", likelihood)
+    x = (_x() > 0.5).float()
+    xi = torch.randn(S, B, 5, generator=torch.Generator().manual_seed(2))
+    params = m.decode(xi)  # (S, B, D)
+    if likelihood == "bernoulli":
+        ll = torch.distributions.Bernoulli(logits=params).log_prob(x).sum(-1)
+    else:
+        ll = torch.distributions.Normal(params, m.log_sigma.exp()).log_prob(x).sum(-1)
+    prior = torch.distributions.Normal(0.0, 1.0).log_prob(xi).sum(-1)
+    torch.testing.assert_close(m.log_joint(x, xi), ll + prior, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("n_latent", "covariance", "likelihood"), CASES[::2])
+def test_save_load_identical(tmp_path, n_latent, covariance, likelihood):
+    m = _model(n_latent, covariance, likelihood, seed=3)
+    m.save(tmp_path / "ck", dataset="test")
+    m2 = dlgm.load(tmp_path / "ck")
+    assert m2.config == m.config and m2.metadata["dataset"] == "test"
+    x = _x()
+    xi = torch.randn(S, B, m.latent_dim, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        q, q2 = m.encode(x), m2.encode(x)
+        torch.testing.assert_close(q2.mean, q.mean, rtol=0, atol=0)
+        torch.testing.assert_close(q2.variance, q.variance, rtol=0, atol=0)
+        torch.testing.assert_close(m2.log_joint(x, xi), m.log_joint(x, xi), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("n_latent", "covariance", "likelihood"), CASES)
+def test_free_energy_gradients_finite(n_latent, covariance, likelihood):
+    m = _model(n_latent, covariance, likelihood)
+    out = m.free_energy(_x(), n_samples=2, n_data=100, generator=torch.Generator().manual_seed(5))
+    assert set(out) >= {"loss", "elbo", "rec", "kl"}
+    out["loss"].backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+
+
+def test_seeded_init_is_deterministic_and_leaves_global_rng():
+    state = torch.random.get_rng_state()
+    a, b = _model((2,), "diag", "bernoulli", seed=7), _model((2,), "diag", "bernoulli", seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (name, p), (_, p2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(p, p2), name
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(n_latent=(0,)), dict(n_latent=()), dict(n_latent=(2, -1)), dict(gen_hidden=(0,)),
+    dict(rec_hidden=(-3,)), dict(data_shape=(0, 4)), dict(data_shape=()),
+    dict(data_shape=(1, 2, 3, 4)), dict(covariance="full"), dict(covariance="Diag"),
+    dict(likelihood="poisson"), dict(kappa=0.0), dict(kappa=-1.0), dict(kappa=math.nan),
+    dict(kappa=math.inf), dict(gen_hidden=(10**6,)),
+])
+def test_bad_config_raises(kwargs):
+    with pytest.raises(ConfigError):
+        DLGMConfig(**kwargs)
+
+
+def test_from_dict_unknown_field():
+    with pytest.raises(ConfigError, match="unknown config fields"):
+        DLGMConfig.from_dict({**DLGMConfig().to_dict(), "depth": 3})
+
+
+@pytest.mark.parametrize("bad", [
+    torch.zeros(B, 21), torch.zeros(20), torch.zeros(2, B, 20), torch.zeros(B, 4, 5),
+    torch.full((B, 20), math.nan), torch.full((B, 20), math.inf), np.zeros((B, 20)),
+])
+def test_bad_input_raises_shape_error(bad):
+    m = _model((2,), "diag", "bernoulli")
+    with pytest.raises(ShapeError):
+        m.encode(bad)
+    with pytest.raises(ShapeError):
+        m.elbo(bad)
+
+
+def test_integer_input_is_accepted():
+    m = _model((2,), "diag", "bernoulli")
+    x = (_x() > 0.5).to(torch.uint8)
+    torch.testing.assert_close(m.encode(x).mean, m.encode(x.float()).mean)
