@@ -1,5 +1,6 @@
 """dlgm: Deep Latent Gaussian Models and stochastic backpropagation (Rezende et al., 2014)."""
 
+from . import data, estimators, grid, impute, likelihood, sampling, train
 from .checkpoint import from_bytes, load, to_bytes
 from .errors import CheckpointError, ConfigError, DLGMError, ShapeError, TrainingError
 from .model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
@@ -8,6 +9,7 @@ from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
 __all__ = [
     "COVARIANCES", "LIKELIHOODS", "DLGM", "DLGMConfig", "DiagonalNormal", "RankOneNormal",
     "StandardNormal", "CheckpointError", "ConfigError", "DLGMError", "ShapeError",
-    "TrainingError", "load", "from_bytes", "to_bytes",
+    "TrainingError", "load", "from_bytes", "to_bytes", "data", "estimators", "grid", "impute",
+    "likelihood", "sampling", "train",
 ]
 __version__ = "0.1.0"
