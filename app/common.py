@@ -25,6 +25,8 @@ SAMPLES = PRETRAINED / "samples"
 DEFAULT_MODEL = "digits-2d-rank1"  # the embedded default: trains in seconds, always present
 _MODELS_KEY = "user_models"  # {name: Entry} of this session (no widget owns these keys)
 _CURRENT_KEY = "current_model"
+_PICKER_KEY = "model_picker"  # the sidebar select box
+_PENDING_KEY = "model_picker_pending"  # the picker must show _CURRENT_KEY on the next run
 
 
 @dataclass
@@ -75,6 +77,7 @@ def add_session_model(name: str, model: dlgm.DLGM, source: str) -> Entry:
     entry = Entry(name, model, f"{source}:{uuid.uuid4().hex}", source)
     _session_models()[name] = entry
     st.session_state[_CURRENT_KEY] = name
+    st.session_state[_PENDING_KEY] = True  # the picker may already be drawn in this run
     return entry
 
 
@@ -101,10 +104,15 @@ def current_entry() -> Entry:
 
 
 def model_picker_ui(where=st.sidebar) -> Entry:
-    """A select box of every model this session can see; returns the selected entry."""
+    """A select box of every model this session can see; returns the selected entry.
+
+    It follows ``add_session_model`` from the next script run on: a page that adds a model
+    after drawing the picker calls ``st.rerun()`` to show it selected at once."""
     names = all_model_names()
     current = current_entry().name
-    choice = where.selectbox("Model", names, index=names.index(current), key="model_picker")
+    if st.session_state.pop(_PENDING_KEY, False):
+        st.session_state.pop(_PICKER_KEY, None)  # a fresh widget starts at ``index``
+    choice = where.selectbox("Model", names, index=names.index(current), key=_PICKER_KEY)
     st.session_state[_CURRENT_KEY] = choice
     return get_entry(choice)
 

@@ -1,0 +1,443 @@
+"""Models: inspect the selected model, train a new one live, step through updates, upload and
+download checkpoints.
+
+Training runs in the script: every report of ``Trainer.run`` updates the progress bar and the
+chart. The new model is added to this tab's session (``add_session_model``) before the first
+update and trained in place, so a click on Stop (any rerun) ends the loop and keeps the model
+trained so far. Step mode keeps a ``Trainer`` in ``st.session_state`` and applies one update
+(Algorithm 1) per click, showing eps, xi = mu + R eps (eq. 21) and the reconstruction of one
+digit of the minibatch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+import dlgm
+from app import common
+from app.common import (
+    Entry,
+    add_session_model,
+    all_model_names,
+    get_entry,
+    pretrained_names,
+    touch,
+    trainable_copy,
+)
+from app.figures import curves_figure, image_figure, latent_bars_figure
+from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot
+from app.widgets import show_figure
+from dlgm.data import DATASETS, DataError, load_dataset
+from dlgm.train import OPTIMIZERS, Trainer
+
+TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
+STEP = "models_step"  # step mode: {"trainer", "name", "losses", "last"}
+UPLOAD = "models_upload"  # (file_id, kind, message) of the last uploaded file
+TABS = ("Selected model", "Train a new model", "Step mode", "Upload / download")
+REPORTS_PER_EPOCH = 5
+METRIC_LABELS = {  # card key -> (label, format); other numbers are shown under their key
+    "test_nll": ("test NLL −log p(v) (nats)", "{:.2f}"),
+    "test_elbo": ("test ELBO (nats)", "{:.2f}"),
+    "eval_k": ("importance samples K", "{:,.0f}"),
+    "eval_n": ("test images evaluated", "{:,.0f}"),
+    "wall_time_s": ("training time (s)", "{:,.0f}"),
+    "eval_seconds": ("evaluation time (s)", "{:,.1f}"),
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+def parse_sizes(text: str, what: str) -> tuple[int, ...]:
+    """'200, 200' -> (200, 200); '' -> (). Raises ValueError with a readable message."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a list of whole numbers, e.g. '200, 200'") \
+            from None
+
+
+def unique_name(base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... if a model of that name exists already."""
+    names, name, k = set(all_model_names()), base, 1
+    while name in names:
+        k += 1
+        name = f"{base}-{k}"
+    return name
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def available_datasets() -> dict[str, str | None]:
+    """Data set -> None if it can be loaded without downloading, else the reason."""
+    out = {}
+    for name in DATASETS:
+        try:
+            load_dataset(name, "test", download=False)
+            out[name] = None
+        except DataError as e:
+            out[name] = str(e)
+    return out
+
+
+def history_figure(history: list[dict], title: str):
+    """Train free energy and validation -ELBO per report, against epochs."""
+    epochs = [h["epoch"] for h in history]
+    valid = [None if h.get("valid_elbo") is None else -h["valid_elbo"] for h in history]
+    series = {"train free energy F (eq. 13)": [h["free_energy"] for h in history]}
+    if any(v is not None for v in valid):
+        series["test −ELBO (end of epoch)"] = valid
+    return curves_figure(epochs, series, title=title, x_title="epoch",
+                         y_title="nats per example", height=340)
+
+
+# ---------------------------------------------------------------------------- selected model
+def model_tab(entry: Entry) -> None:
+    model = entry.model
+    meta = model.metadata
+    st.subheader(entry.name)
+    st.caption(f"Source: {entry.source}. Data: {entry.data_name}. "
+               f"{sum(p.numel() for p in model.parameters()):,} parameters.")
+    left, right = st.columns(2)
+    c = model.config
+    arch = {"image shape": "×".join(map(str, c.data_shape)),
+            "latents per layer (layer 1 first)": ", ".join(map(str, c.n_latent)),
+            "total latents K": str(model.latent_dim),
+            "generative hidden widths": ", ".join(map(str, c.gen_hidden)) or "none (affine)",
+            "recognition hidden widths": ", ".join(map(str, c.rec_hidden)),
+            "recognition covariance": c.covariance, "likelihood π(v | h)": c.likelihood,
+            "weight prior variance κ": "none" if c.kappa is None else f"{c.kappa:g}"}
+    left.markdown("**Architecture**")
+    left.table(pd.DataFrame({"value": arch}))
+    training = meta.get("training") or {}
+    facts = {"data set": entry.data_name,
+             "binarisation": json.dumps(meta.get("binarization", "—")),
+             **{k: str(v) for k, v in training.items() if k in (
+                 "optimizer", "lr", "batch_size", "epochs", "steps", "seed")}}
+    right.markdown("**Card**")
+    right.table(pd.DataFrame({"value": facts}))
+    numbers = {**(meta.get("metrics") or {}), **meta}
+    numbers = {k: v for k, v in numbers.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if numbers:
+        cols = st.columns(min(4, len(numbers)))
+        for i, (k, v) in enumerate(numbers.items()):
+            label, fmt = METRIC_LABELS.get(k, (k.replace("_", " "), "{:.4g}"))
+            cols[i % len(cols)].metric(label, fmt.format(v), help=f"card key {k!r}")
+    history = meta.get("history") or []
+    if history:
+        show_figure(history_figure(history, "Training history"))
+    with st.expander("Card as JSON (history left out)"):
+        st.json({"config": c.to_dict(), **{k: v for k, v in meta.items() if k != "history"}},
+                expanded=1)
+
+
+# ---------------------------------------------------------------------------- training
+def train_form() -> dict | None:
+    """The training settings form; returns the settings when submitted."""
+    avail = available_datasets()
+    usable = [d for d in DATASETS if avail[d] is None]
+    with st.form("train_form"):
+        c1, c2, c3 = st.columns(3)
+        data = c1.selectbox("Data set", usable, key="train_data")
+        latents = c1.text_input("Latents per stochastic layer (layer 1 first)", "2",
+                                key="train_latents", help="e.g. '2', or '10, 2' for two layers")
+        hidden = c1.text_input("Hidden widths of every MLP", "128, 128", key="train_hidden",
+                               help="ReLU layers of T_l and of the recognition model")
+        cov = c2.selectbox("Recognition covariance", dlgm.COVARIANCES, index=1, key="train_cov")
+        lik = c2.selectbox("Likelihood π(v | h)", dlgm.LIKELIHOODS, key="train_lik",
+                           help="bernoulli: binarised pixels (resampled every minibatch); "
+                                "gaussian: grey levels")
+        opt = c2.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index("adam"),
+                           key="train_opt")
+        lr = c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="train_lr")
+        epochs = c3.number_input("Epochs", 1, MAX_TRAIN_EPOCHS, 2, key="train_epochs")
+        batch = c3.number_input("Minibatch size", 1, 10_000, 100, key="train_batch")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        name = st.text_input("Name (optional)", "", key="train_name")
+        submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
+    missing = [d for d in DATASETS if avail[d] is not None]
+    if missing:
+        st.caption(f"Not available here: {', '.join(missing)}. Get them with "
+                   f"`python -m dlgm data fetch {missing[0]}` (or put the IDX files in "
+                   "`$DLGM_DATA`); the list is checked again every minute.")
+    if not submitted:
+        return None
+    return dict(data=data, latents=latents, hidden=hidden, covariance=cov, likelihood=lik,
+                optimizer=opt, lr=float(lr), epochs=int(epochs), batch_size=int(batch),
+                seed=int(seed), name=name.strip())
+
+
+def build_run(s: dict) -> tuple[dlgm.DLGM, Trainer]:
+    """A fresh model and its Trainer from the form settings; raises ConfigError / DataError /
+    ValueError with a message for the user."""
+    train = load_dataset(s["data"], "train", download=False)
+    valid = load_dataset(s["data"], "test", download=False)
+    hidden = parse_sizes(s["hidden"], "hidden widths")
+    config = dlgm.DLGMConfig(data_shape=train.shape, n_latent=parse_sizes(s["latents"], "latents"),
+                             gen_hidden=hidden, rec_hidden=hidden or (200,),
+                             covariance=s["covariance"], likelihood=s["likelihood"])
+    binarize = "dynamic" if s["likelihood"] == "bernoulli" else "none"
+    model = dlgm.DLGM(config, metadata={"data": s["data"], "binarization": {"kind": binarize}},
+                      seed=s["seed"])
+    steps = math.ceil(len(train) / s["batch_size"])
+    trainer = Trainer(model, train.x, batch_size=s["batch_size"], optimizer=s["optimizer"],
+                      lr=s["lr"], binarize=binarize, seed=s["seed"], device="cpu",
+                      x_valid=valid.x, report_every=max(1, steps // REPORTS_PER_EPOCH))
+    return model, trainer
+
+
+def train_live(s: dict) -> None:
+    """Train with a progress bar, a live chart and a Stop button; keeps the model on stop."""
+    try:
+        model, trainer = build_run(s)
+    except (dlgm.DLGMError, ValueError) as e:
+        st.error(f"Cannot train with these settings: {e}")
+        return
+    k = "-".join(map(str, model.config.n_latent))
+    name = s["name"] or unique_name(f"{s['data']}-{k}d-{s['covariance']}-trained")
+    if name in pretrained_names():
+        name = unique_name(f"{name}-trained")
+    with training_slot() as got:
+        if not got:
+            st.warning("Every training slot of this server is busy; try again in a minute.")
+            return
+        entry = add_session_model(name, model, "trained")  # before the loop: Stop keeps it
+        log = {"name": name, "epochs": s["epochs"], "history": [], "status": "running",
+               "seconds": 0.0, "trainer": trainer}  # the trainer until the run is over
+        st.session_state[TRAIN_LOG] = log
+        st.button("Stop", key="train_stop", icon=":material/stop:",
+                  help="Ends training; the model trained so far is kept.")
+        bar = st.progress(0.0, text=f"Training {name}...")
+        chart = st.empty()
+        t0 = time.perf_counter()
+        for p in trainer.run(epochs=s["epochs"]):
+            log["history"].append({"epoch": p.epoch, "free_energy": p.free_energy,
+                                   "valid_elbo": p.valid_elbo})
+            log["seconds"] = time.perf_counter() - t0
+            model.metadata["history"] = trainer.history
+            model.metadata["training"] = {**trainer.settings, "steps": trainer.step_count,
+                                          "epochs": round(p.epoch, 4)}
+            touch(entry)
+            bar.progress(min(1.0, p.epoch / s["epochs"]),
+                         text=f"epoch {p.epoch:.2f} / {s['epochs']}: F = {p.free_energy:.2f} "
+                              f"nats, {p.samples_per_s:,.0f} images/s"
+                              + (f" ({p.message})" if p.message else ""))
+            chart.plotly_chart(history_figure(log["history"], f"Training {name} (live)"),
+                               width="stretch")
+        log["seconds"] = time.perf_counter() - t0
+        finish_run(log, "finished")
+    st.rerun()  # show the new model in the sidebar picker
+
+
+def finish_run(log: dict, status: str) -> None:
+    """Record where the run ended in the log and the model's card; drop the trainer."""
+    trainer = log.pop("trainer", None)
+    log["status"] = status
+    if trainer is None:
+        return
+    epochs = trainer.epoch + trainer.pos / len(trainer.perm)
+    log["done"] = epochs
+    model = trainer.model
+    model.metadata["history"] = trainer.history
+    model.metadata["training"] = {**trainer.settings, "steps": trainer.step_count,
+                                  "epochs": round(epochs, 4)}
+    model.eval().requires_grad_(False)
+    touch_session_model(log["name"], model)
+
+
+def touch_session_model(name: str, model) -> None:
+    """``touch`` the session model ``name`` if it still is ``model`` (not replaced since)."""
+    if name in all_model_names() and name not in pretrained_names():
+        entry = get_entry(name)
+        if entry.model is model:
+            touch(entry)
+
+
+def train_tab() -> None:
+    st.caption("Trains a fresh model by Algorithm 1 on the training split; the test split's "
+               "ELBO is reported at each epoch's end. The model is added to this browser tab "
+               "and selected. Any click elsewhere while training also stops it.")
+    settings = train_form()
+    if settings is not None:
+        train_live(settings)
+        return
+    log = st.session_state.get(TRAIN_LOG)
+    if not log:
+        return
+    done = log.get("done", 0.0)
+    text = (f"Trained {log['name']!r} for {log['epochs']} epochs in {log['seconds']:.1f} s"
+            if log["status"] == "finished" else
+            f"Stopped {log['name']!r} after {done:.2f} of {log['epochs']} epochs "
+            f"({log['seconds']:.1f} s); the model trained so far is kept")
+    st.success(text + ". It is selected in the sidebar.")
+    if log["history"]:
+        show_figure(history_figure(log["history"], f"Training {log['name']}"))
+
+
+# ---------------------------------------------------------------------------- step mode
+def start_step_mode(entry: Entry, fresh: bool, s: dict) -> None:
+    try:
+        train = load_dataset(entry.data_name, "train", download=False)
+        if fresh:
+            model = dlgm.DLGM(entry.model.config, metadata={
+                k: v for k, v in entry.model.metadata.items() if k in ("data", "binarization")},
+                seed=s["seed"])
+        else:
+            model = trainable_copy(entry)
+        binarize = "dynamic" if model.config.likelihood == "bernoulli" else "none"
+        trainer = Trainer(model, train.x, batch_size=s["batch_size"], optimizer=s["optimizer"],
+                          lr=s["lr"], binarize=binarize, seed=s["seed"], device="cpu",
+                          report_every=1)
+    except (dlgm.DLGMError, ValueError) as e:
+        st.error(f"Cannot start step mode: {e}")
+        return
+    base = entry.name.removesuffix("-steps")
+    name = f"{base}-steps" if f"{base}-steps" not in pretrained_names() else f"{base}-steps-2"
+    add_session_model(name, model, "trained")
+    st.session_state[STEP] = {"trainer": trainer, "name": name, "losses": [], "last": None}
+
+
+def do_steps(state: dict, n: int) -> None:
+    """Apply ``n`` updates; keep the last minibatch, its eps and the loss curve."""
+    trainer = state["trainer"]
+    for _ in range(n):
+        out = trainer.step()
+        state["losses"].append(float(out["loss"].detach()))
+    state["last"] = {"x": out["x"].detach().cpu().numpy(), "eps": out["eps"].detach().cpu()
+                     .numpy(), "loss": float(out["loss"].detach()), "step": trainer.step_count}
+    model = trainer.model
+    model.metadata["training"] = {**trainer.settings, "steps": trainer.step_count}
+    touch_session_model(state["name"], model)
+
+
+def step_view(state: dict) -> None:
+    """eps, mu, xi = mu + R eps and the reconstruction of one digit of the last minibatch."""
+    trainer, last = state["trainer"], state["last"]
+    model = trainer.model
+    shape = model.data_shape if len(model.data_shape) == 2 else (1, model.n_pixels)
+    st.caption(f"{state['name']!r}: {trainer.step_count} updates, learning rate "
+               f"{trainer.lr:.2g}, minibatch {trainer.settings['batch_size']}.")
+    if last is None:
+        st.info("Press 'One step' to apply the first update.")
+        return
+    x, eps = last["x"], last["eps"]  # (B, D), (S, B, K)
+    j = int(st.columns([1, 3])[0].number_input("Digit of the minibatch", 0, len(x) - 1, 0,
+                                                key="step_digit"))
+    with torch.no_grad():
+        q = model.encode(torch.from_numpy(x[j:j + 1]))
+        xi = q.reparameterize(torch.from_numpy(eps[:, j:j + 1]))[0, 0]  # (K,)
+        recon = model.pixel_mean(xi[None])[0].numpy()
+    c1, c2, c3 = st.columns([1, 1, 2])
+    show_figure(image_figure(x[j].reshape(shape), title=f"v: digit {j} of minibatch",
+                             height=260), where=c1)
+    show_figure(image_figure(recon.reshape(shape), title="E[v | h(ξ)], ξ = μ + R ε",
+                             height=260), where=c2)
+    show_figure(latent_bars_figure({"ε": eps[0, j], "μ": q.loc[0].numpy(), "ξ = μ + R ε":
+                                    xi.numpy()}, title="The reparameterised sample (eq. 21)",
+                                   height=260), where=c3)
+    st.caption("ε is the noise this update drew; μ and R are q's after the update, so ξ is "
+               "where the same ε lands now.")
+    losses = state["losses"]
+    show_figure(curves_figure(np.arange(1, len(losses) + 1), {"minibatch free energy F":
+                                                               losses},
+                              title="Free energy per update", x_title="update",
+                              height=280))
+
+
+def step_tab(entry: Entry) -> None:
+    st.caption("One update of Algorithm 1 at a time on the training split of the model's data "
+               "set: draw a minibatch (binarised afresh), ε ~ N(0, I), ξ = μ + R ε, and take a "
+               "gradient step on the free energy.")
+    state = st.session_state.get(STEP)
+    with st.expander("Start step mode", expanded=state is None):
+        fresh = st.radio("Start from", ("a copy of the selected model",
+                                        "a fresh model with the selected model's architecture"),
+                         key="step_from") != "a copy of the selected model"
+        c1, c2, c3, c4 = st.columns(4)
+        s = dict(optimizer=c1.selectbox("Optimiser", OPTIMIZERS, index=1, key="step_opt"),
+                 lr=float(c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f",
+                                          key="step_lr")),
+                 batch_size=int(c3.number_input("Minibatch size", 1, 1000, 100,
+                                                key="step_batch")),
+                 seed=int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="step_seed")))
+        if st.button(f"Start step mode from {entry.name!r}", key="step_start"):
+            start_step_mode(entry, fresh, s)
+            state = st.session_state.get(STEP)
+    if state is None:
+        return
+    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    n = 1 if b1.button("One step", key="step_one", type="primary") else 0
+    n = 10 if b2.button("10 steps", key="step_ten") else n
+    if b3.button("End step mode", key="step_end"):
+        del st.session_state[STEP]
+        st.rerun()
+    if n:
+        do_steps(state, n)
+    step_view(state)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def files_tab(entry: Entry) -> None:
+    st.markdown("**Download** the selected model as one `.safetensors` file (weights, config "
+                "and card as JSON; `dlgm.load` reads it).")
+    st.download_button(f"Download {entry.name}.safetensors",
+                       data=lambda: dlgm.to_bytes(entry.model),
+                       file_name=f"{entry.name}.safetensors", mime="application/octet-stream",
+                       icon=":material/download:", on_click="ignore", key="download_ckpt")
+    st.markdown("**Upload** a checkpoint written by `model.save()` or downloaded here. It is "
+                "validated (format, config, shapes, finite weights) and never unpickled.")
+    f = st.file_uploader("Checkpoint (.safetensors)", type=["safetensors"],
+                         max_upload_size=MAX_UPLOAD_MB, key="upload_ckpt")
+    last = st.session_state.get(UPLOAD)
+    if f is None:
+        return
+    if last is None or last[0] != f.file_id:
+        last = load_upload(f)
+        st.session_state[UPLOAD] = last
+        if last[1] == "ok":
+            st.rerun()  # show the new model in the sidebar picker
+    (st.success if last[1] == "ok" else st.error)(last[2])
+
+
+def load_upload(f) -> tuple[str, str, str]:
+    """Validate and add an uploaded checkpoint; returns (file_id, "ok" | "error", message)."""
+    if f.size > MAX_UPLOAD_MB * 2**20:
+        return f.file_id, "error", f"{f.name} is {f.size / 2**20:.1f} MB; the limit is " \
+                                   f"{MAX_UPLOAD_MB} MB."
+    try:
+        model = dlgm.from_bytes(f.getvalue())
+    except dlgm.CheckpointError as e:
+        return f.file_id, "error", f"Could not load {f.name}: {e}"
+    model.requires_grad_(False)
+    stem = f.name.rsplit(".", 1)[0] or "uploaded"
+    name = unique_name(stem if stem not in pretrained_names() else f"{stem}-uploaded")
+    add_session_model(name, model, "uploaded")
+    return f.file_id, "ok", f"Loaded {f.name} as {name!r} ({model.latent_dim} latents, data " \
+                            f"{model.metadata.get('data', 'not recorded')}); it is selected."
+
+
+# ---------------------------------------------------------------------------- page
+def page() -> None:
+    log = st.session_state.get(TRAIN_LOG)
+    if log and log["status"] == "running":  # a rerun (Stop or any click) ended the loop
+        finish_run(log, "stopped")
+    entry = common.model_picker_ui()
+    st.title("Models")
+    st.caption("Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
+               "model's card, live training, step mode and checkpoints. Models you train or "
+               "upload live in this browser tab only.")
+    tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
+    for tab, draw in zip(tabs, (lambda: model_tab(entry), train_tab, lambda: step_tab(entry),
+                                lambda: files_tab(entry)), strict=True):
+        if tab.open:
+            with tab:
+                draw()
+
+
+page()

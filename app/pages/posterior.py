@@ -1,0 +1,172 @@
+"""Posterior: the true posterior of one image on a grid against the recognition model (Fig. 2).
+
+For a model with 2 latents, p(xi | v) is evaluated on a G x G grid over [-r, r]^2 (log p(v) by
+quadrature, ``dlgm.grid``), drawn as filled contours with q(xi | v)'s 1-, 2- and 3-sigma ellipses
+over it, samples of the prior and of q, and the MAP. When pretrained twins of the selected model
+exist (names ``X-diag`` / ``X-rank1`` / ``X-rank1-joint``), each is shown beside it, with its own
+generative model's posterior (the twins' latent spaces are not aligned, so their q's are not
+overlaid on one posterior).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app import common
+from app.common import all_model_names, get_entry
+from app.figures import image_figure, posterior_figure, zoom_box
+from app.limits import MAX_GRID
+from app.widgets import (
+    drawn_image_ui,
+    image_index_ui,
+    seed_ui,
+    show_figure,
+    test_data_ui,
+)
+from dlgm.grid import posterior_grid
+
+_TWIN = re.compile(r"^(?P<stem>.+)-(?P<cov>diag|rank1-joint|rank1)$")
+_COV_ORDER = ("diag", "rank1", "rank1-joint")
+SOURCES = ("Test image", "Draw one")
+
+
+@st.cache_data(show_spinner="Evaluating the posterior on the grid...", max_entries=64)
+def grid(_model, model_id: str, x: np.ndarray, grid_size: int, radius: float):
+    """``dlgm.grid.posterior_grid`` for one image (D,), cached per model id and image."""
+    return posterior_grid(_model, torch.from_numpy(x), grid_size=grid_size, radius=radius)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def samples(_model, model_id: str, x: np.ndarray, n: int, seed: int) -> dict:
+    """``n`` samples of the prior N(0, I) and of q(xi | v), and the Monte Carlo ELBO of ``x``
+    (1,000 samples, analytic KL), all from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    xt = torch.from_numpy(x)[None]  # (1, D)
+    with torch.no_grad():
+        prior = _model.prior().rsample((n,), generator=g)  # (n, 2)
+        q = _model.encode(xt).rsample((n,), generator=g)[:, 0]  # (n, 2)
+        elbo = float(_model.elbo(xt, n_samples=1000, generator=g)[0])
+    return dict(prior=prior.numpy(), q=q.numpy(), elbo=elbo)
+
+
+def twins(name: str, names: list[str]) -> list[str]:
+    """The selected model and its covariance twins (same stem), diag first."""
+    m = _TWIN.match(name)
+    if not m:
+        return [name]
+    found = [f"{m['stem']}-{c}" for c in _COV_ORDER if f"{m['stem']}-{c}" in names]
+    return found if name in found else [name]
+
+
+def mass_view(g) -> tuple[float, float, float, float]:
+    """A square view around the 3-sigma regions of p(xi | v) and q (log density within 4.5 of
+    its peak) and the MAP."""
+    yy, xx = np.meshgrid(g.ys, g.xs, indexing="ij")
+    keep = (g.log_post > g.log_post.max() - 4.5) | (g.log_q > g.log_q.max() - 4.5)
+    pts = np.concatenate([np.stack([xx[keep], yy[keep]], axis=1), g.map[None]])
+    return zoom_box(pts, min_half_width=4 * (g.xs[1] - g.xs[0]))
+
+
+def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
+    """The image to explain: a test image (index or random) or a drawing; (D,) and a caption."""
+    binary = entry.model.config.likelihood == "bernoulli"
+    source = st.segmented_control("Image", SOURCES, default=SOURCES[0], required=True,
+                                  key="post_source", persist_state="session")
+    if source == SOURCES[1]:
+        drawn = drawn_image_ui(data.shape, key="post_canvas")
+        if drawn is None:
+            st.caption("Draw a digit above (dark strokes on white).")
+            return None
+        if binary:
+            return (drawn > 0.5).astype(np.float32), "Your drawing, binarised at 0.5."
+        return drawn, "Your drawing."
+    i = image_index_ui(len(data), key="post_index")
+    label = "" if data.y is None else f", class {int(data.y[i])}"
+    return data.x[i], f"Test image #{i}{label}" + (", binarised (seed 0)." if binary else ".")
+
+
+def metrics_ui(g, mc: dict, where) -> None:
+    """log p(v), ELBO, KL(q || p) and the gap as st.metric, in nats."""
+    a, b = where.columns(2)
+    a.metric("log p(v)", f"{g.log_px:.3f}", help="Quadrature on the grid, nats.")
+    b.metric("ELBO", f"{mc['elbo']:.3f}",
+             help="E_q[log p(v | ξ)] − KL(q ‖ N(0, I)), 1,000 samples of q, nats.")
+    a.metric("KL(q ‖ p(ξ | v))", f"{g.kl_q_p:.3f}", help="On the grid (q renormalised), nats.")
+    b.metric("gap log p(v) − ELBO", f"{g.log_px - mc['elbo']:.3f}",
+             help="Equals KL(q ‖ p(ξ | v)) up to Monte Carlo and grid error, nats.")
+    where.caption(f"KL(p ‖ q) = {g.kl_p_q:.3f} nats; q's mass inside the grid {g.q_mass:.4f}; "
+                  f"MAP ({g.map[0]:.2f}, {g.map[1]:.2f}); q mean ({g.q_mean[0]:.2f}, "
+                  f"{g.q_mean[1]:.2f}).")
+
+
+def page() -> None:
+    entry = common.model_picker_ui()
+    st.title("Posterior")
+    st.caption("The true posterior p(ξ | v) of one image on a grid (filled contours) against the "
+               "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
+               "samples and the MAP (Rezende et al., 2014, Fig. 2).")
+    model = entry.model
+    if model.latent_dim != 2:
+        st.info(f"{entry.name!r} has {model.latent_dim} latents "
+                f"(n_latent={tuple(model.config.n_latent)}). The true posterior can only be "
+                "evaluated on a grid, and drawn, for models with exactly 2 latents in total: "
+                "pick one such as digits-2d-rank1 in the sidebar, or train one on the Models "
+                "page with latents = 2.")
+        st.stop()
+    data = test_data_ui(entry)
+    if data is None:
+        st.stop()
+    controls, shown = st.columns([1, 3])
+    with controls:
+        chosen = image_ui(entry, data)
+        size = int(st.slider("Grid points per axis G", 21, min(201, MAX_GRID), 101, step=10,
+                             key="post_grid", persist_state="session"))
+        radius = float(st.slider("Grid half-width r ([-r, r]²)", 1.0, 8.0, 5.0, step=0.5,
+                                 key="post_radius", persist_state="session"))
+        n = int(st.slider("Samples of the prior and of q", 0, 500, 100, step=10,
+                          key="post_samples", persist_state="session"))
+        seed = seed_ui(key="post_seed")
+        zoom = st.toggle("Zoom on the posterior", value=True, key="post_zoom",
+                         persist_state="session",
+                         help="Show the region where p(ξ | v) and q have their mass; off: the "
+                              "whole grid [-r, r]².")
+    if chosen is None:
+        st.stop()
+    x, caption = chosen
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    with controls:
+        show_figure(image_figure(x.reshape(data.shape), title="v", height=240))
+        st.caption(caption)
+    names = twins(entry.name, all_model_names())
+    if len(names) > 1:
+        with controls:
+            if not st.toggle("Show the covariance twins", value=True, key="post_twins",
+                             persist_state="session",
+                             help=f"Also show {', '.join(n for n in names if n != entry.name)} "
+                                  "(one more grid each)."):
+                names = [entry.name]
+    with shown:
+        cols = st.columns(len(names))
+        for col, name in zip(cols, names, strict=True):
+            e = entry if name == entry.name else get_entry(name)
+            g = grid(e.model, e.model_id, x, size, radius)
+            mc = samples(e.model, e.model_id, x, n, seed)
+            cov = e.model.config.covariance
+            fig = posterior_figure(
+                g.xs, g.ys, g.log_post, log_q={f"q ({cov})": g.log_q},
+                prior_samples=mc["prior"] if n else None, q_samples=mc["q"] if n else None,
+                map_point=g.map, height=560, view=mass_view(g) if zoom else None,
+                title=f"{name}: p(ξ | v) and q ({cov})")
+            show_figure(fig, where=col)
+            metrics_ui(g, mc, col)
+        if len(names) > 1:
+            st.caption("Each panel is a separately trained model (same data, different "
+                       "recognition covariance), so each has its own generative model and true "
+                       "posterior.")
+
+
+page()

@@ -1,0 +1,255 @@
+"""AppTest tests of the Models, Embedding, Posterior and Samples pages (app/pages/*.py).
+
+Each test starts the app from ``streamlit_app.py``, switches to a page, checks that it runs
+without an exception, then sets a widget, reruns and checks what changed. They use the shipped
+digits model (8x8 images, 2 latents) and tiny session models, so each takes about a second
+once torch and the app are imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlgm
+from app.common import Entry
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+TIMEOUT = 120  # the first run of a process imports torch, plotly and the model
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page(f"app/pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at) -> list[dict]:
+    """The Plotly figures on the page, as JSON dicts."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def array(value) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata"(, "shape")}."""
+    if isinstance(value, dict) and "bdata" in value:
+        a = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            a = a.reshape([int(n) for n in str(shape).split(",")])
+        return a
+    return np.asarray(value, dtype=float)
+
+
+def trace_types(at) -> list[str]:
+    return [t.get("type", "scatter") for fig in charts(at) for t in fig["data"]]
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def tiny_entry(name: str, n_latent=(3,), data_shape=(8, 8)) -> Entry:
+    config = dlgm.DLGMConfig(data_shape=data_shape, n_latent=n_latent, gen_hidden=(16,),
+                             rec_hidden=(16,), covariance="rank1")
+    model = dlgm.DLGM(config, metadata={"data": "digits"}, seed=0).eval().requires_grad_(False)
+    return Entry(name, model, f"trained:{name}", "trained")
+
+
+def with_model(entry: Entry) -> dict:
+    """Session state that adds ``entry`` to the session and selects it."""
+    return {"user_models": {entry.name: entry}, "current_model": entry.name}
+
+
+# ---------------------------------------------------------------------------- Models
+def test_models_page_shows_the_card():
+    at = open_page("models")
+    assert at.title[0].value == "Models"
+    assert at.subheader[0].value == "digits-2d-rank1"
+    arch = at.table[0].value
+    assert arch.loc["recognition covariance", "value"] == "rank1"
+    assert arch.loc["total latents K", "value"] == "2"
+    assert "scatter" in trace_types(at)  # the training history chart
+
+
+def test_models_train_two_epochs_adds_a_session_model():
+    at = open_page("models", models_tab="Train a new model")
+    at.text_input(key="train_name").input("tiny")
+    at.text_input(key="train_hidden").input("32")
+    at.number_input(key="train_epochs").set_value(2)
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert "tiny" in at.sidebar.selectbox(key="model_picker").options
+    assert at.sidebar.selectbox(key="model_picker").value == "tiny"  # selected after the run
+    log = at.session_state["models_train_log"]
+    assert log["status"] == "finished" and log["history"][-1]["epoch"] == pytest.approx(2.0)
+    assert "Trained 'tiny'" in at.success[0].value
+    epochs = array(charts(at)[0]["data"][0]["x"])  # the chart of the run
+    assert len(epochs) >= 2 and epochs[-1] == pytest.approx(2.0)
+    model = at.session_state["user_models"]["tiny"].model
+    assert model.metadata["training"]["steps"] == 2 * 15  # 1437 digits, minibatch 100
+    assert model.config.gen_hidden == (32,)
+
+
+def test_models_run_ended_by_a_rerun_keeps_the_model():
+    """Stop (or any click) reruns the script, which ends the loop; the next run reports it.
+    Here: 3 updates of 100 images out of 1437 = 0.21 epochs."""
+    from dlgm.data import load_dataset
+    from dlgm.train import Trainer
+
+    entry = tiny_entry("half")
+    entry.model.requires_grad_(True)
+    trainer = Trainer(entry.model, load_dataset("digits", "train").x, batch_size=100,
+                      device="cpu")
+    for _ in range(3):
+        trainer.step()
+    log = {"name": "half", "epochs": 2, "history": [], "status": "running", "seconds": 0.5,
+           "trainer": trainer}
+    at = open_page("models", models_tab="Train a new model", models_train_log=log,
+                   **with_model(entry))
+    assert "Stopped 'half' after 0.21 of 2 epochs" in at.success[0].value
+    model = at.session_state["user_models"]["half"].model
+    assert model.metadata["training"]["steps"] == 3
+    assert not any(p.requires_grad for p in model.parameters())
+    assert "trainer" not in at.session_state["models_train_log"]
+
+
+def test_models_bad_settings_show_the_config_error():
+    at = open_page("models", models_tab="Train a new model")
+    at.text_input(key="train_latents").input("0")
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception
+    assert "n_latent" in at.error[0].value
+    at.text_input(key="train_latents").input("two")
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception and "whole numbers" in at.error[0].value
+
+
+def test_models_step_mode_shows_eps_xi_and_reconstruction():
+    at = open_page("models", models_tab="Step mode")
+    next(b for b in at.button if b.label.startswith("Start step mode")).click().run()
+    assert not at.exception
+    next(b for b in at.button if b.label == "One step").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    state = at.session_state["models_step"]
+    assert state["trainer"].step_count == 1 and len(state["losses"]) == 1
+    assert trace_types(at).count("bar") == 3  # eps, mu, xi
+    assert trace_types(at).count("heatmap") == 2  # the digit and its reconstruction
+    before = array(charts(at)[2]["data"][2]["y"])
+    next(b for b in at.button if b.label == "10 steps").click().run()
+    assert at.session_state["models_step"]["trainer"].step_count == 11
+    assert "digits-2d-rank1-steps" in at.sidebar.selectbox(key="model_picker").options
+    assert not np.array_equal(array(charts(at)[2]["data"][2]["y"]), before)  # xi moved
+
+
+def test_models_upload_accepts_a_checkpoint_and_rejects_a_pickle():
+    entry = tiny_entry("up")
+    at = open_page("models", models_tab="Upload / download")
+    assert at.get("download_button")
+    at.file_uploader(key="upload_ckpt").upload("mine.safetensors", dlgm.to_bytes(entry.model))
+    at.run()
+    assert not at.exception and not at.error
+    assert at.sidebar.selectbox(key="model_picker").value == "mine"
+    assert "Loaded mine.safetensors" in at.success[0].value
+    at.file_uploader(key="upload_ckpt").clear().upload("evil.safetensors", b"\x80\x04K\x01.")
+    at.run()
+    assert not at.exception
+    assert "pickle" in at.error[0].value
+
+
+# ---------------------------------------------------------------------------- Embedding
+def test_embedding_loads_with_a_scatter_chart():
+    at = open_page("embedding")
+    types = trace_types(at)
+    assert types.count("scattergl") == 11  # ten digit classes + the clickable plane
+    fig = charts(at)[0]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "ξ₁"
+    assert at.info  # the hint beside the chart
+
+
+def test_embedding_manifold_and_pca_for_more_latents():
+    at = open_page("embedding", **with_model(tiny_entry("k3", n_latent=(3,))))
+    fig = charts(at)[0]
+    assert fig["layout"]["xaxis"]["title"]["text"].startswith("PC 1")
+    at.segmented_control(key="emb_view").set_value("Manifold").run()
+    assert not at.exception
+    assert trace_types(at) == ["heatmap"]
+    assert charts(at)[0]["layout"]["title"]["text"].startswith("Pixel means decoded on a 15")
+
+
+# ---------------------------------------------------------------------------- Posterior
+def test_posterior_metric_changes_with_the_image():
+    at = open_page("posterior")
+    first = metric(at, "log p(v)")
+    assert float(first) < 0
+    assert {"ELBO", "KL(q ‖ p(ξ | v))", "gap log p(v) − ELBO"} <= {m.label for m in at.metric}
+    post = [[t["type"] for t in fig["data"]] for fig in charts(at)][-1]
+    assert post == ["contour", "contour", "scatter", "scatter", "scatter"]  # p, q, samples, MAP
+    at.number_input(key="post_index").set_value(7).run()
+    assert not at.exception
+    assert metric(at, "log p(v)") != first
+
+
+def test_posterior_grid_controls_and_twins():
+    at = open_page("posterior")
+    at.slider(key="post_grid").set_value(31).run()
+    assert not at.exception
+    post = charts(at)[-1]["data"][0]
+    assert post["type"] == "contour" and array(post["z"]).shape == (31, 31)
+    # a session model named like a covariance twin of the pretrained digits-2d-rank1
+    twin = tiny_entry("digits-2d-rank1-joint", n_latent=(2,))
+    at2 = open_page("posterior", **with_model(twin), post_grid=31)
+    stems = [n for n in at2.sidebar.selectbox(key="model_picker").options
+             if n.startswith("digits-2d-")]
+    panels = sum(m.label == "log p(v)" for m in at2.metric)
+    assert panels == len(stems) >= 2  # one panel and one set of numbers per twin
+    at2.toggle(key="post_twins").set_value(False).run()
+    assert not at2.exception
+    assert sum(m.label == "log p(v)" for m in at2.metric) == 1
+
+
+def test_posterior_explains_models_without_two_latents():
+    at = open_page("posterior", **with_model(tiny_entry("k3")))
+    assert "exactly 2 latents" in at.info[0].value
+    assert not at.metric
+
+
+# ---------------------------------------------------------------------------- Samples
+def test_samples_seed_changes_the_images():
+    at = open_page("samples")
+    assert trace_types(at) == ["heatmap"] * 4
+    before = array(charts(at)[0]["data"][0]["z"])
+    at.number_input(key="smp_seed").set_value(3).run()
+    assert not at.exception
+    after = array(charts(at)[0]["data"][0]["z"])
+    assert after.shape == before.shape == (6 * 9 - 1, 6 * 9 - 1)  # 36 images of 8x8, 1px gaps
+    assert not np.array_equal(after, before)
+    assert "one stochastic layer" in at.info[0].value
+
+
+def test_samples_resample_from_a_layer():
+    at = open_page("samples", **with_model(tiny_entry("deep", n_latent=(3, 2))))
+    assert trace_types(at) == ["heatmap"] * 5
+    top = array(charts(at)[-1]["data"][0]["z"])
+    at.select_slider(key="smp_layer").set_value(1).run()
+    assert not at.exception
+    assert not np.array_equal(array(charts(at)[-1]["data"][0]["z"]), top)
+
+
+def test_samples_number_survives_a_page_change():
+    at = open_page("samples")
+    at.select_slider(key="smp_n").set_value(16).run()
+    at.switch_page("app/pages/models.py").run()
+    at.switch_page("app/pages/samples.py").run()
+    assert at.select_slider(key="smp_n").value == 16
