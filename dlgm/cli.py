@@ -37,8 +37,7 @@ def _sizes(text) -> tuple:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 200,200"
-                                         ) from None
+        raise ConfigError(f"{text!r}: give comma-separated integers, e.g. 200,200") from None
 
 
 def _bar(total, desc, quiet):
@@ -134,6 +133,8 @@ def cmd_train(args) -> dict:
         model = DLGM(config, seed=int(s["seed"]))
         trainer = Trainer(model, x, device=device, x_valid=valid, **options)
     epochs = float(s["epochs"])
+    if not 0 < epochs <= 100_000:
+        raise ConfigError(f"--epochs {s['epochs']}: must be in (0, 100000]")
     steps_per_epoch = -(-trainer.n_data // trainer.settings["batch_size"])
     total = round(epochs * steps_per_epoch) * trainer.settings["batch_size"]
     bar = _bar(total, "train", s["quiet"] or not rank0)

@@ -78,6 +78,8 @@ class DLGMConfig:
                 raise ConfigError(f"{name}={value}: every size must be in [1, {_MAX_UNITS}]")
         if not self.n_latent:
             raise ConfigError("n_latent must name at least one stochastic layer, e.g. (2,)")
+        if not self.rec_hidden:
+            raise ConfigError("rec_hidden must name at least one hidden layer, e.g. (200,)")
         if not 1 <= len(self.data_shape) <= 3:
             raise ConfigError(f"data_shape={self.data_shape}: give (H, W) or (D,)")
         if self.covariance not in COVARIANCES:

@@ -140,6 +140,11 @@ class Trainer:
         if self.settings["batch_size"] % self.world:
             raise ConfigError(f"batch_size={batch_size} must be divisible by the number of "
                               f"processes ({self.world})")
+        rest = len(self.x) % self.settings["batch_size"]
+        if 0 < rest < self.world:
+            raise ConfigError(f"the last minibatch of each epoch has {rest} rows "
+                              f"({len(self.x)} % {batch_size}), fewer than the {self.world} "
+                              "processes; choose another batch size")
         self.ddp = None
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -217,7 +222,7 @@ class Trainer:
                 out.append(None)
                 continue
             dim = 0 if t.dim() == 2 else 1
-            out.append(t.chunk(self.world, dim=dim)[self.rank])
+            out.append(t.tensor_split(self.world, dim=dim)[self.rank])
         return out
 
     def step(self) -> dict:
@@ -227,11 +232,15 @@ class Trainer:
         for the app's step mode.
         """
         xb = self._next_batch()
+        n_global = len(xb)
         xb, x_rec, eps, xi_noise = self._shard(*self._draw_noise(xb))
         net = self.ddp or self.model  # DDP's hooks need the call to go through its wrapper
         out = net(xb, n_data=self.n_data, x_rec=x_rec, eps=eps, xi_noise=xi_noise)
+        loss = out["loss"]
+        if self.world > 1:  # DDP averages the processes: weight each by its share of rows
+            loss = loss * (len(xb) * self.world / n_global)
         self.opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        loss.backward()
         if self.settings["clip_grad"]:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["clip_grad"])
         self.opt.step()
@@ -252,10 +261,10 @@ class Trainer:
         if self.recoveries > self.settings["max_recoveries"]:
             raise TrainingError(f"the loss stayed non-finite after {self.recoveries - 1} "
                                 "recoveries; lower the learning rate or check the data")
+        old = self.lr  # before the restore, which puts back the snapshot's (higher) lr
         model_state, opt_state = self._good
         self.model.load_state_dict(model_state)
         self.opt.load_state_dict(opt_state)
-        old = self.lr
         for group in self.opt.param_groups:
             group["lr"] = old * self.settings["lr_backoff"]
         return (f"non-finite loss at step {self.step_count}: restored the last good state and "
@@ -334,6 +343,9 @@ class Trainer:
         opt_state = self.opt.state_dict()
         tensors = {"perm": self.perm, "gen": self.gen.get_state(),
                    "dev_gen": self.dev_gen.get_state().cpu()}
+        # The weights go with the state in one atomic file: a kill between the two files
+        # must not pair new weights with an old optimiser state.
+        tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
         for pid, st in opt_state["state"].items():
             for k, v in st.items():
                 tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v)
@@ -352,6 +364,9 @@ class Trainer:
         if len(tensors["perm"]) != self.n_data:
             raise CheckpointError(f"the checkpoint was trained on {len(tensors['perm'])} rows; "
                                   f"this data has {self.n_data}")
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        if weights:
+            self.model.load_state_dict(weights, strict=True)
         state: dict = {}
         for key, v in tensors.items():
             if key.startswith("opt."):
