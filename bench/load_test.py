@@ -1,0 +1,385 @@
+"""Load test of the Streamlit app: N concurrent sessions speaking Streamlit's own protocol.
+
+Starts ``streamlit run streamlit_app.py`` on 127.0.0.1 (a free port), then opens ``--sessions``
+websocket sessions at once on ``/_stcore/stream`` (subprotocol ``streamlit``), exactly as a
+browser tab does: each sends a ``BackMsg`` whose ``rerun_script`` ``ClientState`` names the
+page (``page_script_hash``, ``page_name``) and the widget states, and reads ``ForwardMsg``s
+until ``script_finished``. The page list comes from the app's own ``navigation`` message, i.e.
+from ``streamlit_app.py``, so new pages are load-tested as they appear.
+
+Per session and round: the default page (the first round includes opening the session), then
+every other page, then, on each page that draws one, a change of its first keyed number input
+outside a form (e.g. the Posterior page's test-image index): value + 1, a rerun of that page
+with the new widget state. The Models page is only loaded (training on it is out of scope).
+
+Every step is timed from sending the rerun to ``script_finished``. An error is a timeout, a
+dropped connection, a script that did not finish successfully, or an exception element in the
+page (``st.exception`` / an uncaught error shown in the app). A widget change whose page
+comes back identical to the page before is counted under ``unchanged`` (the change had no
+visible effect). Prints a table (p50 / p95 / max seconds and errors per interaction) and, last,
+one JSON line with everything.
+
+Usage::
+
+    python bench/load_test.py                        # 20 sessions, 1 round
+    python bench/load_test.py --sessions 30 --rounds 2 --timeout 300
+    python bench/load_test.py --url http://127.0.0.1:8501   # an app that is already running
+
+Bounded: at most ``--sessions`` connections, ``--rounds`` rounds, ``--timeout`` seconds per
+step and ``--deadline`` seconds in all; the server it started is stopped on exit. Only
+127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FINISHED_OK = 0  # ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
+
+
+# ---------------------------------------------------------------------------- the server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, log_path: Path, threads: int | None = None) -> subprocess.Popen:
+    """``streamlit run streamlit_app.py`` on 127.0.0.1:port, in its own process group;
+    ``threads`` sets the server's OMP_NUM_THREADS (torch's threads per operation)."""
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+           "--server.headless", "true", "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+
+
+def wait_healthy(base: str, timeout: float, proc: subprocess.Popen | None = None) -> float:
+    """Poll ``/_stcore/health`` until it answers ``ok``; returns the seconds it took."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as r:
+                if r.read().strip() == b"ok":
+                    return time.perf_counter() - t0
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{base} was not healthy after {timeout:.0f} s")
+
+
+# ---------------------------------------------------------------------------- one session
+@dataclass
+class Step:
+    """One timed rerun."""
+
+    name: str
+    seconds: float | None
+    error: str | None = None
+    unchanged: bool | None = None  # a widget change that redrew exactly the same page
+
+
+@dataclass
+class Rerun:
+    """What one rerun sent back."""
+
+    ok: bool
+    error: str | None
+    number_inputs: list = field(default_factory=list)  # (id, proto) outside forms, keyed
+    pages: list = field(default_factory=list)  # (hash, name, url_pathname) from navigation
+    digest: object = field(default_factory=lambda: hashlib.sha1())  # of every element drawn
+
+
+class Session:
+    """One browser tab's worth of protocol: a websocket and its rerun requests."""
+
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout, self.ws = url, timeout, None
+
+    async def open(self) -> None:
+        from websockets.asyncio.client import connect
+
+        self.ws = await asyncio.wait_for(
+            connect(self.url, subprotocols=["streamlit"], max_size=None, ping_interval=None,
+                    open_timeout=self.timeout), self.timeout)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def rerun(self, page_hash: str = "", page_name: str = "",
+                    widgets: list | None = None) -> Rerun:
+        """Ask for a run of a page with the given widget states; wait for it to finish."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        msg = BackMsg()
+        state = msg.rerun_script
+        state.query_string = ""
+        state.page_script_hash = page_hash
+        state.page_name = page_name
+        for w in widgets or []:
+            state.widget_states.widgets.append(w)
+        await self.ws.send(msg.SerializeToString())
+        out = Rerun(ok=True, error=None)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no script_finished within {self.timeout:.0f} s")
+            fm = ForwardMsg()
+            fm.ParseFromString(await asyncio.wait_for(self.ws.recv(), left))
+            kind = fm.WhichOneof("type")
+            if kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
+                _note_element(fm.delta.new_element, out)
+                out.digest.update(fm.delta.new_element.SerializeToString())
+            elif kind == "navigation":
+                out.pages = [(p.page_script_hash, p.page_name, p.url_pathname)
+                             for p in fm.navigation.app_pages]
+            elif kind == "page_not_found":
+                out.ok, out.error = False, f"page not found: {fm.page_not_found.page_name!r}"
+            elif kind == "session_event" and fm.session_event.WhichOneof("type") in (
+                    "script_compilation_exception",):
+                out.ok, out.error = False, "script compilation error"
+            elif kind == "script_finished":
+                if fm.script_finished != FINISHED_OK:
+                    out.ok = False
+                    out.error = out.error or f"script finished with status {fm.script_finished}"
+                return out
+
+
+def _note_element(element, out: Rerun) -> None:
+    kind = element.WhichOneof("type")
+    if kind == "exception":
+        ex = element.exception
+        out.ok = False
+        out.error = out.error or f"{ex.type}: {ex.message}"[:300]
+    elif kind == "number_input":
+        w = element.number_input
+        if not w.form_id and not w.id.endswith("-None"):  # a user key, outside any form
+            out.number_inputs.append((w.id, w))
+
+
+def _changed(widget_id: str, w) -> object:
+    """A WidgetState that moves a number input to its value + step (or - step at its max)."""
+    from streamlit.proto.NumberInput_pb2 import NumberInput
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    value = w.value if w.HasField("value") else w.default
+    step = w.step or 1
+    new = value + step
+    if w.has_max and new > w.max:
+        new = value - step
+    state = WidgetState(id=widget_id)
+    if w.data_type == NumberInput.INT:
+        state.int_value = int(new)
+    else:
+        state.double_value = float(new)
+    return state
+
+
+def _key_of(widget_id: str) -> str:
+    return widget_id.rsplit("-", 1)[-1]
+
+
+async def run_session(index: int, url: str, args, pages: list, steps: list) -> None:
+    """Open a session and go through every page (and its number input) ``args.rounds`` times."""
+    session = Session(url, args.timeout)
+
+    async def timed(name, coro):
+        t0 = time.perf_counter()
+        try:
+            res = await coro
+        except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - every failure counts
+            steps.append(Step(name, None, f"{type(e).__name__}: {e}"[:300]))
+            raise _Abort from None
+        seconds = time.perf_counter() - t0
+        steps.append(Step(name, seconds, None if res.ok else res.error))
+        return res
+
+    try:
+        await timed("open session", _open_and_noop(session))
+        for rnd in range(args.rounds):
+            for page_hash, page_name, url_path in pages:
+                name = page_name + (" (first visit)" if rnd == 0 else "")
+                res = await timed(f"load {name}", session.rerun(page_hash, url_path))
+                if page_name in args.skip_interactions or not res.number_inputs:
+                    continue
+                wid, w = res.number_inputs[0]
+                after = await timed(f"{page_name}: change {_key_of(wid)}",
+                                    session.rerun(page_hash, url_path, [_changed(wid, w)]))
+                steps[-1].unchanged = after.digest.digest() == res.digest.digest()
+    except _Abort:
+        pass
+    finally:
+        try:
+            await asyncio.wait_for(session.close(), 10)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001
+            pass
+
+
+class _Abort(Exception):
+    """A session stops at its first failed step (its connection is gone or stuck)."""
+
+
+async def _open_and_noop(session: Session) -> Rerun:
+    await session.open()
+    return Rerun(ok=True, error=None)
+
+
+async def discover_pages(url: str, timeout: float) -> list:
+    """The app's pages, default first: from the navigation message of a first run."""
+    session = Session(url, timeout)
+    await session.open()
+    try:
+        res = await session.rerun()
+    finally:
+        await session.close()
+    if not res.pages:
+        raise RuntimeError("the app sent no navigation message (is it an st.navigation app?)")
+    return res.pages
+
+
+# ---------------------------------------------------------------------------- report
+def percentile(values: list, q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]) of a non-empty list."""
+    v = sorted(values)
+    return v[max(0, math.ceil(q / 100 * len(v)) - 1)]
+
+
+def summarise(steps: list) -> list[dict]:
+    order: dict[str, list] = {}
+    for s in steps:
+        order.setdefault(s.name, []).append(s)
+    rows = []
+    for name, group in order.items():
+        times = [s.seconds for s in group if s.seconds is not None and s.error is None]
+        errors = [s.error for s in group if s.error is not None]
+        row = {"interaction": name, "n": len(group), "errors": len(errors)}
+        flags = [s.unchanged for s in group if s.unchanged is not None]
+        if flags:
+            row["unchanged"] = sum(flags)  # the change did not alter anything drawn
+        if times:
+            row.update(p50_s=round(percentile(times, 50), 3), p95_s=round(percentile(times, 95), 3),
+                       max_s=round(max(times), 3))
+        if errors:
+            row["first_error"] = errors[0]
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    width = max(len(r["interaction"]) for r in rows)
+    print(f"{'interaction':<{width}}  {'n':>4} {'errors':>6} {'p50 s':>8} {'p95 s':>8} "
+          f"{'max s':>8} {'unchanged':>9}")
+    for r in rows:
+        cells = [f"{r[k]:8.2f}" if k in r else f"{'-':>8}" for k in ("p50_s", "p95_s", "max_s")]
+        print(f"{r['interaction']:<{width}}  {r['n']:>4} {r['errors']:>6} {' '.join(cells)} "
+              f"{r.get('unchanged', '-'):>9}")
+    for r in rows:
+        if "first_error" in r:
+            print(f"  {r['interaction']}: {r['first_error']}")
+
+
+# ---------------------------------------------------------------------------- main
+async def _bench(url: str, args) -> dict:
+    pages = await discover_pages(url, args.timeout)
+    if args.pages:
+        pages = [p for p in pages if p[1] in args.pages]
+    steps: list[Step] = []
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(run_session(i, url, args, pages, steps))
+             for i in range(args.sessions)]
+    done, pending = await asyncio.wait(tasks, timeout=args.deadline)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return {"pages": [p[1] for p in pages], "steps": steps, "wall_s": time.perf_counter() - t0,
+            "sessions_unfinished": len(pending)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=20, help="concurrent sessions (1-200)")
+    p.add_argument("--rounds", type=int, default=1, help="passes over all pages (1-20)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
+    p.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole test")
+    p.add_argument("--pages", nargs="*", help="only these pages (by title)")
+    p.add_argument("--skip-interactions", nargs="*", default=["Models"],
+                   help="pages that are only loaded (default: Models)")
+    p.add_argument("--url", help="test a running app at this http://127.0.0.1:PORT instead")
+    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server it starts "
+                   "(default: inherited)")
+    p.add_argument("--startup-timeout", type=float, default=120.0)
+    p.add_argument("--json-out", help="also write the JSON summary to this file")
+    args = p.parse_args(argv)
+    if not 1 <= args.sessions <= 200 or not 1 <= args.rounds <= 20:
+        p.error("--sessions must be in [1, 200] and --rounds in [1, 20]")
+    proc, log_path = None, None
+    if args.url:
+        base = args.url.rstrip("/")
+        if not base.startswith(("http://127.0.0.1:", "http://localhost:")):
+            p.error("--url must be http://127.0.0.1:PORT (this bench only contacts localhost)")
+    else:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"dlgm-load-test-{port}.log"
+        proc = start_server(port, log_path, args.threads)
+    try:
+        startup = wait_healthy(base, args.startup_timeout, proc)
+        result = asyncio.run(_bench(base.replace("http://", "ws://") + "/_stcore/stream", args))
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    rows = summarise(result["steps"])
+    print(f"{args.sessions} concurrent sessions x {args.rounds} round(s) over "
+          f"{len(result['pages'])} pages: {result['wall_s']:.1f} s; server healthy after "
+          f"{startup:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print_table(rows)
+    summary = {"sessions": args.sessions, "rounds": args.rounds, "pages": result["pages"],
+               "server_threads": args.threads or os.environ.get("OMP_NUM_THREADS", "default"),
+               "wall_s": round(result["wall_s"], 2), "server_startup_s": round(startup, 2),
+               "sessions_unfinished": result["sessions_unfinished"],
+               "errors": sum(r["errors"] for r in rows), "cpus": os.cpu_count(),
+               "server_log": None if log_path is None else str(log_path),
+               "load_average_1m_at_end": round(os.getloadavg()[0], 2), "interactions": rows}
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+    return 0 if summary["errors"] == 0 and not result["sessions_unfinished"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
