@@ -24,13 +24,6 @@ TINY = ["--data", "digits", "--latent", "2", "--gen-hidden", "8", "--rec-hidden"
         "--epochs", "1", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _run(*args, timeout=300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -20,14 +20,6 @@ MU = torch.tensor([0.5, -1.0, 2.0])
 SIGMA = torch.tensor([0.7, 1.2, 0.5])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: threads only add contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)

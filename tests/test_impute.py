@@ -27,14 +27,6 @@ from dlgm.impute import (
 D = 16  # 4 x 4 images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: threads only add contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)

@@ -30,13 +30,6 @@ FAST = settings(max_examples=30, deadline=None,
 MAX_SECONDS = 5.0  # "never hangs": every call on bad bytes returns well within this
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ---------------------------------------------------------------------------- valid configs
 sizes = st.integers(1, 8)

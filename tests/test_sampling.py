@@ -10,14 +10,6 @@ from dlgm.errors import ConfigError, ShapeError
 from dlgm.sampling import Samples, ancestral, resample_from_layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

@@ -35,14 +35,6 @@ TINY = ["--data", "digits", "--latent", "2", "--gen-hidden", "16", "--rec-hidden
         "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: more threads only make tiny models slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _model(seed=0, covariance="diag"):
     cfg = DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,), rec_hidden=(16,),
