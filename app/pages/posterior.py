@@ -27,17 +27,25 @@ from app.widgets import (
     show_figure,
     test_data_ui,
 )
-from dlgm.grid import posterior_grid
+from dlgm.grid import grid_basis, posterior_grid
 
 _TWIN = re.compile(r"^(?P<stem>.+)-(?P<cov>diag|rank1-joint|rank1)$")
 _COV_ORDER = ("diag", "rank1", "rank1-joint")
 SOURCES = ("Test image", "Draw one")
 
 
+@st.cache_resource(show_spinner="Decoding the grid...", max_entries=4)
+def basis(_model, model_id: str, grid_size: int, radius: float):
+    """The decoder on the grid nodes, once per model and grid (read-only, shared)."""
+    return grid_basis(_model, grid_size=grid_size, radius=radius)
+
+
 @st.cache_data(show_spinner="Evaluating the posterior on the grid...", max_entries=64)
 def grid(_model, model_id: str, x: np.ndarray, grid_size: int, radius: float):
-    """``dlgm.grid.posterior_grid`` for one image (D,), cached per model id and image."""
-    return posterior_grid(_model, torch.from_numpy(x), grid_size=grid_size, radius=radius)
+    """``dlgm.grid.posterior_grid`` for one image (D,), cached per model id and image; each new
+    image costs one matrix-vector product with the model's cached grid basis."""
+    return posterior_grid(_model, torch.from_numpy(x),
+                          basis=basis(_model, model_id, grid_size, radius))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
