@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
     t.add_argument("--report-every", type=int)
     t.add_argument("--quiet", action="store_true", default=None)
+    t.add_argument("--threads", type=int, help="intra-op CPU threads (default: torch's)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="test NLL (importance sampling) and ELBO, nats per example")
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="first N examples only")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--threads", type=int, help="intra-op CPU threads (default: torch's)")
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("sample", help="ancestral samples as a PNG grid (or .npz)")
@@ -360,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            print(f"error: --threads {args.threads}: must be >= 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     try:
         result = args.func(args)
     except DLGMError as e:

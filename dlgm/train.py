@@ -235,18 +235,34 @@ class Trainer:
         n_global = len(xb)
         xb, x_rec, eps, xi_noise = self._shard(*self._draw_noise(xb))
         net = self.ddp or self.model  # DDP's hooks need the call to go through its wrapper
-        out = net(xb, n_data=self.n_data, x_rec=x_rec, eps=eps, xi_noise=xi_noise)
+        out = net(xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise)  # -ELBO; the prior comes below
         loss = out["loss"]
         if self.world > 1:  # DDP averages the processes: weight each by its share of rows
             loss = loss * (len(xb) * self.world / n_global)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self._add_prior_gradient()
         if self.settings["clip_grad"]:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["clip_grad"])
         self.opt.step()
         self.step_count += 1
         out.update(x=xb, eps=eps)
         return out
+
+    def _add_prior_gradient(self) -> None:
+        """Add the gradient of ||theta^g||^2 / (2 kappa N) (eq. 13-14), theta^g / (kappa N), in
+        one fused op: the same update as putting the prior in the loss, without squaring every
+        generative weight in the autograd graph at each step."""
+        kappa = self.model.config.kappa
+        if kappa is None:
+            return
+        params = [p for p in self.model.generative_parameters() if p.grad is not None]
+        torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / (kappa * self.n_data))
+
+    def prior_term(self) -> float:
+        """||theta^g||^2 / (2 kappa N): the weight prior's share of the per-example loss."""
+        with torch.no_grad():
+            return float(self.model.weight_penalty()) / self.n_data
 
     # ------------------------------------------------------------------ recovery
     def _snapshot(self):
@@ -310,6 +326,7 @@ class Trainer:
             if n < every and not end_epoch and self.step_count < last:
                 continue
             loss, elbo = (sums / n).tolist()  # the only host sync: once per report
+            loss += self.prior_term()  # the free energy of eq. 13, per example
             message = None
             if not (math.isfinite(loss) and math.isfinite(elbo) and self._finite()):
                 message = self._recover()
