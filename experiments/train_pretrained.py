@@ -41,7 +41,7 @@ TABLE_BEGIN, TABLE_END = "<!-- models:begin -->", "<!-- models:end -->"
 
 
 def model_names() -> list[str]:
-    """Every model that has a config, in a fixed order (small ones first)."""
+    """Every model that has a config, in alphabetical order."""
     return sorted(p.stem for p in CONFIGS.glob("*.json"))
 
 
