@@ -1,6 +1,6 @@
 """dlgm: Deep Latent Gaussian Models and stochastic backpropagation (Rezende et al., 2014)."""
 
-from . import data, estimators, grid, impute, likelihood, sampling, train
+from . import data, estimators, grid, impute, likelihood, sampling, train, wake_sleep
 from .checkpoint import from_bytes, load, to_bytes
 from .errors import CheckpointError, ConfigError, DLGMError, ShapeError, TrainingError
 from .model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
@@ -10,6 +10,6 @@ __all__ = [
     "COVARIANCES", "LIKELIHOODS", "DLGM", "DLGMConfig", "DiagonalNormal", "RankOneNormal",
     "StandardNormal", "CheckpointError", "ConfigError", "DLGMError", "ShapeError",
     "TrainingError", "load", "from_bytes", "to_bytes", "data", "estimators", "grid", "impute",
-    "likelihood", "sampling", "train",
+    "likelihood", "sampling", "train", "wake_sleep",
 ]
 __version__ = "0.1.0"

@@ -56,8 +56,9 @@ def binarization_of(model) -> dict:
 
 
 def eval_data(data_name, split, binarization, limit=None) -> tuple[np.ndarray, dict]:
-    """The evaluation set and how it was binarised. Dynamically binarised models are evaluated
-    on one fixed binarisation of the test set (seed 0), statically binarised ones on theirs."""
+    """The evaluation set and how it was binarised: the test set binarised once with seed
+    s + 1 (``static_binarize(x, s + 1)``), s being the model's static seed (0 for dynamically
+    binarised models), so the test set never reuses the training set's draws."""
     x = _data.load_dataset(data_name, split).x
     if limit:
         x = x[:limit]

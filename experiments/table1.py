@@ -1,0 +1,304 @@
+"""Table 1 of the paper (sec. 5.2): -ln p(v) on binarised MNIST test images, in nats.
+
+Rows, all with the same architecture (one stochastic layer of 200 latents, two deterministic
+layers of 200 ReLU units in the generative and the recognition model):
+
+- **factor analysis**: ``sklearn.decomposition.FactorAnalysis(n_components=200)`` fitted to one
+  fixed binarisation of the training images. A Gaussian *density* on binary vectors is not a
+  probability, and on MNIST it is degenerate (pixels that are 0 in every binarised training
+  image get variance 1e-12), so two numbers are reported: the literal ``-score_samples`` on the
+  binary test images (what "a Gaussian density on binary data" gives), and a proper discrete
+  bound: the same model fitted to dequantised data v + u, u ~ U(0, 1)^D, assigns each binary v
+  the mass of its unit cell, P(v) = int p(v + u) du >= exp E_u log p(v + u) (Jensen), and
+  E_u log N(v + u; m, S) = log N(v + 1/2; m, S) - tr(S^-1) / 24 exactly (Cov u = I / 12).
+- **wake-sleep** (``dlgm.wake_sleep``): the same ``DLGM`` trained by wake-sleep with the
+  settings of ``experiments/configs/mnist-table1-diag.json`` (Adam, batch, epochs, kappa, seed),
+  diagonal recognition covariance.
+- **DLGM diagonal / rank-one**: ``pretrained/mnist-table1-diag`` and ``-rank1``.
+
+Every model is evaluated by one protocol (that of ``python -m dlgm train --eval-k``): the first
+``--limit`` test images binarised once by ``dlgm.data.static_binarize(x, seed=1)``, importance
+sampling with K = ``--k`` samples from the recognition model (``dlgm.likelihood.evaluate``,
+generator seed 0), so the rows are paired: the same images, and the standard errors of their
+differences are given. Training binarisation is dynamic. This is *not* the fixed binarisation
+of Larochelle & Murray (2011) that the paper used, and not the full 10,000 test images, so the
+numbers are not strictly comparable with the paper's column.
+
+Results are cached per row in ``runs/experiments/table1/`` (git-ignored; ``--fresh`` redoes
+them) and the wake-sleep model is kept there. Usage::
+
+    OMP_NUM_THREADS=1 nice -n 5 python experiments/table1.py              # all rows
+    OMP_NUM_THREADS=1 nice -n 5 python experiments/table1.py --rows wake-sleep --epochs 30
+    OMP_NUM_THREADS=1 nice -n 5 python experiments/table1.py --throughput 100   # speed only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dlgm  # noqa: E402
+from dlgm.cli import binarization_of, eval_data  # noqa: E402
+from dlgm.data import load_dataset, static_binarize  # noqa: E402
+from dlgm.likelihood import evaluate  # noqa: E402
+from dlgm.model import DLGM, DLGMConfig  # noqa: E402
+from dlgm.train import fit  # noqa: E402
+from dlgm.wake_sleep import fit_wake_sleep  # noqa: E402
+
+RUNS = ROOT / "runs" / "experiments"
+PRETRAINED = ROOT / "pretrained"
+CONFIGS = ROOT / "experiments" / "configs"
+TRAIN_KEYS = ("batch_size", "optimizer", "lr", "seed")
+PAPER_TABLE1 = {"factor analysis": 106.00, "wake-sleep": 91.3, "DLGM diagonal": 87.30,
+                "DLGM rank-one": 86.60}
+
+
+def machine() -> str:
+    """'N cores, CPU model, torch version' of this machine."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return (f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)")
+
+
+# ---------------------------------------------------------------------------- evaluation
+def test_images(limit: int) -> tuple[torch.Tensor, dict]:
+    """The first ``limit`` MNIST test images, binarised as the CLI evaluates dynamically
+    binarised models (``static_binarize(x, seed=1)``)."""
+    x, how = eval_data("mnist", "test", {"kind": "dynamic"}, limit)
+    return torch.tensor(x), how
+
+
+def evaluate_model(model, k: int, limit: int) -> dict:
+    """NLL (nats per image) of a DLGM by the CLI's protocol, with per-image values."""
+    x, how = eval_data("mnist", "test", binarization_of(model), limit)
+    t0 = time.perf_counter()
+    res = evaluate(model.eval(), torch.tensor(x), n_samples=k,
+                   generator=torch.Generator().manual_seed(0), return_per_example=True)
+    return {"nll": res["nll"], "elbo": res["elbo"], "ess": res["ess"], "k": k, "n": len(x),
+            "eval_binarization": how, "eval_s": round(time.perf_counter() - t0, 1),
+            "nll_per_image": res["nll_per_example"].tolist()}
+
+
+def _train_config(name: str) -> dict:
+    """Training settings of a pretrained model's config (so that baselines match them)."""
+    c = json.loads((CONFIGS / f"{name}.json").read_text())
+    return {k: c[k] for k in TRAIN_KEYS} | {"epochs": c["epochs"]}
+
+
+# ---------------------------------------------------------------------------- rows
+def factor_analysis_row(n_components: int, limit: int, n_train: int) -> dict:
+    """Factor analysis: literal Gaussian density on binary data, and the dequantised bound."""
+    from sklearn.decomposition import FactorAnalysis
+
+    x_train = static_binarize(load_dataset("mnist", "train").x[:n_train], 0)  # (N, D) binary
+    x_test = test_images(limit)[0].numpy().astype(np.float64)
+    t0 = time.perf_counter()
+    fa = FactorAnalysis(n_components=n_components, random_state=0).fit(x_train)
+    literal = -fa.score_samples(x_test)  # (n,), Gaussian density at binary points
+    u = np.random.default_rng(0).random(x_train.shape, dtype=np.float32)
+    fa_u = FactorAnalysis(n_components=n_components, random_state=0).fit(x_train + u)
+    # -E_u log N(v + u; m, S) = -log N(v + 1/2; m, S) + tr(S^-1) / 24, an upper bound on
+    # -log P(v) for the discrete model P(v) = mass of the cell [v, v + 1).
+    bound = -fa_u.score_samples(x_test + 0.5) + np.trace(fa_u.get_precision()) / 24.0
+    wall = time.perf_counter() - t0
+    return {"method": "factor analysis", "nll": float(bound.mean()), "nll_per_image":
+            bound.tolist(), "nll_literal_mean": float(literal.mean()),
+            "nll_literal_median": float(np.median(literal)),
+            "literal_min_noise_var": float(fa.noise_variance_.min()),
+            "n_degenerate_pixels": int((fa.noise_variance_ < 1e-6).sum()),
+            "k": "exact", "n": len(x_test), "epochs": f"EM, {fa_u.n_iter_} iterations",
+            "train_images": int(n_train), "train_binarization": "static, seed 0 (one draw)",
+            "wall_s": round(wall, 1), "elbo": None, "ess": None}
+
+
+def finished(path: Path) -> bool:
+    """A model folder whose training has ended (``train_pretrained.py`` deletes the training
+    state ``train_state.safetensors`` when a run is over)."""
+    return (path / "model.safetensors").is_file() and not (
+        path / "train_state.safetensors").is_file()
+
+
+def _cached_model(path: Path, make, epochs: float):
+    """Load ``path`` if it was trained for ``epochs``; else train it by ``make()``."""
+    if (path / "model.safetensors").is_file():
+        model = dlgm.load(path)
+        if model.metadata.get("training", {}).get("epochs") == epochs:
+            return model, model.metadata.get("wall_time_s")
+    t0 = time.perf_counter()
+    trainer = make()
+    wall = round(time.perf_counter() - t0, 1)
+    trainer.model.metadata["wall_time_s"] = wall
+    trainer.save(path)
+    (path / "train_state.safetensors").unlink(missing_ok=True)
+    return trainer.model, wall
+
+
+def trained_row(method: str, config: DLGMConfig, settings: dict, epochs: float, k: int,
+                limit: int, out: Path) -> dict:
+    """Train (or reuse) a model with wake-sleep or Algorithm 1 and evaluate it."""
+    x_train = load_dataset("mnist", "train").x
+    meta = {"data": "mnist", "binarization": {"kind": "dynamic"}}
+    trainer_fn = fit_wake_sleep if method == "wake-sleep" else fit
+
+    def make():
+        model = DLGM(config, metadata=meta, seed=settings["seed"])
+        return trainer_fn(model, x_train, epochs=epochs, binarize="dynamic", device="cpu",
+                          report_every=100, **settings)
+
+    model, wall = _cached_model(out, make, epochs)
+    row = {"method": method, "epochs": epochs, "wall_s": wall, "model_dir": str(out.relative_to(
+        ROOT)), "train_binarization": "dynamic", "settings": settings}
+    return row | evaluate_model(model, k, limit)
+
+
+def pretrained_row(method: str, name: str, k: int, limit: int) -> dict | None:
+    """Evaluate ``pretrained/name`` (None if it does not exist yet or is still training)."""
+    path = PRETRAINED / name
+    if not finished(path):
+        return None
+    model = dlgm.load(path)
+    t = model.metadata.get("training", {})
+    row = {"method": method, "epochs": t.get("epochs"), "wall_s": model.metadata.get(
+        "wall_time_s"), "model_dir": f"pretrained/{name}", "train_binarization": "dynamic",
+        "card_test_nll": model.metadata.get("test_nll"),
+        "settings": {key: t.get(key) for key in TRAIN_KEYS}}
+    return row | evaluate_model(model, k, limit)
+
+
+def throughput(config: DLGMConfig, settings: dict, steps: int, rounds: int = 3) -> dict:
+    """Training examples per second of wake-sleep and of Algorithm 1 on this architecture,
+    measured back to back (alternating, best of ``rounds``) so that machine load affects both
+    alike."""
+    from dlgm.train import Trainer
+    from dlgm.wake_sleep import WakeSleepTrainer
+
+    x_train = load_dataset("mnist", "train").x
+    best = {"wake-sleep": 0.0, "Algorithm 1": 0.0}
+    for _ in range(rounds):
+        for name, cls in (("wake-sleep", WakeSleepTrainer), ("Algorithm 1", Trainer)):
+            trainer = cls(DLGM(config, seed=0), x_train, device="cpu", report_every=steps,
+                          **settings)
+            t0 = time.perf_counter()
+            for _ in trainer.run(steps=steps):
+                pass
+            rate = steps * settings["batch_size"] / (time.perf_counter() - t0)
+            best[name] = max(best[name], round(rate))
+    return best
+
+
+# ---------------------------------------------------------------------------- the table
+def paired_sem(a, b) -> float:
+    """Standard error of mean(a - b) over paired per-image values."""
+    d = np.asarray(a) - np.asarray(b)
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def markdown(rows: list[dict], paper: dict, reference: str | None = None) -> str:
+    """The results as a markdown table (NLL +- standard error over images)."""
+    head = ("| method | paper | -ln p(v) (nats) | ± s.e. | diff. vs. " + (reference or "-") +
+            " | −ELBO | ESS | K | test images | epochs | train wall time | model |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ref = next((r for r in rows if r["method"] == reference), None)
+    lines = [head]
+    for r in rows:
+        per = np.asarray(r["nll_per_image"])
+        sem = per.std(ddof=1) / math.sqrt(len(per))
+        diff = "-"
+        if ref is not None and r is not ref:
+            diff = (f"{r['nll'] - ref['nll']:+.2f} ± "
+                    f"{paired_sem(r['nll_per_image'], ref['nll_per_image']):.2f}")
+        elbo = "-" if r.get("elbo") is None else f"{-r['elbo']:.2f}"
+        ess = "-" if r.get("ess") is None else f"{r['ess']:.0f}"
+        wall = "-" if r.get("wall_s") is None else f"{r['wall_s']:.0f} s"
+        p = paper.get(r["method"].split(" (")[0])
+        lines.append(f"| {r['method']} | {'-' if p is None else f'{p:.2f}'} | {r['nll']:.2f} | "
+                     f"{sem:.2f} | {diff} | {elbo} | {ess} | {r['k']} | {r['n']} | "
+                     f"{r['epochs']} | {wall} | {r.get('model_dir', 'sklearn')} |")
+    return "\n".join(lines)
+
+
+def run_rows(specs: dict, cache: Path, fresh: bool) -> list[dict]:
+    """Compute (or read from ``cache``) each row; ``specs`` maps a row key to a thunk."""
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for key, thunk in specs.items():
+        f = cache / f"{key}.json"
+        if f.is_file() and not fresh:
+            rows.append(json.loads(f.read_text()))
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] {key} ...", file=sys.stderr, flush=True)
+        row = thunk()
+        if row is None:
+            print(f"  {key}: not available yet, skipped", file=sys.stderr)
+            continue
+        f.write_text(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", default="fa,wake-sleep,diag,rank1",
+                   help="comma-separated subset of fa, wake-sleep, diag, rank1")
+    p.add_argument("--k", type=int, default=5000, help="importance samples per image")
+    p.add_argument("--limit", type=int, default=1000, help="first N test images")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="wake-sleep epochs (default: those of mnist-table1-diag's config)")
+    p.add_argument("--fa-train", type=int, default=60000, help="training images for FA")
+    p.add_argument("--fresh", action="store_true", help="recompute cached rows")
+    p.add_argument("--throughput", type=int, default=0, metavar="STEPS",
+                   help="only measure training speed (examples/s) of wake-sleep and "
+                        "Algorithm 1 over STEPS steps each, and stop")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    settings = _train_config("mnist-table1-diag")
+    epochs = args.epochs or settings.pop("epochs")
+    settings.pop("epochs", None)
+    config = DLGMConfig(n_latent=(200,), gen_hidden=(200, 200), rec_hidden=(200, 200))
+    if args.throughput:
+        print(json.dumps({"examples_per_s": throughput(config, settings, args.throughput),
+                          "machine": machine()}))
+        return 0
+    cache = RUNS / "table1"
+    k, n = args.k, args.limit
+    specs = {
+        "fa": lambda: factor_analysis_row(200, n, args.fa_train),
+        "wake-sleep": lambda: trained_row("wake-sleep", config, settings, epochs, k, n,
+                                          cache / "wake-sleep-model"),
+        "diag": lambda: pretrained_row("DLGM diagonal", "mnist-table1-diag", k, n),
+        "rank1": lambda: pretrained_row("DLGM rank-one", "mnist-table1-rank1", k, n),
+    }
+    wanted = args.rows.split(",")
+    rows = run_rows({key: specs[key] for key in wanted}, cache, args.fresh)
+    print(markdown(rows, PAPER_TABLE1, reference="DLGM rank-one"))
+    fa = next((r for r in rows if r["method"] == "factor analysis"), None)
+    if fa:
+        print(f"\nfactor analysis, literal Gaussian density at the binary test points: mean "
+              f"-log p = {fa['nll_literal_mean']:.4g}, median {fa['nll_literal_median']:.4g} "
+              f"nats ({fa['n_degenerate_pixels']} pixels with noise variance < 1e-6)")
+    print(f"\nmachine: {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
