@@ -226,7 +226,9 @@ class Trainer:
         return out
 
     def step(self) -> dict:
-        """Apply one update (Algorithm 1) and return its loss terms (tensors, per example).
+        """Apply one update (Algorithm 1) and return its loss terms (tensors, per example):
+        ``loss`` is -ELBO of the batch; the weight prior enters through its gradient
+        (``_add_prior_gradient``) and is added to the reported free energy in ``run``.
 
         The dict also holds ``x`` (the binarised batch), ``eps`` and ``xi`` of this process,
         for the app's step mode.
