@@ -99,7 +99,9 @@ class GridBasis:
 
     grid_size: int
     radius: float
-    axis: torch.Tensor  # (G,)
+    center: tuple  # (cx, cy)
+    xs: torch.Tensor  # (G,)
+    ys: torch.Tensor  # (G,)
     nodes: torch.Tensor  # (G*G, 1, 2)
     lin: torch.Tensor  # (G*G, D)
     quad: torch.Tensor | None  # (D,) for Gaussian likelihoods
@@ -114,14 +116,25 @@ class GridBasis:
         return out.reshape(g, g)
 
 
-def _nodes(grid_size, radius, dtype, device):
+def _nodes(grid_size, radius, center, dtype, device):
     axis = torch.linspace(-radius, radius, grid_size, dtype=dtype, device=device)  # (G,)
-    yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # [i, j] = (axis[j], axis[i])
-    return axis, torch.stack([xx, yy], dim=-1).reshape(grid_size * grid_size, 1, 2)
+    xs, ys = axis + float(center[0]), axis + float(center[1])  # (G,), (G,)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # [i, j] = (xs[j], ys[i])
+    return xs, ys, torch.stack([xx, yy], dim=-1).reshape(grid_size * grid_size, 1, 2)
+
+
+def _center(center) -> tuple:
+    try:
+        cx, cy = (float(c) for c in center)
+    except (TypeError, ValueError):
+        raise ConfigError(f"center={center!r}: give two finite numbers (x, y)") from None
+    if not (math.isfinite(cx) and math.isfinite(cy)):
+        raise ConfigError(f"center={center!r}: give two finite numbers (x, y)")
+    return cx, cy
 
 
 @torch.no_grad()
-def grid_basis(model, *, grid_size=101, radius=5.0, chunk=None) -> GridBasis:
+def grid_basis(model, *, grid_size=101, radius=5.0, center=(0.0, 0.0), chunk=None) -> GridBasis:
     """Evaluate the decoder on the grid once, for many :func:`posterior_grid` calls.
 
     Memory: G * G * D floats (32 MB for 101 x 101 nodes and 784 pixels).
@@ -131,7 +144,8 @@ def grid_basis(model, *, grid_size=101, radius=5.0, chunk=None) -> GridBasis:
     _check(model, dummy, grid_size, radius, chunk)
     g, r, d = int(grid_size), float(radius), model.n_pixels
     chunk = chunk or max(1, _DEFAULT_ELEMENTS // d)
-    axis, nodes = _nodes(g, r, p.dtype, p.device)
+    center = _center(center)
+    xs, ys, nodes = _nodes(g, r, center, p.dtype, p.device)
     lin, const = [], []
     for s in range(0, g * g, chunk):
         out = model.decode(nodes[s:s + chunk, 0])  # (C, D)
@@ -146,7 +160,8 @@ def grid_basis(model, *, grid_size=101, radius=5.0, chunk=None) -> GridBasis:
     quad = None if model.config.likelihood == "bernoulli" else -0.5 * torch.exp(
         -2 * model.log_sigma)
     log_prior = -0.5 * (nodes[:, 0].pow(2).sum(-1) + 2 * math.log(2 * math.pi))  # (G*G,)
-    return GridBasis(grid_size=g, radius=r, axis=axis, nodes=nodes, lin=torch.cat(lin),
+    return GridBasis(grid_size=g, radius=r, center=center, xs=xs, ys=ys, nodes=nodes,
+                     lin=torch.cat(lin),
                      quad=quad, const=torch.cat(const) + log_prior)
 
 
@@ -174,7 +189,7 @@ def _check(model, x, grid_size, radius, chunk) -> torch.Tensor:
     return x.to(dtype=p.dtype, device=p.device)
 
 
-def _map(model, x, log_joint, axis, refine: bool) -> torch.Tensor:
+def _map(model, x, log_joint, xs, ys, refine: bool) -> torch.Tensor:
     """The best grid node, optionally refined by one Newton step, (2,).
 
     The refinement fits a quadratic to log p(x, xi) on the node and its 8 neighbours (central
@@ -182,9 +197,9 @@ def _map(model, x, log_joint, axis, refine: bool) -> torch.Tensor:
     maximum. The step is kept only if the fitted Hessian is negative definite, the step stays
     within two cells, and log p(x, xi) (one decoder call) improves. Exact when log p(x, xi) is
     quadratic in xi (linear-Gaussian models)."""
-    g, h = axis.shape[0], float(axis[1] - axis[0])
+    g, h = xs.shape[0], float(xs[1] - xs[0])  # the same spacing on both axes
     i, j = divmod(int(log_joint.argmax()), g)
-    best = torch.stack([axis[j], axis[i]])  # (2,), a[i, j] is at (xs[j], ys[i])
+    best = torch.stack([xs[j], ys[i]])  # (2,), a[i, j] is at (xs[j], ys[i])
     if not (refine and 0 < i < g - 1 and 0 < j < g - 1):
         return best
     f = log_joint[i - 1:i + 2, j - 1:j + 2].double()  # (3, 3), rows follow y, columns x
@@ -219,8 +234,8 @@ def _q_moments(q) -> tuple[np.ndarray, np.ndarray]:
     return mean.double().cpu().numpy(), cov.double().cpu().numpy()
 
 
-def posterior_grid(model, x, *, grid_size=101, radius=5.0, chunk=None, refine_map=True,
-                   q=None, basis: GridBasis | None = None) -> GridPosterior:
+def posterior_grid(model, x, *, grid_size=101, radius=5.0, center=(0.0, 0.0), chunk=None,
+                   refine_map=True, q=None, basis: GridBasis | None = None) -> GridPosterior:
     """Evaluate the true posterior p(xi | x) and q(xi | x) of one image on a grid.
 
     Parameters
@@ -232,7 +247,10 @@ def posterior_grid(model, x, *, grid_size=101, radius=5.0, chunk=None, refine_ma
     grid_size : int
         G, nodes per axis, in [3, 1001]; the grid has G * G nodes, spacing 2 r / (G - 1).
     radius : float
-        r > 0: the grid covers [-r, r]^2 (the paper's Fig. 2 uses 5).
+        r > 0: the grid covers [-r, r]^2 around ``center`` (the paper's Fig. 2 uses 5).
+    center : (float, float)
+        The grid's centre, e.g. a previous grid's ``map`` with a small radius to resolve a
+        narrow posterior (log p(v) by quadrature then needs the posterior inside the grid).
     chunk : int, optional
         Grid nodes per decoder call; by default about 2**24 / D (one call for 101 x 101 on
         MNIST).
@@ -260,17 +278,18 @@ def posterior_grid(model, x, *, grid_size=101, radius=5.0, chunk=None, refine_ma
         If ``x`` is not one finite image of D pixels (shape (D,) or (1, D)).
     """
     if basis is not None:
-        grid_size, radius = basis.grid_size, basis.radius
+        grid_size, radius, center = basis.grid_size, basis.radius, basis.center
     x = _check(model, x, grid_size, radius, chunk)  # (1, D)
     g, r = int(grid_size), float(radius)
     chunk = chunk or max(1, _DEFAULT_ELEMENTS // x.shape[1])
     with torch.no_grad():
         if basis is None:
-            axis, nodes = _nodes(g, r, x.dtype, x.device)  # (G,), (G*G, 1, 2)
+            xs, ys, nodes = _nodes(g, r, _center(center), x.dtype, x.device)  # (G*G, 1, 2)
             log_joint = torch.cat([model.log_joint(x, nodes[s:s + chunk])
                                    for s in range(0, g * g, chunk)]).reshape(g, g)  # (G, G)
         else:
-            axis, nodes, log_joint = basis.axis, basis.nodes, basis.log_joint(x)  # (G, G)
+            xs, ys, nodes = basis.xs, basis.ys, basis.nodes
+            log_joint = basis.log_joint(x)  # (G, G)
         q = model.encode(x) if q is None else q
         log_q = q.log_prob(nodes).reshape(g, g)  # (G, G)
         log_area = 2.0 * math.log(2.0 * r / (g - 1))
@@ -285,14 +304,14 @@ def posterior_grid(model, x, *, grid_size=101, radius=5.0, chunk=None, refine_ma
         post_mean = w @ pts  # (2,)
         centred = pts - post_mean
         post_cov = (centred * w[:, None]).T @ centred  # (2, 2)
-        best = _map(model, x, log_joint, axis, refine_map)  # (2,)
+        best = _map(model, x, log_joint, xs, ys, refine_map)  # (2,)
     q_mean, q_cov = _q_moments(q)
 
     def np64(t):
         return t.detach().double().cpu().numpy()
 
     return GridPosterior(
-        xs=np64(axis), ys=np64(axis), log_joint=np64(log_joint), log_post=np64(log_post),
+        xs=np64(xs), ys=np64(ys), log_joint=np64(log_joint), log_post=np64(log_post),
         log_q=np64(log_q), log_px=float(log_px), kl_q_p=float(kl_q_p), kl_p_q=float(kl_p_q),
         q_mass=float(q_mass), elbo=float(log_px - kl_q_p), map=np64(best), q_mean=q_mean,
         q_cov=q_cov, post_mean=np64(post_mean), post_cov=np64(post_cov))
