@@ -12,7 +12,9 @@ Method: after a warm-up of both, the two are timed alternately (``--rounds`` rou
 dlgm / plain, by the wall clock and by this process's CPU time (with one thread the CPU-time
 rate is robust to other jobs on a shared machine). Besides the default ``dlgm`` run (the CLI's
 settings: kappa=1 weight prior, ``Trainer.run`` with a report every 50 steps), ``--variants``
-can add ``dlgm-nokappa`` (no weight prior, the plain loop's objective), ``dlgm-step``
+can add ``dlgm-fast`` (the ``dlgm`` run with ``Trainer(fast=True)``: compiled step,
+device-resident data and draws, and on CUDA one CUDA graph per update), ``dlgm-nokappa`` (no
+weight prior, the plain loop's objective), ``dlgm-step``
 (``Trainer.step()`` in a bare loop, no reports or snapshots) and ``dlgm-lean`` (both), which
 show where time goes; ``--breakdown REPS`` times the pieces of one update (forward+backward of
 each model, the weight prior, two forms of the Bernoulli log-likelihood, the optimiser step) and
@@ -25,7 +27,7 @@ work per step.
 Usage::
 
     python bench/train_throughput.py                       # CPU, MNIST
-    python bench/train_throughput.py --device cuda --steps 200
+    python bench/train_throughput.py --device cuda --steps 200 --variants dlgm dlgm-fast
     python bench/train_throughput.py --threads 1 --variants dlgm dlgm-nokappa dlgm-step \
         dlgm-lean --breakdown 60
 """
@@ -103,7 +105,7 @@ class PlainLoop:
 
 # ---------------------------------------------------------------------------- dlgm's Trainer
 class DlgmLoop:
-    def __init__(self, x, device, *, kappa=1.0, mode="run", seed=0):
+    def __init__(self, x, device, *, kappa=1.0, mode="run", seed=0, fast=False):
         sys.path.insert(0, str(ROOT))
         from dlgm.model import DLGM, DLGMConfig
         from dlgm.train import Trainer
@@ -114,7 +116,7 @@ class DlgmLoop:
         model = DLGM(cfg, seed=seed)
         self.trainer = Trainer(model, x, batch_size=BATCH, n_samples=1, optimizer="rmsprop",
                                lr=LR, binarize="none", seed=seed, device=device,
-                               report_every=50)
+                               report_every=50, fast=fast)
         self.mode = mode
 
     def run(self, steps):
@@ -131,6 +133,7 @@ VARIANTS = {  # dlgm: as the CLI trains (kappa = 1 weight prior, Trainer.run wit
     "dlgm-nokappa": dict(kappa=None, mode="run"),  # no weight prior: the plain loop's objective
     "dlgm-step": dict(kappa=1.0, mode="step"),  # Trainer.step() only: no reports/snapshots
     "dlgm-lean": dict(kappa=None, mode="step"),  # both
+    "dlgm-fast": dict(kappa=1.0, mode="run", fast=True),  # as "dlgm", with Trainer(fast=True)
 }
 
 

@@ -85,7 +85,8 @@ TRAIN_DEFAULTS = dict(
     likelihood=None, kappa=1.0, epochs=10, batch_size=200, samples=1, optimizer="rmsprop",
     lr=3e-4, binarize="dynamic", static_seed=0, input_noise="none", input_noise_p=0.0,
     sample_noise=0.0, clip_grad=None, seed=0, device="auto", out=None, resume=False,
-    checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50,
+    checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50, lr_decay=1.0,
+    fast=False,
 )
 
 
@@ -122,7 +123,8 @@ def cmd_train(args) -> dict:
                    input_noise=s["input_noise"], input_noise_p=float(s["input_noise_p"]),
                    sample_noise=float(s["sample_noise"]),
                    clip_grad=None if s["clip_grad"] is None else float(s["clip_grad"]),
-                   seed=int(s["seed"]), report_every=int(s["report_every"]))
+                   seed=int(s["seed"]), report_every=int(s["report_every"]),
+                   lr_decay=float(s["lr_decay"]), fast=bool(s["fast"]))
     out = Path(s["out"])
     if s["resume"] and (out / "train_state.safetensors").is_file():
         trainer = Trainer.resume(out, x, device=device, x_valid=valid)
@@ -302,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--samples", type=int, help="S, samples of xi per example")
     t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--lr", type=float)
+    t.add_argument("--lr-decay", type=float, help="multiply lr by this at every new epoch")
     t.add_argument("--binarize", choices=("dynamic", "static", "none"))
     t.add_argument("--static-seed", type=int)
     t.add_argument("--input-noise", choices=INPUT_NOISE)
@@ -310,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--clip-grad", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--fast", action="store_true", default=None,
+                   help="torch.compile the step; on CUDA replay it as one CUDA graph")
     t.add_argument("--out", help="output directory")
     t.add_argument("--resume", action="store_true", default=None,
                    help="continue from OUT's checkpoint if there is one")
