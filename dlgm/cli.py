@@ -264,7 +264,8 @@ def cmd_impute(args) -> dict:
         mask = mask_square(model.data_shape, int(value or model.data_shape[0] // 2))
     else:
         raise ConfigError(f"--mask {args.mask}: use random:RATE or square:SIZE")
-    result = impute(model, x, mask, method=args.method, n_steps=args.steps, generator=g)
+    result = impute(model, x, mask, method=args.method, n_steps=args.steps, init=args.init,
+                    generator=g)
     err = missing_error(result, x, mask)
     if args.out:
         strip = result.probs[:, 0].numpy()
@@ -354,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--method", default="pseudo-gibbs", choices=("pseudo-gibbs", "mwg",
                                                                 "importance"))
     i.add_argument("--steps", type=int, default=15)
+    i.add_argument("--init", default="noise", choices=("noise", "zeros", "mean", "pseudo-gibbs"),
+                   help="initial fill; pseudo-gibbs: a warm start for mwg / importance")
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", help="PNG strip of the iterations")
     i.set_defaults(func=cmd_impute)

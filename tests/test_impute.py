@@ -14,6 +14,7 @@ from dlgm import DLGM, DiagonalNormal, DLGMConfig
 from dlgm.errors import ConfigError, ShapeError
 from dlgm.impute import (
     METHODS,
+    WARM_STEPS,
     ImputationChain,
     ImputationResult,
     _pixels,
@@ -113,7 +114,7 @@ def test_as_mask_accepts_and_rejects():
 @pytest.mark.parametrize("method", METHODS)
 @settings(max_examples=8, deadline=None)
 @given(bits=st.lists(st.lists(st.booleans(), min_size=D, max_size=D), min_size=1, max_size=3),
-       init=st.sampled_from(["noise", "zeros", "mean"]),
+       init=st.sampled_from(["noise", "zeros", "mean", "pseudo-gibbs"]),
        likelihood=st.sampled_from(["bernoulli", "gaussian"]), seed=st.integers(0, 2**31))
 def test_observed_pixels_never_change(method, bits, init, likelihood, seed):
     model = MODELS[likelihood]
@@ -220,6 +221,11 @@ def test_initial_fills():
     mean = impute(model, x, mask, init="mean", n_steps=0, generator=_gen())
     marginal = model.pixel_mean(model.prior().rsample((256,), generator=_gen())).mean(0)
     torch.testing.assert_close(mean.images[0], torch.where(mask, marginal.detach(), x))
+    warm = impute(model, x, mask, init="pseudo-gibbs", n_steps=0, generator=_gen(5))
+    chain = impute(model, x, mask, method="pseudo-gibbs", init="noise", n_steps=WARM_STEPS,
+                   generator=_gen(5))  # the same draws: the warm start is its last state
+    assert torch.equal(warm.images[0], chain.images[-1])
+    assert torch.equal(warm.probs[0], chain.probs[-1])
     given_fill = impute(model, x, mask, init=torch.full((D,), 0.25), n_steps=0)
     assert (given_fill.images[0][mask] == 0.25).all()
     with pytest.raises(ShapeError, match="init"):

@@ -22,7 +22,15 @@ from app.figures_extra import (
     painted_mask,
 )
 from dlgm.errors import DLGMError
-from dlgm.impute import METHODS, ImputationChain, as_mask, mask_random, mask_square, missing_error
+from dlgm.impute import (
+    INITS,
+    METHODS,
+    ImputationChain,
+    as_mask,
+    mask_random,
+    mask_square,
+    missing_error,
+)
 
 CHAINS_KEY = "imputation_chains"  # {"signature": tuple, "chains": {method: chain}}; no widget
 PLAYING_KEY = "imputation_playing"  # bool; no widget owns it
@@ -99,7 +107,10 @@ def chain_settings_ui() -> dict:
     with st.expander("Chain settings"):
         methods = st.multiselect("Chains", METHODS, default=list(METHODS), key="imp_methods",
                                  format_func=LABELS.get)
-        init = st.selectbox("Initial fill of the missing pixels", ("noise", "zeros", "mean"),
+        init = st.selectbox("Initial fill of the missing pixels", INITS,
+                            help="pseudo-gibbs: the state after 30 pseudo-Gibbs steps from "
+                                 "noise, a warm start for the exact chains (from noise, MWG "
+                                 "accepts almost nothing)",
                             key="imp_init")
         particles = st.slider("Importance particles", 10, 1000, 100, step=10,
                               key="imp_particles")
