@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from app.limits import configure_server
+
+configure_server()  # once per process: torch threads, imports frozen out of the GC's way
 st.set_page_config(page_title="DLGM Lab", page_icon=":material/blur_on:", layout="wide")
 
 pages = [

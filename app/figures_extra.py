@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from app.figures import figure
+
 MISSING_COLOUR = "rgba(255, 110, 0, 0.32)"  # tint over missing pixels
 _GAP = 1  # pixels between tiles
 _TILE_PX = 64  # screen pixels per tile row (sets the figure height)
@@ -41,23 +43,23 @@ def mosaic(tiles: np.ndarray, gap: int = _GAP, fill: float = np.nan,
 
     Returns
     -------
-    ndarray, (R * (H + row_gap) - row_gap, C * (W + gap) - gap), float
+    ndarray, (R * (H + row_gap) - row_gap, C * (W + gap) - gap), float32
+        (what a figure sends: half the bytes of float64, and grey levels need no more)
     """
-    tiles = np.asarray(tiles, dtype=float)
+    tiles = np.asarray(tiles, dtype=np.float32)
     if tiles.ndim != 4:
         raise ValueError(f"tiles has shape {tiles.shape}; expected (rows, cols, H, W)")
     R, C, H, W = tiles.shape
     g = gap if row_gap is None else row_gap
-    out = np.full((R * (H + g) - g, C * (W + gap) - gap), fill)
+    out = np.full((R * (H + g) - g, C * (W + gap) - gap), fill, dtype=np.float32)
     for r in range(R):
         for c in range(C):
             out[r * (H + g):r * (H + g) + H, c * (W + gap):c * (W + gap) + W] = tiles[r, c]
     return out
 
 
-def _image_layout(fig: go.Figure, title: str, x_title: str, y_title: str, shape,
-                  n_rows: int, n_cols: int, col_labels=None, row_labels=None,
-                  tile_px: int = _TILE_PX) -> go.Figure:
+def _image_layout(title: str, x_title: str, y_title: str, shape, n_rows: int, n_cols: int,
+                  col_labels=None, row_labels=None, tile_px: int = _TILE_PX) -> dict:
     """Equal aspect, y down, ticks at tile centres, white gaps; height from the row count."""
     H, W = shape
     x_ticks, y_ticks = dict(showticklabels=False), dict(showticklabels=False)
@@ -67,34 +69,35 @@ def _image_layout(fig: go.Figure, title: str, x_title: str, y_title: str, shape,
     if row_labels is not None:
         y_ticks = dict(tickvals=[r * (H + _GAP) + (H - 1) / 2 for r in range(n_rows)],
                        ticktext=list(row_labels))
-    fig.update_xaxes(title_text=x_title, showgrid=False, zeroline=False, constrain="domain",
-                     ticks="", **x_ticks)
-    fig.update_yaxes(title_text=y_title, showgrid=False, zeroline=False, autorange="reversed",
-                     scaleanchor="x", scaleratio=1, constrain="domain", ticks="", **y_ticks)
-    fig.update_layout(title=title, plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10),
-                      height=int(110 + min(n_rows * tile_px * max(1.0, H / W),
-                                           _PLOT_WIDTH_PX * n_rows * (H + 1) / (n_cols * (W + 1)))))
-    return fig
+    return dict(
+        xaxis=dict(title=dict(text=x_title), showgrid=False, zeroline=False, constrain="domain",
+                   ticks="", **x_ticks),
+        yaxis=dict(title=dict(text=y_title), showgrid=False, zeroline=False,
+                   autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain",
+                   ticks="", **y_ticks),
+        title=dict(text=title), plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10),
+        height=int(110 + min(n_rows * tile_px * max(1.0, H / W),
+                             _PLOT_WIDTH_PX * n_rows * (H + 1) / (n_cols * (W + 1)))))
 
 
-def _heatmap(z: np.ndarray, name: str = "pixels") -> go.Heatmap:
-    return go.Heatmap(z=z, colorscale="Greys", reversescale=True, zmin=0.0, zmax=1.0,
-                      zsmooth=False, showscale=False, name=name, hoverongaps=False,
-                      hovertemplate="value %{z:.2f}<extra></extra>")
+def _heatmap(z: np.ndarray, name: str = "pixels") -> dict:
+    return dict(type="heatmap", z=z, colorscale="Greys", reversescale=True, zmin=0.0, zmax=1.0,
+                zsmooth=False, showscale=False, name=name, hoverongaps=False,
+                hovertemplate="value %{z:.2f}<extra></extra>")
 
 
-def _missing_overlay(m: np.ndarray) -> go.Heatmap:
+def _missing_overlay(m: np.ndarray) -> dict:
     """A tint over the pixels where ``m`` is 1 (NaN elsewhere: transparent)."""
-    z = np.where(m > 0.5, 1.0, np.nan)
-    return go.Heatmap(z=z, colorscale=[[0, MISSING_COLOUR], [1, MISSING_COLOUR]], zmin=0, zmax=1,
-                      zsmooth=False, showscale=False, name="missing", hoverinfo="skip",
-                      hoverongaps=False)
+    z = np.where(m > 0.5, np.float32(1.0), np.float32(np.nan))
+    return dict(type="heatmap", z=z, colorscale=[[0, MISSING_COLOUR], [1, MISSING_COLOUR]],
+                zmin=0, zmax=1, zsmooth=False, showscale=False, name="missing",
+                hoverinfo="skip", hoverongaps=False)
 
 
 def imputation_strip_figure(strips: Mapping[str, np.ndarray], mask: np.ndarray,
                             col_labels: Sequence[str], *, marked: Sequence[bool] | None = None,
-                            title: str = "Imputation chains",
-                            tile_px: int = _TILE_PX) -> go.Figure:
+                            title: str = "Imputation chains", tile_px: int = _TILE_PX,
+                            _axis_titles=("iteration", "chain")) -> go.Figure:
     """Fig. 5-style strips: one row per chain, one column per iteration, missing pixels tinted.
 
     Parameters
@@ -125,10 +128,10 @@ def imputation_strip_figure(strips: Mapping[str, np.ndarray], mask: np.ndarray,
     marked = np.ones(C, bool) if marked is None else np.asarray(marked, dtype=bool)
     tiles = np.stack(rows)  # (R, C, H, W)
     tint = np.where(marked[None, :, None, None], mask[None, None], False)  # (1, C, H, W)
-    tint = np.broadcast_to(tint, tiles.shape).astype(float)
-    fig = go.Figure([_heatmap(mosaic(tiles)), _missing_overlay(mosaic(tint, fill=0.0))])
-    return _image_layout(fig, title, "iteration", "chain", (H, W), len(rows), C,
-                         col_labels, list(strips), tile_px)
+    tint = np.broadcast_to(tint, tiles.shape)
+    return figure([_heatmap(mosaic(tiles)), _missing_overlay(mosaic(tint, fill=0.0))],
+                  _image_layout(title, *_axis_titles, (H, W), len(rows), C, col_labels,
+                                list(strips), tile_px))
 
 
 def masked_image_figure(image: np.ndarray, mask: np.ndarray, title: str = "Image and mask",
@@ -146,11 +149,9 @@ def masked_image_figure(image: np.ndarray, mask: np.ndarray, title: str = "Image
     observed = np.where(mask, 0.5, image)
     title = f"{title} ({int(mask.sum())} of {mask.size} pixels missing)"
     strips = {"": np.stack([image, observed])}
-    fig = imputation_strip_figure(strips, mask, ["image", "observed"], marked=[False, True],
-                                  title=title, tile_px=tile_px)
-    fig.update_yaxes(title_text="test image")
-    fig.update_xaxes(title_text="view")
-    return fig
+    return imputation_strip_figure(strips, mask, ["image", "observed"], marked=[False, True],
+                                   title=title, tile_px=tile_px,
+                                   _axis_titles=("view", "test image"))
 
 
 def image_gallery_figure(images: np.ndarray, labels: Sequence[str], *, n_cols: int = 6,
@@ -173,15 +174,14 @@ def image_gallery_figure(images: np.ndarray, labels: Sequence[str], *, n_cols: i
     tiles = np.full((n_rows * n_cols, H + g, W), np.nan)
     tiles[:N, g:] = images
     z = mosaic(tiles.reshape(n_rows, n_cols, H + g, W), row_gap=0)  # (n_rows * (H + g), ...)
-    fig = go.Figure(_heatmap(z))
-    for i, text in enumerate(labels):
-        r, c = divmod(i, n_cols)
-        fig.add_annotation(x=c * (W + _GAP) + (W - 1) / 2, y=r * (H + g) + g - 0.6, text=text,
-                           showarrow=False, yanchor="bottom", font=dict(size=10))
-    fig = _image_layout(fig, title, "images, ranked left to right, top to bottom", "row",
-                        (H + g, W), n_rows, n_cols)
-    fig.update_layout(height=int(110 + n_rows * 1.5 * _TILE_PX * max(1.0, (H + g) / W)))
-    return fig
+    layout = _image_layout(title, "images, ranked left to right, top to bottom", "row",
+                           (H + g, W), n_rows, n_cols)
+    layout["annotations"] = [
+        dict(x=c * (W + _GAP) + (W - 1) / 2, y=r * (H + g) + g - 0.6, text=text,
+             showarrow=False, yanchor="bottom", font=dict(size=10))
+        for (r, c), text in ((divmod(i, n_cols), text) for i, text in enumerate(labels))]
+    layout["height"] = int(110 + n_rows * 1.5 * _TILE_PX * max(1.0, (H + g) / W))
+    return figure([_heatmap(z)], layout)
 
 
 # ---------------------------------------------------------------------------- imputation
@@ -196,18 +196,19 @@ def error_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     metric : str
         The y-axis title.
     """
-    fig = go.Figure()
+    data = []
     last = 0
     for i, (name, (steps, values)) in enumerate(curves.items()):
         steps = np.asarray(steps)
         last = max(last, int(steps.max()) if steps.size else 0)
-        fig.add_trace(go.Scatter(x=steps, y=np.asarray(values, dtype=float),
-                                 mode="lines+markers", name=name,
-                                 line=dict(color=_COLOURS.get(name, _PALETTE[i % 3]))))
-    fig.update_xaxes(title_text="iteration", dtick=1 if last <= 15 else None, rangemode="tozero")
-    fig.update_layout(title=title, yaxis_title=metric, legend_title_text="chain", height=340,
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+        data.append(dict(type="scatter", x=steps, y=np.asarray(values, dtype=float),
+                         mode="lines+markers", name=name,
+                         line=dict(color=_COLOURS.get(name, _PALETTE[i % 3]))))
+    return figure(data, dict(
+        xaxis=dict(title=dict(text="iteration"), dtick=1 if last <= 15 else None,
+                   rangemode="tozero"),
+        yaxis=dict(title=dict(text=metric)), title=dict(text=title),
+        legend=dict(title=dict(text="chain")), height=340, margin=dict(l=10, r=10, t=50, b=10)))
 
 
 # ---------------------------------------------------------------------------- estimators
@@ -227,28 +228,28 @@ def variance_figure(ks: np.ndarray, variances: Mapping[str, np.ndarray], *,
         An estimator whose first point anchors dashed "O(K)" and "O(1)" guide lines.
     """
     ks = np.asarray(ks, dtype=float)
-    fig = go.Figure()
+    data = []
     for name, v in variances.items():
         v = np.asarray(v, dtype=float)
         shown = np.where(v > 0, v, np.nan)
         label = ESTIMATOR_NAMES.get(name, name)
         if np.all(v <= 0):
             label += " (exactly 0: not drawn on a log scale)"
-        fig.add_trace(go.Scatter(x=ks, y=shown, mode="lines+markers", name=label,
-                                 line=dict(color=_COLOURS.get(name))))
+        data.append(dict(type="scatter", x=ks, y=shown, mode="lines+markers", name=label,
+                         line=dict(color=_COLOURS.get(name))))
     ref = variances.get(reference) if reference else None
     if ref is not None and len(ks) > 1 and np.asarray(ref, dtype=float)[0] > 0:
         v0 = float(np.asarray(ref, dtype=float)[0])
         guides = (("O(K) guide", v0 * ks / ks[0], "dash"),
                   ("O(1) guide", np.full_like(ks, v0), "dot"))
         for guide, y, dash in guides:
-            fig.add_trace(go.Scatter(x=ks, y=y, mode="lines", name=guide,
-                                     line=dict(color="grey", dash=dash, width=1)))
-    fig.update_xaxes(type="log", title_text="latent dimension K", tickvals=ks)
-    fig.update_yaxes(type="log", title_text=y_title, exponentformat="power")
-    fig.update_layout(title=title, legend_title_text="estimator", height=440,
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+            data.append(dict(type="scatter", x=ks, y=y, mode="lines", name=guide,
+                             line=dict(color="grey", dash=dash, width=1)))
+    return figure(data, dict(
+        xaxis=dict(type="log", title=dict(text="latent dimension K"), tickvals=ks),
+        yaxis=dict(type="log", title=dict(text=y_title), exponentformat="power"),
+        title=dict(text=title), legend=dict(title=dict(text="estimator")), height=440,
+        margin=dict(l=10, r=10, t=50, b=10)))
 
 
 # ---------------------------------------------------------------------------- likelihoods
@@ -262,20 +263,21 @@ def table1_figure(rows: Sequence[Mapping]) -> go.Figure:
         anything else, e.g. "this app"), ``binarisation`` (str) and ``k`` (str or int:
         importance samples, or "not stated").
     """
-    fig = go.Figure()
+    data = []
     for source in dict.fromkeys(r["source"] for r in rows):
         sub = [r for r in rows if r["source"] == source]
-        fig.add_trace(go.Bar(
-            x=[float(r["nll"]) for r in sub], y=[r["model"] for r in sub], orientation="h",
-            name=source, text=[f"{float(r['nll']):.2f}  ({r['binarisation']}; K = {r['k']})"
-                               for r in sub],
-            textposition="auto", marker_color="#9aa5b1" if source == "paper" else "#1f77b4"))
-    fig.update_xaxes(title_text="test -log p(v), nats per example (lower is better)")
-    fig.update_yaxes(title_text="model", autorange="reversed")
-    fig.update_layout(title="Test negative log-likelihood (Table 1)", barmode="group",
-                      legend_title_text="source", height=int(140 + 34 * len(rows)),
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+        data.append(dict(
+            type="bar", x=[float(r["nll"]) for r in sub], y=[r["model"] for r in sub],
+            orientation="h", name=source,
+            text=[f"{float(r['nll']):.2f}  ({r['binarisation']}; K = {r['k']})" for r in sub],
+            textposition="auto",
+            marker=dict(color="#9aa5b1" if source == "paper" else "#1f77b4")))
+    return figure(data, dict(
+        xaxis=dict(title=dict(text="test -log p(v), nats per example (lower is better)")),
+        yaxis=dict(title=dict(text="model"), autorange="reversed"),
+        title=dict(text="Test negative log-likelihood (Table 1)"), barmode="group",
+        legend=dict(title=dict(text="source")), height=int(140 + 34 * len(rows)),
+        margin=dict(l=10, r=10, t=50, b=10)))
 
 
 def k_curve_figure(ks: np.ndarray, log_px: np.ndarray, elbo: float, *,
@@ -298,35 +300,40 @@ def k_curve_figure(ks: np.ndarray, log_px: np.ndarray, elbo: float, *,
     ks = np.asarray(ks, dtype=float)
     log_px = np.asarray(log_px, dtype=float)
     err = None if sem is None else dict(type="data", array=np.asarray(sem, dtype=float))
-    fig = go.Figure([
-        go.Scatter(x=ks, y=log_px, error_y=err, mode="lines+markers",
-                   name="importance-sampled log p(v)", line=dict(color="#1f77b4")),
-        go.Scatter(x=[ks.min(), ks.max()] if len(ks) else [], y=[elbo, elbo], mode="lines",
-                   name="ELBO", line=dict(color="#d62728", dash="dash")),
-    ])
+    data = [
+        dict(type="scatter", x=ks, y=log_px, error_y=err, mode="lines+markers",
+             name="importance-sampled log p(v)", line=dict(color="#1f77b4")),
+        dict(type="scatter", x=[ks.min(), ks.max()] if len(ks) else [], y=[elbo, elbo],
+             mode="lines", name="ELBO", line=dict(color="#d62728", dash="dash")),
+    ]
     if chosen is not None and chosen in ks:
         i = int(np.flatnonzero(ks == chosen)[0])
-        fig.add_trace(go.Scatter(x=[ks[i]], y=[log_px[i]], mode="markers", name=f"K = {chosen}",
-                                 marker=dict(size=14, symbol="circle-open", color="black")))
-    fig.update_xaxes(type="log", title_text="importance samples K", tickvals=ks)
-    fig.update_yaxes(title_text="mean log p(v), nats per example")
-    fig.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+        data.append(dict(type="scatter", x=[ks[i]], y=[log_px[i]], mode="markers",
+                         name=f"K = {chosen}",
+                         marker=dict(size=14, symbol="circle-open", color="black")))
+    return figure(data, dict(
+        xaxis=dict(type="log", title=dict(text="importance samples K"), tickvals=ks),
+        yaxis=dict(title=dict(text="mean log p(v), nats per example")),
+        title=dict(text=title), height=380, margin=dict(l=10, r=10, t=50, b=10)))
 
 
 def nll_histogram_figure(nll: np.ndarray, *, n_bins: int = 40,
                          title: str = "Per-example test NLL") -> go.Figure:
     """Histogram of -log p(v) per test image (nats), with the mean marked."""
     nll = np.asarray(nll, dtype=float)
-    fig = go.Figure(go.Histogram(x=nll, nbinsx=n_bins, name="test images",
-                                 marker_color="#1f77b4"))
-    if len(nll):
-        fig.add_vline(x=float(nll.mean()), line_dash="dash", line_color="#d62728",
-                      annotation_text=f"mean {nll.mean():.2f}")
-    fig.update_xaxes(title_text="-log p(v), nats per example")
-    fig.update_yaxes(title_text="number of test images")
-    fig.update_layout(title=title, height=340, bargap=0.05, margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    layout = dict(xaxis=dict(title=dict(text="-log p(v), nats per example")),
+                  yaxis=dict(title=dict(text="number of test images")),
+                  title=dict(text=title), height=340, bargap=0.05,
+                  margin=dict(l=10, r=10, t=50, b=10))
+    if len(nll):  # the mean as a dashed line over the whole height (what add_vline draws)
+        mean = float(nll.mean())
+        layout["shapes"] = [dict(type="line", x0=mean, x1=mean, xref="x", y0=0, y1=1,
+                                 yref="y domain", line=dict(color="#d62728", dash="dash"))]
+        layout["annotations"] = [dict(text=f"mean {mean:.2f}", x=mean, xref="x", y=1,
+                                      yref="y domain", xanchor="left", yanchor="top",
+                                      showarrow=False)]
+    return figure([dict(type="histogram", x=nll, nbinsx=n_bins, name="test images",
+                        marker=dict(color="#1f77b4"))], layout)
 
 
 # ---------------------------------------------------------------------------- mask helpers

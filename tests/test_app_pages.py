@@ -253,3 +253,22 @@ def test_samples_number_survives_a_page_change():
     at.switch_page("app/pages/models.py").run()
     at.switch_page("app/pages/samples.py").run()
     assert at.select_slider(key="smp_n").value == 16
+
+
+def test_server_settings_for_many_sessions():
+    """The server never runs a full garbage collection after every script run (about 0.2 s
+    with the GIL held, once torch and plotly are loaded: most of the server's time with 20
+    sessions), and the warm-up freezes what is loaded so far out of the collector's way."""
+    import gc
+
+    from app import limits
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+    assert limits.TORCH_THREADS >= 1
+    try:
+        limits.warm_up(modules=("json", "no_such_module_here"))  # a missing one is skipped
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -206,3 +206,13 @@ def test_latent_bars_figure():
     assert fig.layout.barmode == "group"
     with pytest.raises(ValueError):
         F.latent_bars_figure({"a": [1.0], "b": [1.0, 2.0]}, title="t")
+
+
+def test_embedding_figure_height_and_one_step_build():
+    fig = F.embedding_figure(np.zeros((3, 2)), title="t", height=640)
+    assert fig.layout.height == 640
+    fig = F.figure([dict(type="scatter", x=[1, 2], y=[3, 4])],
+                   dict(title=dict(text="t"), xaxis=dict(title=dict(text="x"))))
+    assert isinstance(fig.data[0], go.Scatter) and fig.layout.xaxis.title.text == "x"
+    with pytest.raises(ValueError):  # still validated
+        F.figure([dict(type="scatter", no_such_property=1)], {})

@@ -177,8 +177,7 @@ def page() -> None:
     fig = embedding_figure(emb["coords"], labels, title=f"{n} test images of {entry.data_name}: "
                            "posterior means", x_title=x_title, y_title=y_title,
                            plane=_plane_nodes(emb["coords"]), class_names=names,
-                           marker_size=5 if n > 1000 else 7)
-    fig.update_layout(height=640)
+                           marker_size=5 if n > 1000 else 7, height=640)
     event = show_figure(fig, where=left, key=f"emb_chart_{entry.model_id}_{n}",
                         on_select="rerun")
     rows, position = _selection(event)
