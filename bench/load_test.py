@@ -12,6 +12,12 @@ every other page, then, on each page that draws one, a change of its first keyed
 outside a form (e.g. the Posterior page's test-image index): value + 1, a rerun of that page
 with the new widget state. The Models page is only loaded (training on it is out of scope).
 
+By default there is no pause: every session sends its next step as soon as the last one
+finished, so all sessions click at once, over and over (a burst, the worst case). ``--think S``
+models people instead: before each page load or widget change, a session waits a random
+think time drawn uniformly from [0, 2 S] seconds (mean S; ``--seed`` fixes the draws). Think
+time is not part of any step's time.
+
 Every step is timed from sending the rerun to ``script_finished``. An error is a timeout, a
 dropped connection, a script that did not finish successfully, or an exception element in the
 page (``st.exception`` / an uncaught error shown in the app). A widget change whose page
@@ -21,7 +27,8 @@ one JSON line with everything.
 
 Usage::
 
-    python bench/load_test.py                        # 20 sessions, 1 round
+    python bench/load_test.py                        # 20 sessions, 1 round, no pause
+    python bench/load_test.py --think 5              # ... users pausing 0-10 s between steps
     python bench/load_test.py --sessions 30 --rounds 2 --timeout 300
     python bench/load_test.py --url http://127.0.0.1:8501   # an app that is already running
 
@@ -38,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -60,10 +68,11 @@ def free_port() -> int:
 
 def start_server(port: int, log_path: Path, threads: int | None = None) -> subprocess.Popen:
     """``streamlit run streamlit_app.py`` on 127.0.0.1:port, in its own process group;
-    ``threads`` sets the server's OMP_NUM_THREADS (torch's threads per operation)."""
+    ``threads`` sets the server's torch threads per operation (DLGM_TORCH_THREADS, which the
+    app applies, default 1; and OMP_NUM_THREADS)."""
     env = dict(os.environ)
     if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+        env["OMP_NUM_THREADS"] = env["DLGM_TORCH_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
            "--server.headless", "true", "--server.address", "127.0.0.1",
            "--server.port", str(port), "--browser.gatherUsageStats", "false",
@@ -217,8 +226,11 @@ def _key_of(widget_id: str) -> str:
 async def run_session(index: int, url: str, args, pages: list, steps: list) -> None:
     """Open a session and go through every page (and its number input) ``args.rounds`` times."""
     session = Session(url, args.timeout)
+    rng = random.Random(args.seed * 1_000_003 + index)
 
     async def timed(name, coro):
+        if args.think > 0 and name != "open session":
+            await asyncio.sleep(rng.uniform(0.0, 2.0 * args.think))  # not part of the step
         t0 = time.perf_counter()
         try:
             res = await coro
@@ -336,17 +348,23 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="passes over all pages (1-20)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
     p.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole test")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="mean think time in seconds before each step, drawn uniformly from "
+                        "[0, 2 * THINK] (default 0: every session clicks at once, a burst)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the think times")
     p.add_argument("--pages", nargs="*", help="only these pages (by title)")
     p.add_argument("--skip-interactions", nargs="*", default=["Models"],
                    help="pages that are only loaded (default: Models)")
     p.add_argument("--url", help="test a running app at this http://127.0.0.1:PORT instead")
-    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server it starts "
-                   "(default: inherited)")
+    p.add_argument("--threads", type=int, help="torch threads per operation of the server it "
+                   "starts (DLGM_TORCH_THREADS and OMP_NUM_THREADS; default: the app's, 1)")
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--json-out", help="also write the JSON summary to this file")
     args = p.parse_args(argv)
     if not 1 <= args.sessions <= 200 or not 1 <= args.rounds <= 20:
         p.error("--sessions must be in [1, 200] and --rounds in [1, 20]")
+    if not 0 <= args.think <= 60:
+        p.error("--think must be in [0, 60] seconds")
     proc, log_path = None, None
     if args.url:
         base = args.url.rstrip("/")
@@ -364,12 +382,16 @@ def main(argv=None) -> int:
         if proc is not None:
             stop_server(proc)
     rows = summarise(result["steps"])
+    pause = (f"think time U[0, {2 * args.think:g}] s before each step" if args.think
+             else "no pause (burst)")
     print(f"{args.sessions} concurrent sessions x {args.rounds} round(s) over "
-          f"{len(result['pages'])} pages: {result['wall_s']:.1f} s; server healthy after "
+          f"{len(result['pages'])} pages, {pause}: {result['wall_s']:.1f} s; server healthy after "
           f"{startup:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print_table(rows)
     summary = {"sessions": args.sessions, "rounds": args.rounds, "pages": result["pages"],
-               "server_threads": args.threads or os.environ.get("OMP_NUM_THREADS", "default"),
+               "think_s": args.think, "seed": args.seed,
+               "server_threads": "not set here (--url)" if args.url else (
+                   args.threads or os.environ.get("DLGM_TORCH_THREADS", "1 (app default)")),
                "wall_s": round(result["wall_s"], 2), "server_startup_s": round(startup, 2),
                "sessions_unfinished": result["sessions_unfinished"],
                "errors": sum(r["errors"] for r in rows), "cpus": os.cpu_count(),
