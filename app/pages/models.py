@@ -44,6 +44,7 @@ TABS = ("Selected model", "Train a new model", "Step mode", "Upload / download")
 REPORTS_PER_EPOCH = 5
 METRIC_LABELS = {  # card key -> (label, format); other numbers are shown under their key
     "test_nll": ("test NLL −log p(v) (nats)", "{:.2f}"),
+    "test_nll_quadrature": ("test NLL by quadrature, 2 latents (nats)", "{:.2f}"),
     "test_elbo": ("test ELBO (nats)", "{:.2f}"),
     "eval_k": ("importance samples K", "{:,.0f}"),
     "eval_n": ("test images evaluated", "{:,.0f}"),
