@@ -9,6 +9,8 @@ that changes whenever its weights change, for ``st.cache_data`` keys (pass ``_mo
 from __future__ import annotations
 
 import copy
+import hashlib
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +45,33 @@ class Entry:
         return str(self.model.metadata.get("data", "digits"))
 
 
+def digest(*arrays: np.ndarray) -> str:
+    """A short content hash of arrays (dtype, shape and bytes): a cheap cache key for images
+    and masks, instead of letting ``st.cache_*`` hash (or pickle) the arrays on every call."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+_NAMES_TTL_S = 10.0
+_names_cache: tuple[float, tuple[str, ...]] = (-_NAMES_TTL_S, ())
+
+
 def pretrained_names() -> list[str]:
-    """Names of the models shipped in pretrained/ (folders with a model.safetensors)."""
-    return sorted(p.parent.name for p in PRETRAINED.glob("*/model.safetensors"))
+    """Names of the models shipped in pretrained/ (folders with a model.safetensors).
+
+    The folder is listed at most every 10 s per process (a glob of it cost about 1 ms, three
+    times per rerun of every page)."""
+    global _names_cache
+    now = time.monotonic()
+    stamp, names = _names_cache
+    if now - stamp >= _NAMES_TTL_S:
+        names = tuple(sorted(p.parent.name for p in PRETRAINED.glob("*/model.safetensors")))
+        _names_cache = (now, names)
+    return list(names)
 
 
 @st.cache_resource(show_spinner="Loading model...")
@@ -117,23 +143,38 @@ def model_picker_ui(where=st.sidebar) -> Entry:
     return get_entry(choice)
 
 
-@st.cache_data(show_spinner="Loading images...", max_entries=8)
+def _read_only(a):
+    if isinstance(a, np.ndarray):
+        a.setflags(write=False)
+    return a
+
+
+@st.cache_resource(show_spinner="Loading images...", max_entries=8)
 def test_images(data_name: str) -> ImageData:
     """Test images for a data set: the shipped sample in pretrained/samples if there is one,
-    else the data set's test split (digits is bundled with scikit-learn)."""
+    else the data set's test split (digits is bundled with scikit-learn).
+
+    One copy per server, shared by every session: its arrays are read-only (``st.cache_data``
+    made a copy on every call, 16 MB for the MNIST sample). Copy before handing to torch
+    (``torch.from_numpy`` wants a writable array)."""
     sample = SAMPLES / f"{data_name}-test.npz"
     if sample.is_file():
         with np.load(sample, allow_pickle=False) as f:
             x = f["x"].reshape(len(f["x"]), -1).astype(np.float32) / 255.0
             y = f["y"].astype(np.int64) if "y" in f else None
             shape = tuple(int(s) for s in f["shape"]) if "shape" in f else (28, 28)
-        return ImageData(x=x, y=y, shape=shape, name=data_name)
-    return load_dataset(data_name, "test", download=False)
+        data = ImageData(x=x, y=y, shape=shape, name=data_name)
+    else:
+        data = load_dataset(data_name, "test", download=False)
+    _read_only(data.x)
+    _read_only(data.y)
+    return data
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def binarized_test_images(data_name: str, seed: int = 0) -> np.ndarray:
-    """The test images binarised once with a fixed seed (static), float32 (N, D)."""
+    """The test images binarised once with a fixed seed (static), float32 (N, D), read-only
+    and shared like :func:`test_images`."""
     from dlgm.data import static_binarize
 
-    return static_binarize(test_images(data_name).x, seed)
+    return _read_only(static_binarize(test_images(data_name).x, seed))

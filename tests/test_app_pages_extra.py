@@ -76,6 +76,26 @@ def test_imputation_steps_advance_the_chains(imputation):
     assert _metric(at, "MWG acceptance rate").endswith("%")
 
 
+def test_imputation_sessions_step_their_own_chains():
+    """Two sessions start from the server's shared step-0 chains, each on its own copy: one
+    stepping leaves the other at step 0, and the same steps give the same strip (the figures
+    are shared by signature and step count)."""
+    a, b = _page("app/pages/imputation.py"), _page("app/pages/imputation.py")
+    for _ in range(2):
+        a.button(key="imp_step").click().run()
+    _no_errors(a)
+    b.run()
+    assert _metric(a, "Iteration") == "2" and _metric(b, "Iteration") == "0"
+    for _ in range(2):
+        b.button(key="imp_step").click().run()
+    _no_errors(b)
+    strip_a, strip_b = _chart(a, "Imputation chains"), _chart(b, "Imputation chains")
+    assert strip_a == strip_b
+    assert _metric(a, "MWG acceptance rate") == _metric(b, "MWG acceptance rate")
+    a.button(key="imp_step").click().run()
+    assert _metric(a, "Iteration") == "3" and _metric(b, "Iteration") == "2"
+
+
 def test_imputation_mask_change_restarts_and_edge_cases(imputation):
     at = imputation
     at.button(key="imp_step").click().run()

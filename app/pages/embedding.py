@@ -44,7 +44,7 @@ def embedding(_model, model_id: str, data_name: str, n: int) -> dict:
         x = test_images(data_name).x[:n]
     with torch.no_grad():
         means = torch.cat([_model.encode(xb).loc for xb in torch.from_numpy(
-            np.ascontiguousarray(x)).split(1000)]).numpy()  # (n, K)
+            np.array(x)).split(1000)]).numpy()  # (n, K)
     k = means.shape[1]
     if k == 2:
         return dict(means=means, coords=means, origin=np.zeros(2, np.float32),

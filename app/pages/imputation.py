@@ -7,7 +7,7 @@ them in. The chains live in ``st.session_state`` and advance one step per click,
 
 from __future__ import annotations
 
-import hashlib
+import copy
 
 import numpy as np
 import streamlit as st
@@ -15,21 +15,16 @@ import torch
 from PIL import Image
 
 from app import common
-from app.figures_extra import (
-    error_curves_figure,
-    imputation_strip_figure,
-    masked_image_figure,
-    painted_mask,
-)
+from app.common import digest
+from app.figures_extra import painted_mask
+from app.shared import error_chart, initial_chains, masked_image_chart, strip_chart
 from dlgm.errors import DLGMError
 from dlgm.impute import (
     INITS,
     METHODS,
-    ImputationChain,
     as_mask,
     mask_random,
     mask_square,
-    missing_error,
 )
 
 CHAINS_KEY = "imputation_chains"  # {"signature": tuple, "chains": {method: chain}}; no widget
@@ -55,7 +50,7 @@ def image_ui(data, binary: bool) -> tuple[int, np.ndarray]:
     label = "" if data.y is None else f"; label {int(data.y[idx])}"
     st.caption(f"{data.name} test image {idx}{label}; "
                + ("statically binarised (seed 0)." if binary else "grey levels."))
-    return idx, np.asarray(x, dtype=np.float32)
+    return idx, np.array(x, dtype=np.float32)  # a writable copy (the images are shared)
 
 
 def _set_rate(rate: int) -> None:
@@ -122,19 +117,16 @@ def chain_settings_ui() -> dict:
 
 
 def get_chains(entry: common.Entry, x: np.ndarray, mask: torch.Tensor, settings: dict) -> dict:
-    """The chains of this session, rebuilt (at step 0) when the image, mask or settings change."""
-    digest = hashlib.sha1(mask.numpy().tobytes() + x.tobytes()).hexdigest()
-    signature = (entry.model_id, digest, settings["methods"], settings["init"],
+    """The chains of this session, rebuilt (at step 0) when the image, mask or settings change:
+    a private copy of the server's pristine chains for that signature (building them decodes
+    every particle; a copy is about 1 ms and steps exactly as the original would)."""
+    signature = (entry.model_id, digest(mask.numpy(), x), settings["methods"], settings["init"],
                  settings["particles"], settings["seed"])
     state = st.session_state.get(CHAINS_KEY)
     if state is None or state["signature"] != signature:
-        chains = {}
-        for i, method in enumerate(settings["methods"]):
-            g = torch.Generator().manual_seed(settings["seed"] * 31 + i)
-            chains[method] = ImputationChain(
-                entry.model, torch.from_numpy(x), mask, method=method, init=settings["init"],
-                n_particles=settings["particles"] if method == "importance" else None,
-                generator=g)
+        pristine = initial_chains(entry.model, x, mask, signature)
+        # Everything copied but the model (shared, read-only, or this session's own).
+        chains = copy.deepcopy(pristine, memo={id(entry.model): entry.model})
         state = {"signature": signature, "chains": chains}
         st.session_state[CHAINS_KEY] = state
         st.session_state[PLAYING_KEY] = False
@@ -146,25 +138,9 @@ def step_all(chains: dict, n: int = 1) -> None:
         chain.run(n)
 
 
-def _strips(chains: dict, truth: np.ndarray, shape, use_probs: bool):
-    """Images of the last ``N_SHOWN`` steps of every chain, after a truth column."""
-    results = {m: c.result() for m, c in chains.items()}
-    t = next(iter(chains.values())).state.step
-    steps = list(range(max(0, t - N_SHOWN + 1), t + 1))
-    if steps[0] > 0:
-        steps = [0] + steps[1:]  # always keep the initial fill
-    strips = {}
-    for method, r in results.items():
-        frames = (r.probs if use_probs else r.images)[steps, 0].numpy()  # (C, D)
-        strips[LABELS[method]] = np.concatenate([truth[None], frames]).reshape(-1, *shape)
-    labels = ["truth"] + [str(s) for s in steps]
-    return results, strips, labels
-
-
 def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
                settings: dict) -> None:
     """Buttons, iteration count, Fig. 5 strip and the error chart (a fragment while playing)."""
-    shape = entry.model.data_shape
     playing = st.session_state.get(PLAYING_KEY, False)
     c_step, c_run, c_play, c_reset, _ = st.columns([1, 1, 1, 1, 2])
     if c_step.button("Step", key="imp_step", type="primary", disabled=playing):
@@ -186,7 +162,10 @@ def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.nd
         step_all(chains)
         t += 1
 
-    results, strips, labels = _strips(chains, truth, shape, settings["probs"])
+    # The chains are a deterministic function of their signature (model id, image, mask and
+    # settings, seeds included) and of the number of steps taken, so their figures are shared
+    # read-only between reruns and sessions under that key (app.shared.strip_chart, error_chart).
+    key = (st.session_state[CHAINS_KEY]["signature"], t)
     cols = st.columns(3)
     cols[0].metric("Iteration", t)
     if "mwg" in chains:
@@ -197,21 +176,12 @@ def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.nd
         ess = chains["importance"].ess
         cols[2].metric("Importance ESS", f"{float(ess.mean()):.1f} / {settings['particles']}",
                        help="Effective sample size 1 / sum w^2 of the particle weights.")
-    marked = [False] + [True] * (len(labels) - 1)
-    st.plotly_chart(imputation_strip_figure(strips, mask, labels, marked=marked, tile_px=100,
-                                            title=f"Imputation chains, iteration {t}"),
-                    key="imp_strip")
+    st.plotly_chart(strip_chart(chains, key, settings["probs"], truth, mask, N_SHOWN,
+                                tuple(LABELS.items())), key="imp_strip")
     if not mask.any():
         return
     metric = st.radio("Error", list(METRICS), horizontal=True, key="imp_metric")
-    name, axis = METRICS[metric]
-    curves = {}
-    for method, r in results.items():
-        err = missing_error(r, torch.from_numpy(truth), r.mask)
-        values = 1.0 - err[name] if name == "accuracy" else err[name]
-        curves[LABELS[method]] = (err["steps"], values)
-    st.plotly_chart(error_curves_figure(curves, metric=axis,
-                                        title="Error on the missing pixels against the truth"),
+    st.plotly_chart(error_chart(chains, key, *METRICS[metric], truth, tuple(LABELS.items())),
                     key="imp_errors")
 
 
@@ -246,8 +216,7 @@ def main() -> None:
         return
     m = mask.numpy().reshape(shape)
     with right:
-        st.plotly_chart(masked_image_figure(x.reshape(shape), m, title="What the chains see"),
-                        key="imp_mask_fig")
+        st.plotly_chart(masked_image_chart(x, m, digest(x, m)), key="imp_mask_fig")
         n_missing = int(m.sum())
         if n_missing == 0:
             st.info("Nothing is missing: every chain keeps the image unchanged and there is no "

@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from app import common
-from app.figures_extra import (
-    image_gallery_figure,
-    k_curve_figure,
-    nll_histogram_figure,
-    table1_figure,
-)
 from app.limits import MAX_K
-from dlgm.likelihood import log_likelihood
+from app.shared import live_results, table1_chart, test_seed
 
 PAPER_BINARISATION = "static (Larochelle & Murray)"
 PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MNIST test set
@@ -33,16 +25,6 @@ PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MN
 K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
                   if k <= MAX_K)
 N_WORST = 12
-
-
-def test_seed(model) -> int:
-    """Seed of the static binarisation of the test set that the model is evaluated on: the
-    card's ``eval_binarization['eval_seed']``, else the CLI's rule (training seed + 1)."""
-    evaluated = model.metadata.get("eval_binarization") or {}
-    if "eval_seed" in evaluated:
-        return int(evaluated["eval_seed"])
-    trained = model.metadata.get("binarization") or {}
-    return int(trained.get("seed", 0)) + 1
 
 
 def binarisation_label(model) -> str:
@@ -93,7 +75,8 @@ def table_section() -> None:
                                   "elbo": "test ELBO (nats)"})
     st.dataframe(table, hide_index=True)
     comparable = [r for r in rows if r["data"] == "mnist" and not math.isnan(r["nll"])]
-    st.plotly_chart(table1_figure(comparable), key="ll_table1")
+    rows_key = tuple(tuple(sorted((k, str(v)) for k, v in r.items())) for r in comparable)
+    st.plotly_chart(table1_chart(rows_key, comparable), key="ll_table1")
     others = sorted({r["data"] for r in rows if r["data"] != "mnist"})
     st.caption(
         "Paper rows: the statically binarised MNIST of Larochelle & Murray (2011), as in Uria "
@@ -102,31 +85,6 @@ def table_section() -> None:
         "this app come from the model cards (NaN: not evaluated yet)."
         + (f" Only MNIST models are charted: models of {', '.join(others)} have other "
            "pixel counts, so their NLLs are not comparable." if others else ""))
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def log_px_cached(_model, model_id: str, data_name: str, n_images: int, k: int,
-                  seed: int) -> np.ndarray:
-    """Importance-sampled log p(v) per test image (nats), K = ``k`` samples; (n_images,)."""
-    x = torch.from_numpy(evaluation_images(_model, data_name)[:n_images])
-    g = torch.Generator().manual_seed(seed * 100_003 + k)
-    return log_likelihood(_model, x, n_samples=k, generator=g).double().numpy()
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def elbo_cached(_model, model_id: str, data_name: str, n_images: int, seed: int) -> np.ndarray:
-    """Per-image ELBO (analytic KL, 10 samples for the reconstruction), nats; (n_images,)."""
-    x = torch.from_numpy(evaluation_images(_model, data_name)[:n_images])
-    g = torch.Generator().manual_seed(seed)
-    return _model.elbo(x, n_samples=10, generator=g).double().numpy()
-
-
-def evaluation_images(model, data_name: str) -> np.ndarray:
-    """Test images as the model sees them: statically binarised with the card's test seed
-    for Bernoulli pixels, grey levels otherwise; (N, D) float32."""
-    if model.config.likelihood == "bernoulli":
-        return common.binarized_test_images(data_name, test_seed(model))
-    return common.test_images(data_name).x
 
 
 def live_section(entry: common.Entry) -> None:
@@ -141,42 +99,28 @@ def live_section(entry: common.Entry) -> None:
                          key="ll_k")
     seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="ll_seed"))
     binary = model.config.likelihood == "bernoulli"
-    ks = [kk for kk in K_CHOICES if kk <= k]
     with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
-        curves = [log_px_cached(model, entry.model_id, entry.data_name, n_images, kk, seed)
-                  for kk in ks]
-        elbo = elbo_cached(model, entry.model_id, entry.data_name, n_images, seed)
-    log_px = curves[-1]
-    means = np.array([c.mean() for c in curves])
+        live = live_results(model, entry.model_id, entry.name, entry.data_name, n_images, k,
+                            seed, K_CHOICES, N_WORST)
+    log_px_mean, elbo_mean = live["log_px_mean"], live["elbo_mean"]
     label = (f"{entry.data_name} test images 0-{n_images - 1}, "
              + (f"statically binarised here with seed {test_seed(model)}" if binary
                 else "grey levels") + f" (model card: {binarisation_label(model)}).")
     m1, m2, m3 = st.columns(3)
-    m1.metric(f"Test NLL, K = {k}", f"{-log_px.mean():.2f} nats",
+    m1.metric(f"Test NLL, K = {k}", f"{-log_px_mean:.2f} nats",
               help="Mean of -log p(v) over the chosen test images, importance sampled with the "
                    "recognition model as proposal (a stochastic upper bound on the NLL).")
-    m2.metric("Negative ELBO", f"{-elbo.mean():.2f} nats")
-    m3.metric("log p(v) above the ELBO", f"{log_px.mean() - elbo.mean():.2f} nats",
+    m2.metric("Negative ELBO", f"{-elbo_mean:.2f} nats")
+    m3.metric("log p(v) above the ELBO", f"{log_px_mean - elbo_mean:.2f} nats",
               help="Grows with K towards KL(q || posterior), averaged over images.")
     st.caption(label)
-    st.plotly_chart(k_curve_figure(np.array(ks), means, float(elbo.mean()), chosen=k,
-                                   title=f"Importance-sampled log p(v) against K, {entry.name}"),
-                    key="ll_k_curve")
+    st.plotly_chart(live["k_curve"], key="ll_k_curve")
     st.caption("The same images for every K; each K uses fresh importance samples, so small "
                "wiggles are Monte Carlo noise. The estimate is a lower bound on log p(v) in "
                "expectation and approaches it as K grows.")
-    nll = -log_px
     left, right = st.columns(2)
-    with left:
-        st.plotly_chart(nll_histogram_figure(nll, title=f"Per-example test NLL, K = {k}"),
-                        key="ll_hist")
-    with right:
-        worst = np.argsort(nll)[::-1][:N_WORST]
-        images = evaluation_images(model, entry.data_name)[worst].reshape(-1, *model.data_shape)
-        labels = [f"#{i}: {nll[i]:.1f}" for i in worst]
-        st.plotly_chart(image_gallery_figure(images, labels, n_cols=4,
-                                             title="Worst-modelled test images (NLL, nats)"),
-                        key="ll_worst")
+    left.plotly_chart(live["histogram"], key="ll_hist")
+    right.plotly_chart(live["worst"], key="ll_worst")
 
 
 def main() -> None:

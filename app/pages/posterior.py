@@ -14,12 +14,11 @@ import re
 
 import numpy as np
 import streamlit as st
-import torch
 
 from app import common
-from app.common import all_model_names, get_entry
-from app.figures import image_figure, posterior_figure, zoom_box
+from app.common import all_model_names, digest, get_entry
 from app.limits import MAX_GRID
+from app.shared import image_panel, panel
 from app.widgets import (
     drawn_image_ui,
     image_index_ui,
@@ -27,38 +26,10 @@ from app.widgets import (
     show_figure,
     test_data_ui,
 )
-from dlgm.grid import grid_basis, posterior_grid
 
 _TWIN = re.compile(r"^(?P<stem>.+)-(?P<cov>diag|rank1-joint|rank1)$")
 _COV_ORDER = ("diag", "rank1", "rank1-joint")
 SOURCES = ("Test image", "Draw one")
-
-
-@st.cache_resource(show_spinner="Decoding the grid...", max_entries=4)
-def basis(_model, model_id: str, grid_size: int, radius: float):
-    """The decoder on the grid nodes, once per model and grid (read-only, shared)."""
-    return grid_basis(_model, grid_size=grid_size, radius=radius)
-
-
-@st.cache_data(show_spinner="Evaluating the posterior on the grid...", max_entries=64)
-def grid(_model, model_id: str, x: np.ndarray, grid_size: int, radius: float):
-    """``dlgm.grid.posterior_grid`` for one image (D,), cached per model id and image; each new
-    image costs one matrix-vector product with the model's cached grid basis."""
-    return posterior_grid(_model, torch.from_numpy(x),
-                          basis=basis(_model, model_id, grid_size, radius))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def samples(_model, model_id: str, x: np.ndarray, n: int, seed: int) -> dict:
-    """``n`` samples of the prior N(0, I) and of q(xi | v), and the Monte Carlo ELBO of ``x``
-    (1,000 samples, analytic KL), all from ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    xt = torch.from_numpy(x)[None]  # (1, D)
-    with torch.no_grad():
-        prior = _model.prior().rsample((n,), generator=g)  # (n, 2)
-        q = _model.encode(xt).rsample((n,), generator=g)[:, 0]  # (n, 2)
-        elbo = float(_model.elbo(xt, n_samples=1000, generator=g)[0])
-    return dict(prior=prior.numpy(), q=q.numpy(), elbo=elbo)
 
 
 def twins(name: str, names: list[str]) -> list[str]:
@@ -68,15 +39,6 @@ def twins(name: str, names: list[str]) -> list[str]:
         return [name]
     found = [f"{m['stem']}-{c}" for c in _COV_ORDER if f"{m['stem']}-{c}" in names]
     return found if name in found else [name]
-
-
-def mass_view(g) -> tuple[float, float, float, float]:
-    """A square view around the 3-sigma regions of p(xi | v) and q (log density within 4.5 of
-    its peak) and the MAP."""
-    yy, xx = np.meshgrid(g.ys, g.xs, indexing="ij")
-    keep = (g.log_post > g.log_post.max() - 4.5) | (g.log_q > g.log_q.max() - 4.5)
-    pts = np.concatenate([np.stack([xx[keep], yy[keep]], axis=1), g.map[None]])
-    return zoom_box(pts, min_half_width=4 * (g.xs[1] - g.xs[0]))
 
 
 def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
@@ -145,9 +107,10 @@ def page() -> None:
     if chosen is None:
         st.stop()
     x, caption = chosen
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.array(x, dtype=np.float32)  # a writable copy (the test images are shared)
+    key = digest(x)
     with controls:
-        show_figure(image_figure(x.reshape(data.shape), title="v", height=240))
+        show_figure(image_panel(x, key, tuple(data.shape)))
         st.caption(caption)
     names = twins(entry.name, all_model_names())
     if len(names) > 1:
@@ -161,16 +124,9 @@ def page() -> None:
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
             e = entry if name == entry.name else get_entry(name)
-            g = grid(e.model, e.model_id, x, size, radius)
-            mc = samples(e.model, e.model_id, x, n, seed)
-            cov = e.model.config.covariance
-            fig = posterior_figure(
-                g.xs, g.ys, g.log_post, log_q={f"q ({cov})": g.log_q},
-                prior_samples=mc["prior"] if n else None, q_samples=mc["q"] if n else None,
-                map_point=g.map, height=560, view=mass_view(g) if zoom else None,
-                title=f"{name}: p(ξ | v) and q ({cov})")
-            show_figure(fig, where=col)
-            metrics_ui(g, mc, col)
+            p = panel(e.model, e.model_id, name, x, key, size, radius, n, seed, zoom)
+            show_figure(p["fig"], where=col)
+            metrics_ui(p["stats"], p["mc"], col)
         if len(names) > 1:
             st.caption("Each panel is a separately trained model (same data, different "
                        "recognition covariance), so each has its own generative model and true "
