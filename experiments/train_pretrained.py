@@ -88,16 +88,21 @@ def _row(name: str) -> str | None:
     c, t = card["config"], card.get("training", {})
     b = card.get("binarization", {}).get("kind", "none")
     opt = f"{t.get('optimizer')} lr {t.get('lr'):g}, batch {t.get('batch_size')}"
+    if t.get("lr_decay", 1.0) != 1.0:
+        opt += f", lr x{t['lr_decay']:g} per epoch"
 
     def num(key):
         v = card.get(key)
         return "-" if v is None else f"{v:.2f}"
 
     ev = f"K={card.get('eval_k')}, N={card.get('eval_n')}" if card.get("eval_k") else "-"
+    nll = num("test_nll")
+    if card.get("test_nll_quadrature") is not None:  # 2 latents: also by quadrature
+        nll += f" (quadrature {card['test_nll_quadrature']:.2f})"
     cmd = card.get("command", "")
     return (f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {c['covariance']} | {opt} | "
             f"{t.get('epochs', 0):g} | {card.get('wall_time_s', 0):.0f} s | {card.get('device')} | "
-            f"{num('test_elbo')} | {num('test_nll')} | {ev} | `{cmd}` |")
+            f"{num('test_elbo')} | {nll} | {ev} | `{cmd}` |")
 
 
 def table(names: list[str]) -> str:
