@@ -91,11 +91,16 @@ def all_model_names() -> list[str]:
     return pretrained_names() + sorted(_session_models())
 
 
+def pretrained_entry(name: str) -> Entry:
+    """The shipped model ``name``, shared by every session (no session needed)."""
+    return Entry(name, _load_pretrained(name), f"pretrained:{name}", "pretrained")
+
+
 def get_entry(name: str) -> Entry:
     user = _session_models()
     if name in user:
         return user[name]
-    return Entry(name, _load_pretrained(name), f"pretrained:{name}", "pretrained")
+    return pretrained_entry(name)
 
 
 def add_session_model(name: str, model: dlgm.DLGM, source: str) -> Entry:

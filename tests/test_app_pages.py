@@ -268,7 +268,73 @@ def test_server_settings_for_many_sessions():
     assert config["runner"]["postScriptGC"] is False
     assert limits.TORCH_THREADS >= 1
     try:
-        limits.warm_up(modules=("json", "no_such_module_here"))  # a missing one is skipped
+        limits.warm_up(modules=("json", "no_such_module_here"), defaults=False)  # one skipped
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+# ---------------------------------------------------------------------------- server warm-up
+def test_warm_up_fills_the_caches_that_first_visits_read(monkeypatch):
+    """``app.shared.warm_defaults`` (run by the server's warm-up) computes the default model's
+    first-visit results through the pages' own cached functions: afterwards the pages draw
+    without computing any of them again."""
+    from app import shared
+
+    for f in (shared.live_results, shared.log_px_cached, shared.elbo_cached, shared.panel,
+              shared.grid, shared.samples, shared.image_panel, shared.embedding,
+              shared.embedding_chart, shared.ancestral_samples, shared.grid_chart):
+        f.clear()
+    assert shared.warm_defaults() == ["likelihoods", "posterior", "embedding_page",
+                                      "samples_page", "table"]
+
+    def computed_again(*args, **kwargs):
+        raise AssertionError("computed again: the warm-up's result was not found")
+
+    for name in ("log_likelihood", "posterior_grid", "posterior_figure", "k_curve_figure",
+                 "embedding_figure", "image_grid_figure", "ancestral"):
+        monkeypatch.setattr(shared, name, computed_again)
+    for page, n_charts in (("likelihoods", 4), ("posterior", 3), ("embedding", 1),
+                           ("samples", 4)):
+        assert len(open_page(page).get("plotly_chart")) == n_charts, page
+
+
+def test_warm_up_failures_are_swallowed(monkeypatch):
+    """A part of the warm-up that fails is skipped (the page computes it itself), and a
+    warm-up whose defaults fail altogether still returns normally."""
+    import gc
+
+    from app import limits, shared
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken")
+
+    shared.live_results.clear()
+    shared.log_px_cached.clear()
+    monkeypatch.setattr(shared, "log_likelihood", broken)
+    assert "likelihoods" not in shared.warm_defaults()
+    assert shared.warm_defaults(name="no-such-model") == []
+    monkeypatch.setattr(shared, "warm_defaults", broken)
+    try:
+        limits.warm_up(modules=("json",))  # must not raise
+    finally:
+        gc.unfreeze()
+    shared.live_results.clear()
+    shared.log_px_cached.clear()
+
+
+def test_shared_figures_follow_their_content():
+    """Figures keyed by content: the same images or history give the stored figure, other
+    content a new one."""
+    from app import shared
+
+    a = np.zeros((4, 64), np.float32)
+    b = a.copy()
+    b[0, 0] = 1.0
+    kw = dict(shape=(8, 8), title="t", height=200)
+    assert shared.image_grid_chart(a, **kw) is shared.image_grid_chart(a.copy(), **kw)
+    assert shared.image_grid_chart(b, **kw) is not shared.image_grid_chart(a, **kw)
+    history = [{"epoch": 1.0, "free_energy": 90.0, "valid_elbo": -91.0}]
+    first = shared.history_chart(history, "h")
+    assert shared.history_chart([dict(h) for h in history], "h") is first
+    assert shared.history_chart(history + [{"epoch": 2.0, "free_energy": 80.0}], "h") is not first

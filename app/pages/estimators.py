@@ -12,26 +12,12 @@ import time
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
-from app.figures_extra import ESTIMATOR_NAMES, variance_figure
-from dlgm.estimators import ESTIMATORS, FUNCTIONS, variance_vs_dimension
+from app.figures_extra import ESTIMATOR_NAMES
+from app.shared import MAX_ELEMENTS, TARGETS, variance_results
+from dlgm.estimators import ESTIMATORS, FUNCTIONS
 
 ALL_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
-TARGETS = {"mu": ("variance_mu", "d E[f] / d mu"), "sigma": ("variance_sigma", "d E[f] / d sigma")}
-TARGETS_KEYS = ("variance_mu", "variance_mu_1", "variance_sigma")
-MAX_ELEMENTS = 20_000_000  # largest R * S * K (times K for a full Hessian) computed
-
-
-@st.cache_data(show_spinner=False, max_entries=2000)
-def variance_cell(f: str, k: int, estimator: str, n_samples: int, n_repeats: int,
-                  baseline: str | None, mu: float, sigma: float, seed: int) -> dict:
-    """Per-coordinate variances of one estimator at one K (cached, so raising K is cheap)."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + k * 7 + ESTIMATORS.index(estimator))
-    out = variance_vs_dimension(f, [k], n_samples=n_samples, n_repeats=n_repeats, mu=mu,
-                                sigma=sigma, estimators=[estimator], generator=g,
-                                baseline=baseline if estimator == "score" else None)
-    return {key: float(out[key][estimator][0]) for key in TARGETS_KEYS}
 
 
 def settings_ui() -> dict:
@@ -60,33 +46,6 @@ def settings_ui() -> dict:
     return dict(f=f, ks=tuple(k for k in ALL_KS if k <= k_max), estimators=tuple(estimators),
                 n_samples=n_samples, n_repeats=n_repeats, target=target, baseline=baseline,
                 mu=float(mu), sigma=float(sigma), seed=seed)
-
-
-def too_big(f: str, k: int, estimator: str, n_samples: int, n_repeats: int) -> bool:
-    """Whether one cell would hold more than ``MAX_ELEMENTS`` numbers (shared server)."""
-    size = n_repeats * n_samples * k
-    if estimator == "price" and not FUNCTIONS[f].separable:
-        size *= k  # the full (K, K) Hessian per sample
-    return size > MAX_ELEMENTS
-
-
-def compute(s: dict) -> tuple[dict, list]:
-    """{estimator: (n_K,) variances} for the chosen target, from cached cells (NaN where a
-    cell is too big to compute), and the list of skipped (estimator, K)."""
-    key = TARGETS[s["target"]][0]
-    out, skipped = {}, []
-    for e in s["estimators"]:
-        values = []
-        for k in s["ks"]:
-            if too_big(s["f"], k, e, s["n_samples"], s["n_repeats"]):
-                skipped.append((e, k))
-                values.append(np.nan)
-                continue
-            cell = variance_cell(s["f"], k, e, s["n_samples"], s["n_repeats"], s["baseline"],
-                                 s["mu"], s["sigma"], s["seed"])
-            values.append(cell[key])
-        out[e] = np.array(values)
-    return out, skipped
 
 
 def slope_table(ks: tuple, variances: dict) -> pd.DataFrame:
@@ -119,18 +78,15 @@ def main() -> None:
                    "(O(K^2) per sample): large K take a few seconds the first time.")
     start = time.perf_counter()
     with st.spinner("Estimating variances..."):
-        variances, skipped = compute(s)
+        # Variances and figure of these settings, read-only and shared (app.shared).
+        results = variance_results(tuple(s.items()))
     seconds = time.perf_counter() - start
+    variances, skipped = results["variances"], results["skipped"]
     if skipped:
         cells = ", ".join(f"{e} at K={k}" for e, k in skipped)
         st.info(f"Not computed (more than {MAX_ELEMENTS:,} numbers at once on a shared "
                 f"server): {cells}. Lower S or R to include them.")
-    what = TARGETS[s["target"]][1]
-    fig = variance_figure(np.array(s["ks"]), variances,
-                          y_title=f"variance of the estimate of {what} (per coordinate)",
-                          title=f"Variance of {what} estimates against K, f = {s['f']} "
-                                f"(S = {s['n_samples']}, R = {s['n_repeats']})")
-    st.plotly_chart(fig, key="est_chart")
+    st.plotly_chart(results["fig"], key="est_chart")
     st.dataframe(slope_table(s["ks"], variances), hide_index=True)
     st.caption(f"Each variance is measured over R = {s['n_repeats']} independent estimates, "
                f"each the mean of S = {s['n_samples']} draws, and averaged over the K "

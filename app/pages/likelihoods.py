@@ -13,8 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common
-from app.limits import MAX_K
-from app.shared import live_results, table1_chart, test_seed
+from app.shared import K_CHOICES, N_WORST, live_defaults, live_results, table1_chart, test_seed
 
 PAPER_BINARISATION = "static (Larochelle & Murray)"
 PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MNIST test set
@@ -22,9 +21,6 @@ PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MN
     ("Wake-sleep (Dayan, 2000)", 91.3), ("DLGM, diagonal covariance", 87.30),
     ("DLGM, rank-one covariance", 86.60),
 )
-K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-                  if k <= MAX_K)
-N_WORST = 12
 
 
 def binarisation_label(model) -> str:
@@ -93,11 +89,11 @@ def live_section(entry: common.Entry) -> None:
     st.subheader(f"Live estimate for {entry.name}")
     c1, c2, c3 = st.columns(3)
     n_max = len(data)
-    n_images = c1.slider("Test images", min(10, n_max), min(1000, n_max), min(200, n_max),
+    n_default, k_default, seed_default = live_defaults(n_max)  # also warmed up by the server
+    n_images = c1.slider("Test images", min(10, n_max), min(1000, n_max), n_default,
                          step=10 if n_max >= 20 else 1, key="ll_n")
-    k = c2.select_slider("Importance samples K", K_CHOICES, value=min(100, K_CHOICES[-1]),
-                         key="ll_k")
-    seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="ll_seed"))
+    k = c2.select_slider("Importance samples K", K_CHOICES, value=k_default, key="ll_k")
+    seed = int(c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed"))
     binary = model.config.likelihood == "bernoulli"
     with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
         live = live_results(model, entry.model_id, entry.name, entry.data_name, n_images, k,

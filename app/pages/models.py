@@ -33,8 +33,9 @@ from app.common import (
 )
 from app.figures import curves_figure, image_figure, latent_bars_figure
 from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot
+from app.shared import available_datasets, history_chart, history_figure
 from app.widgets import show_figure
-from dlgm.data import DATASETS, DataError, load_dataset
+from dlgm.data import DATASETS, load_dataset
 from dlgm.train import OPTIMIZERS, Trainer
 
 TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
@@ -73,30 +74,6 @@ def unique_name(base: str) -> str:
     return name
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def available_datasets() -> dict[str, str | None]:
-    """Data set -> None if it can be loaded without downloading, else the reason."""
-    out = {}
-    for name in DATASETS:
-        try:
-            load_dataset(name, "test", download=False)
-            out[name] = None
-        except DataError as e:
-            out[name] = str(e)
-    return out
-
-
-def history_figure(history: list[dict], title: str):
-    """Train free energy and validation -ELBO per report, against epochs."""
-    epochs = [h["epoch"] for h in history]
-    valid = [None if h.get("valid_elbo") is None else -h["valid_elbo"] for h in history]
-    series = {"train free energy F (eq. 13)": [h["free_energy"] for h in history]}
-    if any(v is not None for v in valid):
-        series["test −ELBO (end of epoch)"] = valid
-    return curves_figure(epochs, series, title=title, x_title="epoch",
-                         y_title="nats per example", height=340)
-
-
 # ---------------------------------------------------------------------------- selected model
 def model_tab(entry: Entry) -> None:
     model = entry.model
@@ -132,7 +109,7 @@ def model_tab(entry: Entry) -> None:
             cols[i % len(cols)].metric(label, fmt.format(v), help=f"card key {k!r}")
     history = meta.get("history") or []
     if history:
-        show_figure(history_figure(history, "Training history"))
+        show_figure(history_chart(history, "Training history"))
     with st.expander("Card as JSON (history left out)"):
         st.json({"config": c.to_dict(), **{k: v for k, v in meta.items() if k != "history"}},
                 expanded=1)
@@ -278,7 +255,7 @@ def train_tab() -> None:
             f"({log['seconds']:.1f} s); the model trained so far is kept")
     st.success(text + ". It is selected in the sidebar.")
     if log["history"]:
-        show_figure(history_figure(log["history"], f"Training {log['name']}"))
+        show_figure(history_chart(log["history"], f"Training {log['name']}"))
 
 
 # ---------------------------------------------------------------------------- step mode

@@ -10,15 +10,21 @@ overlaid on one posterior).
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import streamlit as st
 
 from app import common
 from app.common import all_model_names, digest, get_entry
 from app.limits import MAX_GRID
-from app.shared import image_panel, panel
+from app.shared import (
+    POST_GRID,
+    POST_RADIUS,
+    POST_SAMPLES,
+    POST_SEED,
+    image_panel,
+    panel,
+    twins,
+)
 from app.widgets import (
     drawn_image_ui,
     image_index_ui,
@@ -27,18 +33,7 @@ from app.widgets import (
     test_data_ui,
 )
 
-_TWIN = re.compile(r"^(?P<stem>.+)-(?P<cov>diag|rank1-joint|rank1)$")
-_COV_ORDER = ("diag", "rank1", "rank1-joint")
 SOURCES = ("Test image", "Draw one")
-
-
-def twins(name: str, names: list[str]) -> list[str]:
-    """The selected model and its covariance twins (same stem), diag first."""
-    m = _TWIN.match(name)
-    if not m:
-        return [name]
-    found = [f"{m['stem']}-{c}" for c in _COV_ORDER if f"{m['stem']}-{c}" in names]
-    return found if name in found else [name]
 
 
 def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
@@ -93,13 +88,13 @@ def page() -> None:
     controls, shown = st.columns([1, 3])
     with controls:
         chosen = image_ui(entry, data)
-        size = int(st.slider("Grid points per axis G", 21, min(201, MAX_GRID), 101, step=10,
-                             key="post_grid", persist_state="session"))
-        radius = float(st.slider("Grid half-width r ([-r, r]²)", 1.0, 8.0, 5.0, step=0.5,
-                                 key="post_radius", persist_state="session"))
-        n = int(st.slider("Samples of the prior and of q", 0, 500, 100, step=10,
+        size = int(st.slider("Grid points per axis G", 21, min(201, MAX_GRID), POST_GRID,
+                             step=10, key="post_grid", persist_state="session"))
+        radius = float(st.slider("Grid half-width r ([-r, r]²)", 1.0, 8.0, POST_RADIUS,
+                                 step=0.5, key="post_radius", persist_state="session"))
+        n = int(st.slider("Samples of the prior and of q", 0, 500, POST_SAMPLES, step=10,
                           key="post_samples", persist_state="session"))
-        seed = seed_ui(key="post_seed")
+        seed = seed_ui(key="post_seed", default=POST_SEED)
         zoom = st.toggle("Zoom on the posterior", value=True, key="post_zoom",
                          persist_state="session",
                          help="Show the region where p(ξ | v) and q have their mass; off: the "
