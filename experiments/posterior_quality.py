@@ -125,6 +125,18 @@ def _refine(coarse, zoom, c, s) -> dict:
 
 
 @torch.no_grad()
+def refined_grid(model, v: torch.Tensor, basis) -> tuple:
+    """One image v (D,): its coarse grid (over ``basis``), the zoomed grid around its posterior,
+    the window's centre c and scale s (2,), and ``_refine``'s values (log p(v), KLs)."""
+    coarse = posterior_grid(model, v, basis=basis)
+    q = model.encode(v.unsqueeze(0))
+    c, s = _window(coarse, q)
+    zoom = posterior_grid(_Zoomed(model, c, s), v, grid_size=GRID, radius=RADIUS,
+                          q=_q_in_z(q, c, s))
+    return coarse, zoom, c, s, _refine(coarse, zoom, c.double().numpy(), s.double().numpy())
+
+
+@torch.no_grad()
 def analyse(model, x: torch.Tensor, elbo_samples: int, k: int) -> tuple[dict, list]:
     """Per-image metrics of one model on images x (N, D); returns arrays and zoomed grids."""
     out = {key: [] for key in ("kl_qp_coarse", "kl_pq_coarse", "log_px_coarse", "kl_qp",
@@ -132,12 +144,8 @@ def analyse(model, x: torch.Tensor, elbo_samples: int, k: int) -> tuple[dict, li
     grids = []
     basis = grid_basis(model, grid_size=GRID, radius=RADIUS)  # the coarse grid, decoded once
     for v in x:
-        coarse = posterior_grid(model, v, basis=basis)
-        q = model.encode(v.unsqueeze(0))
-        c, s = _window(coarse, q)
-        zoom = posterior_grid(_Zoomed(model, c, s), v, grid_size=GRID, radius=RADIUS,
-                              q=_q_in_z(q, c, s))
-        vals = _refine(coarse, zoom, c.double().numpy(), s.double().numpy()) | {
+        coarse, zoom, c, s, refined = refined_grid(model, v, basis)
+        vals = refined | {
             "kl_qp_coarse": coarse.kl_q_p, "kl_pq_coarse": coarse.kl_p_q,
             "log_px_coarse": coarse.log_px, "log_px_zoom": zoom.log_px, "q_mass": zoom.q_mass}
         for key, val in vals.items():

@@ -37,7 +37,7 @@ import posterior_quality as pq  # noqa: E402
 
 import dlgm  # noqa: E402
 from dlgm.cli import binarization_of, eval_data  # noqa: E402
-from dlgm.grid import grid_basis, posterior_grid  # noqa: E402
+from dlgm.grid import grid_basis  # noqa: E402
 
 MODELS = ("digits-2d-diag", "digits-2d-rank1", "mnist-2d-diag", "mnist-2d-rank1",
           "fashion-2d-rank1")
@@ -47,15 +47,7 @@ MODELS = ("digits-2d-diag", "digits-2d-rank1", "mnist-2d-diag", "mnist-2d-rank1"
 def quadrature_log_px(model, x: torch.Tensor) -> np.ndarray:
     """log p(v) of each image (N, D) by the refined quadrature, nats, (N,)."""
     basis = grid_basis(model, grid_size=pq.GRID, radius=pq.RADIUS)
-    out = []
-    for v in x:
-        coarse = posterior_grid(model, v, basis=basis)
-        q = model.encode(v.unsqueeze(0))
-        c, s = pq._window(coarse, q)
-        zoom = posterior_grid(pq._Zoomed(model, c, s), v, grid_size=pq.GRID, radius=pq.RADIUS,
-                              q=pq._q_in_z(q, c, s))
-        out.append(pq._refine(coarse, zoom, c.double().numpy(), s.double().numpy())["log_px"])
-    return np.asarray(out)
+    return np.asarray([pq.refined_grid(model, v, basis)[-1]["log_px"] for v in x])
 
 
 def run(name: str, update: bool) -> dict:
