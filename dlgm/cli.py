@@ -86,7 +86,7 @@ TRAIN_DEFAULTS = dict(
     lr=3e-4, binarize="dynamic", static_seed=0, input_noise="none", input_noise_p=0.0,
     sample_noise=0.0, clip_grad=None, seed=0, device="auto", out=None, resume=False,
     checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50, lr_decay=1.0,
-    fast=False,
+    fast=False, u_delay=0,
 )
 
 
@@ -124,7 +124,8 @@ def cmd_train(args) -> dict:
                    sample_noise=float(s["sample_noise"]),
                    clip_grad=None if s["clip_grad"] is None else float(s["clip_grad"]),
                    seed=int(s["seed"]), report_every=int(s["report_every"]),
-                   lr_decay=float(s["lr_decay"]), fast=bool(s["fast"]))
+                   lr_decay=float(s["lr_decay"]), fast=bool(s["fast"]),
+                   u_delay=int(s["u_delay"]))
     out = Path(s["out"])
     if s["resume"] and (out / "train_state.safetensors").is_file():
         trainer = Trainer.resume(out, x, device=device, x_valid=valid)
@@ -306,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--lr", type=float)
     t.add_argument("--lr-decay", type=float, help="multiply lr by this at every new epoch")
+    t.add_argument("--u-delay", type=int,
+                   help="rank-one q: keep u = 0 for this many epochs, then train it")
     t.add_argument("--binarize", choices=("dynamic", "static", "none"))
     t.add_argument("--static-seed", type=int)
     t.add_argument("--input-noise", choices=INPUT_NOISE)

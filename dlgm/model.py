@@ -37,6 +37,7 @@ COVARIANCES = ("diag", "rank1", "rank1-joint")
 LIKELIHOODS = ("bernoulli", "gaussian")
 _LOG_2PI = math.log(2.0 * math.pi)
 _MAX_UNITS = 100_000
+U_INIT_STD = 1e-3  # std of the u head's initial weights: u starts near 0, where F is even in u
 
 
 @dataclass
@@ -164,7 +165,7 @@ class DLGM(nn.Module):
         nn.init.constant_(self.head_d.bias, math.log(math.e - 1.0))  # softplus -> d = 1
         if c.covariance != "diag":
             self.head_u = nn.Linear(width, self.latent_dim)
-            nn.init.normal_(self.head_u.weight, std=1e-3)
+            nn.init.normal_(self.head_u.weight, std=U_INIT_STD)
             nn.init.zeros_(self.head_u.bias)
 
     # ------------------------------------------------------------------ helpers

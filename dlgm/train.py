@@ -34,6 +34,7 @@ from .checkpoint import (
     read_bytes,
 )
 from .errors import CheckpointError, ConfigError, TrainingError
+from .model import U_INIT_STD
 
 OPTIMIZERS = ("rmsprop", "adam")
 BINARIZE = ("dynamic", "none")
@@ -88,6 +89,7 @@ def _check_settings(s: dict, n: int) -> None:
     need(0 < s["lr_backoff"] < 1, f"lr_backoff={s['lr_backoff']}: must be in (0, 1)")
     need(s["report_every"] >= 1, "report_every must be >= 1")
     need(0 < s["lr_decay"] <= 1, f"lr_decay={s['lr_decay']}: must be in (0, 1]")
+    need(0 <= s["u_delay"] <= 100_000, f"u_delay={s['u_delay']}: must be in [0, 100000]")
     need(n >= 1, "the training data has no rows")
 
 
@@ -123,6 +125,14 @@ class Trainer:
         Compile the step with ``torch.compile``, keep data, permutation and random draws on
         the device, and on CUDA replay the whole update as one CUDA graph (``_FastStep``). The
         same random numbers as the plain path; results equal up to rounding. One process only.
+    u_delay : int
+        Rank-one recognition models only: for the first ``u_delay`` epochs the rank-one factor
+        u is exactly 0 (its head's weights are zeroed; u = 0 is a stationary point of the
+        free energy, which is even in u, so it stays there and q is diagonal); at the start of
+        epoch ``u_delay + 1`` the head gets its usual random initialisation (std
+        ``U_INIT_STD``) and a fresh optimiser state, and u is trained from then on. 0 (the
+        default) trains u from the first step. See experiments/RESULTS.md (rank-one vs
+        diagonal) for why a delay helps.
     x_valid : array or Tensor, optional
         Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
     """
@@ -130,15 +140,19 @@ class Trainer:
     def __init__(self, model, x_train, *, batch_size=200, n_samples=1, optimizer="rmsprop",
                  lr=3e-4, binarize="dynamic", input_noise="none", input_noise_p=0.0,
                  sample_noise=0.0, clip_grad=None, seed=0, device="auto", x_valid=None,
-                 report_every=50, lr_backoff=0.5, max_recoveries=10, lr_decay=1.0, fast=False):
+                 report_every=50, lr_backoff=0.5, max_recoveries=10, lr_decay=1.0, fast=False,
+                 u_delay=0):
         self.settings = dict(batch_size=int(batch_size), n_samples=int(n_samples),
                              optimizer=optimizer, lr=float(lr), binarize=binarize,
                              input_noise=input_noise, input_noise_p=float(input_noise_p),
                              sample_noise=float(sample_noise), clip_grad=clip_grad, seed=int(seed),
                              report_every=int(report_every), lr_backoff=float(lr_backoff),
                              max_recoveries=int(max_recoveries), lr_decay=float(lr_decay),
-                             fast=bool(fast))
+                             fast=bool(fast), u_delay=int(u_delay))
         _check_settings(self.settings, len(x_train))
+        if self.settings["u_delay"] and not hasattr(model, "head_u"):
+            raise ConfigError(f"u_delay={u_delay}: only a rank-one recognition model has a "
+                              "factor u to delay (covariance 'rank1' or 'rank1-joint')")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).train()
         self.x = self._as_tensor(x_train, "x_train")
@@ -171,6 +185,8 @@ class Trainer:
         self.history: list[dict] = []
         self.recoveries = 0
         self._good = None
+        if self.settings["u_delay"]:
+            self._set_u_head(0.0)  # q starts diagonal (a resumed run loads its own weights)
         self._snapshot()
 
     # ------------------------------------------------------------------ setup
@@ -246,6 +262,8 @@ class Trainer:
             self.epoch, self.pos, self.perm = self.epoch + 1, 0, self._new_perm()
             if self.settings["lr_decay"] != 1.0:
                 self._scale_lr(self.settings["lr_decay"])
+            if self.epoch == self.settings["u_delay"]:
+                self._start_u()
         start = self.pos
         self.pos = min(start + self.settings["batch_size"], len(self.perm))
         return slice(start, self.pos)
@@ -334,6 +352,28 @@ class Trainer:
             self._fast.opt_step()
         else:
             self.opt.step()
+
+    # ------------------------------------------------------------------ delayed u
+    @torch.no_grad()
+    def _set_u_head(self, std: float) -> None:
+        """Zero the u head (``std=0``) or draw its weights from N(0, std^2) with a stream of
+        its own (seeded by the run's seed), in place; its bias is zero either way."""
+        head = self.model.head_u
+        if std > 0:
+            g = torch.Generator().manual_seed(self.settings["seed"] + 7919)
+            head.weight.copy_(std * torch.randn(head.weight.shape, generator=g))
+        else:
+            head.weight.zero_()
+        head.bias.zero_()
+
+    def _start_u(self) -> None:
+        """End of the u delay: initialise the u head as a new model would and forget its
+        optimiser state (all zeros so far), so its first updates get Adam's bias correction."""
+        self._set_u_head(U_INIT_STD)
+        for p in self.model.head_u.parameters():
+            self.opt.state.pop(p, None)
+        if self._fast is not None:
+            self._fast.reset()
 
     # ------------------------------------------------------------------ recovery
     def _snapshot(self):

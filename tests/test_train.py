@@ -413,3 +413,45 @@ def test_batch_size_not_divisible_by_world_size_is_a_clear_error(fake_world_of_t
     with pytest.raises(ConfigError, match=r"batch_size=21 must be divisible by the number of "
                                           r"processes \(2\)"):
         Trainer(_model(), X[:100], batch_size=21, device="cpu")
+
+
+# ---------------------------------------------------------------------------- delayed u
+def test_u_delay_keeps_q_diagonal_then_trains_u():
+    model = _model(seed=0, covariance="rank1")
+    trainer = Trainer(model, X, batch_size=200, optimizer="adam", lr=3e-3, seed=0,
+                      u_delay=2, device="cpu", report_every=100)
+    x = torch.tensor(X[:50])
+    for p in trainer.run(epochs=2):  # 8 steps per epoch
+        q = model.encode(x)
+        assert torch.equal(q.u, torch.zeros_like(q.u)), f"u moved at epoch {p.epoch}"
+    assert trainer.epoch == 1 and trainer.pos == len(trainer.perm)
+    for _ in trainer.run(steps=1):  # the first step of epoch 3 starts u
+        pass
+    assert model.head_u.weight.abs().max() > 0
+    before = model.head_u.weight.detach().clone()
+    for _ in trainer.run(steps=8):
+        pass
+    assert not torch.equal(before, model.head_u.weight), "u was not trained after the delay"
+
+
+def test_u_delay_resume_across_the_switch_is_bit_exact(tmp_path):
+    settings = dict(batch_size=200, optimizer="adam", lr=3e-3, seed=5, u_delay=1,
+                    report_every=3, device="cpu")
+    t_full = Trainer(_model(seed=2, covariance="rank1"), X, **settings)
+    for _ in t_full.run(steps=20):
+        pass
+    t_part = Trainer(_model(seed=2, covariance="rank1"), X, **settings)
+    for _ in t_part.run(steps=6):  # still in the delay
+        pass
+    t_part.save(tmp_path)
+    t_res = Trainer.resume(tmp_path, X, device="cpu")
+    for _ in t_res.run(steps=14):
+        pass
+    _assert_equal_states(t_full.model.state_dict(), t_res.model.state_dict())
+
+
+def test_u_delay_needs_a_rank_one_model():
+    with pytest.raises(ConfigError, match="only a rank-one"):
+        Trainer(_model(covariance="diag"), X, u_delay=3, device="cpu")
+    with pytest.raises(ConfigError, match="u_delay"):
+        Trainer(_model(covariance="rank1"), X, u_delay=-1, device="cpu")

@@ -1,0 +1,258 @@
+"""Why rank-one trails diagonal, and what fixes it: paired runs on the Table 1 architecture.
+
+Each *arm* is one recognition model and training recipe; each run is one (arm, seed). A run
+trains with the library's own Trainer and then measures, on fixed data:
+
+- the test ELBO on all 10,000 MNIST test images, binarised once with seed 1 (the CLI's
+  evaluation seed for dynamically binarised models), 1 sample per image, analytic KL;
+- the training ELBO on the first 10,000 training images (binarised once with seed 0): a lower
+  training ELBO means worse optimisation, not overfitting;
+- the importance-sampled NLL with K = ``--k`` on the first ``--nll-images`` test images;
+- the posterior's shape over the test set: u^T D^{-1} u and eta = 1 / (1 + u^T D^{-1} u)
+  (eq. 20), the precision diagonal d of the active latents, and the number of active latents
+  (Burda et al. 2016: Var_x E_q[xi_k] > 0.01);
+- the gradient of the recognition heads (mu, d, u) over 20 minibatches of 100 training
+  images: norm of the mean gradient and the total variance across minibatches.
+
+Per epoch it records the valid ELBO (first 1,000 test images, the Trainer's own) and the wall
+time. Runs are resumable (the Trainer's checkpoint every epoch): rerun the same command.
+
+Usage::
+
+    python experiments/rank1.py run --arm rank1-delay --seed 0 --epochs 10
+    python experiments/rank1.py report --epochs 10          # the paired table, markdown
+    python experiments/rank1.py report --epochs 10 --json   # everything
+
+Runs go to ``experiments/runs/rank1/E{epochs}/{arm}-s{seed}/`` (not committed; ``result.json``
+there holds every number). One torch thread per run (``--threads``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dlgm import DLGM, DLGMConfig  # noqa: E402
+from dlgm.data import load_dataset, static_binarize  # noqa: E402
+from dlgm.likelihood import log_likelihood  # noqa: E402
+from dlgm.train import STATE_FILE, Trainer  # noqa: E402
+
+RUNS = ROOT / "experiments" / "runs" / "rank1"
+TABLE1 = dict(n_latent=(200,), gen_hidden=(200, 200), rec_hidden=(200, 200), kappa=1.0)
+MNIST2D = dict(n_latent=(2,), gen_hidden=(200, 200), rec_hidden=(200, 200), kappa=1.0)
+RECIPE = dict(optimizer="adam", lr=1e-3, batch_size=100, binarize="dynamic", report_every=100)
+
+
+def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
+    """(model config fields, Trainer settings) of an arm. ``-2d`` arms use the 2-latent MNIST
+    model of the Embedding/Posterior pages instead of the Table 1 one."""
+    base, shape = arm.removesuffix("-2d"), (MNIST2D if arm.endswith("-2d") else TABLE1)
+    arms = {
+        "diag": ({"covariance": "diag"}, {}),
+        "rank1": ({"covariance": "rank1"}, {}),
+        "rank1-delay": ({"covariance": "rank1"}, {"u_delay": epochs // 2}),
+        "rank1-delay1": ({"covariance": "rank1"}, {"u_delay": 1}),
+        "rank1-noise": ({"covariance": "rank1"}, {"sample_noise": 0.1}),
+        "diag-noise": ({"covariance": "diag"}, {"sample_noise": 0.1}),
+    }
+    if base not in arms:
+        raise SystemExit(f"unknown arm {arm!r}; choose from {sorted(arms)} (+ '-2d')")
+    model, train = arms[base]
+    return {**shape, **model}, {**RECIPE, **train}
+
+
+def run_dir(arm: str, seed: int, epochs: int) -> Path:
+    return RUNS / f"E{epochs}" / f"{arm}-s{seed}"
+
+
+# ---------------------------------------------------------------------------- measurements
+@torch.no_grad()
+def posterior_shape(model, x: torch.Tensor) -> dict:
+    """Quantiles of u^T D^{-1} u, eta and d over images (and active latents), active count."""
+    q = model.encode(x)
+    mean = q.mean  # (N, K)
+    active = mean.var(0) > 0.01  # (K,)
+    if hasattr(q, "d"):
+        d = q.d
+    else:  # DiagonalNormal: precision = 1 / scale^2
+        d = q.scale.pow(-2)
+    out = {"active_latents": int(active.sum()),
+           "d_active_q50": float(d[:, active].median()) if active.any() else None,
+           "d_active_q90": float(d[:, active].quantile(0.9)) if active.any() else None}
+    if hasattr(q, "u"):
+        s = q._s.squeeze(-1)  # (N,) one block
+        qs = torch.tensor([0.1, 0.5, 0.9], dtype=s.dtype)
+        out.update({f"uDu_q{int(p * 100)}": float(v) for p, v in zip(qs, s.quantile(qs))})
+        eta = 1.0 / (1.0 + s)
+        out.update({f"eta_q{int(p * 100)}": float(v) for p, v in zip(qs, eta.quantile(qs))})
+    return out
+
+
+def head_gradients(model, x: np.ndarray, n_batches: int = 20, batch: int = 100,
+                   seed: int = 0) -> dict:
+    """Norm of the mean gradient and total variance across minibatches of each recognition
+    head's weight (the free energy without the weight prior, as Algorithm 1 sees it)."""
+    g = torch.Generator().manual_seed(seed)
+    heads = {"mu": model.head_loc.weight, "d": model.head_d.weight}
+    if hasattr(model, "head_u"):
+        heads["u"] = model.head_u.weight
+    grads = {k: [] for k in heads}
+    for _ in range(n_batches):
+        idx = torch.randint(len(x), (batch,), generator=g)
+        xb = torch.as_tensor(x[idx.numpy()])
+        xb = (torch.rand(xb.shape, generator=g) < xb).float()
+        eps = torch.randn(1, batch, model.latent_dim, generator=g)
+        loss = model.free_energy(xb, eps=eps)["loss"]
+        values = torch.autograd.grad(loss, list(heads.values()))
+        for k, v in zip(heads, values, strict=True):
+            grads[k].append(v.flatten())
+    out = {}
+    for k, gs in grads.items():
+        gs = torch.stack(gs)  # (n_batches, P)
+        out[f"grad_{k}_mean_norm"] = float(gs.mean(0).norm())
+        out[f"grad_{k}_total_var"] = float(gs.var(0).sum())
+    return out
+
+
+# ---------------------------------------------------------------------------- one run
+def run(args) -> dict:
+    torch.set_num_threads(args.threads)
+    out = run_dir(args.arm, args.seed, args.epochs)
+    out.mkdir(parents=True, exist_ok=True)
+    fields, settings = arm_settings(args.arm, args.epochs)
+    train = load_dataset("mnist", "train")
+    test = load_dataset("mnist", "test")
+    valid = test.x[:1000]
+    if (out / STATE_FILE).is_file():
+        trainer = Trainer.resume(out, train.x, device="cpu", x_valid=valid)
+        wall = json.loads((out / "card.json").read_text()).get("wall_time_s", 0.0)
+    else:
+        model = DLGM(DLGMConfig(data_shape=train.shape, **fields), seed=args.seed)
+        trainer = Trainer(model, train.x, device="cpu", x_valid=valid, seed=args.seed, **settings)
+        wall = 0.0
+    steps_per_epoch = math.ceil(trainer.n_data / trainer.settings["batch_size"])
+    t0 = time.perf_counter()
+    epoch_wall = list(json.loads((out / "epoch_wall.json").read_text())) if (
+        out / "epoch_wall.json").is_file() else []
+    for p in trainer.run(steps=max(0, args.epochs * steps_per_epoch - trainer.step_count)):
+        if p.end_of_epoch:
+            epoch_wall.append(round(wall + time.perf_counter() - t0, 2))
+            trainer.save(out, wall_time_s=epoch_wall[-1])
+            (out / "epoch_wall.json").write_text(json.dumps(epoch_wall))
+            print(f"{args.arm} s{args.seed} epoch {p.epoch:.0f}: valid ELBO {p.valid_elbo:.2f} "
+                  f"({epoch_wall[-1]:.0f} s)", flush=True)
+    model = trainer.model.eval()
+    x_test = torch.tensor(static_binarize(test.x, 1))
+    x_train = torch.tensor(static_binarize(train.x[:10_000], 0))
+    g = torch.Generator().manual_seed(0)
+    test_elbo = model.elbo(x_test, generator=g).double().numpy()
+    train_elbo = model.elbo(x_train, generator=g).double().numpy()
+    x_nll = x_test[: args.nll_images]
+    nll = -log_likelihood(model, x_nll, n_samples=args.k, generator=g).double().numpy()
+    result = {"arm": args.arm, "seed": args.seed, "epochs": args.epochs,
+              "settings": trainer.settings, "config": model.config.to_dict(),
+              "wall_time_s": epoch_wall[-1] if epoch_wall else None, "epoch_wall_s": epoch_wall,
+              "valid_elbo": [h["valid_elbo"] for h in trainer.history],
+              "test_elbo": float(test_elbo.mean()), "train_elbo": float(train_elbo.mean()),
+              "test_elbo_per_image": test_elbo.round(4).tolist(),
+              "nll_k": args.k, "nll_images": len(x_nll), "nll": float(nll.mean()),
+              "nll_per_image": nll.round(4).tolist(),
+              **posterior_shape(model, x_test), **head_gradients(model, train.x)}
+    (out / "result.json").write_text(json.dumps(result))
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}), flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------------- the table
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of a - b and its standard error over pairs (seeds)."""
+    diff = np.asarray(a) - np.asarray(b)
+    se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), float(se)
+
+
+def load_results(epochs: int) -> dict[str, dict[int, dict]]:
+    out: dict[str, dict[int, dict]] = {}
+    for f in sorted((RUNS / f"E{epochs}").glob("*/result.json")):
+        r = json.loads(f.read_text())
+        out.setdefault(r["arm"], {})[r["seed"]] = r
+    return out
+
+
+def report(args) -> None:
+    res = load_results(args.epochs)
+    if not res:
+        raise SystemExit(f"no results under {RUNS / f'E{args.epochs}'}")
+    base = args.baseline
+    keys = ["test_elbo", "train_elbo", "nll"]
+    rows = []
+    for arm, by_seed in sorted(res.items()):
+        seeds = sorted(by_seed)
+        row = {"arm": arm, "seeds": seeds}
+        for k in keys:
+            v = np.array([by_seed[s][k] for s in seeds])
+            row[k] = float(v.mean())
+            if base in res and arm != base:
+                common = [s for s in seeds if s in res[base]]
+                if len(common) >= 2:
+                    a = [by_seed[s][k] for s in common]
+                    b = [res[base][s][k] for s in common]
+                    row[f"{k}_vs_{base}"] = paired(a, b)
+        for k in ("active_latents", "d_active_q90", "uDu_q50", "eta_q50", "wall_time_s",
+                  "grad_u_mean_norm", "grad_u_total_var", "grad_d_mean_norm",
+                  "grad_mu_mean_norm"):
+            vals = [by_seed[s].get(k) for s in seeds]
+            row[k] = float(np.mean(vals)) if all(v is not None for v in vals) else None
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+
+    def fmt(row, k):
+        pair = row.get(f"{k}_vs_{base}")
+        s = f"{row[k]:.2f}"
+        return s + (f" ({pair[0]:+.2f} ± {pair[1]:.2f})" if pair else "")
+
+    def num(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    print(f"| arm | seeds | test ELBO (vs {base}) | train ELBO (vs {base}) | NLL (vs {base}) | "
+          "active | d q90 | u'D⁻¹u q50 | eta q50 | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['arm']} | {len(r['seeds'])} | {fmt(r, 'test_elbo')} | "
+              f"{fmt(r, 'train_elbo')} | {fmt(r, 'nll')} | {num(r['active_latents'], '.0f')} | "
+              f"{num(r['d_active_q90'], '.2f')} | {num(r['uDu_q50'], '.1f')} | "
+              f"{num(r['eta_q50'], '.4f')} | {num(r['wall_time_s'], '.0f')} |")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train and measure one (arm, seed)")
+    r.add_argument("--arm", required=True)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--epochs", type=int, default=10)
+    r.add_argument("--k", type=int, default=500, help="importance samples for the NLL")
+    r.add_argument("--nll-images", type=int, default=1000)
+    r.add_argument("--threads", type=int, default=1)
+    t = sub.add_parser("report", help="the paired table of finished runs")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--baseline", default="diag")
+    t.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
