@@ -91,10 +91,12 @@ def posterior_shape(model, x: torch.Tensor) -> dict:
            "d_active_q90": float(d[:, active].quantile(0.9)) if active.any() else None}
     if hasattr(q, "u"):
         s = q._s.squeeze(-1)  # (N,) one block
-        qs = torch.tensor([0.1, 0.5, 0.9], dtype=s.dtype)
-        out.update({f"uDu_q{int(p * 100)}": float(v) for p, v in zip(qs, s.quantile(qs))})
+        levels = (10, 50, 90)
+        qs = torch.tensor([p / 100 for p in levels], dtype=s.dtype)
         eta = 1.0 / (1.0 + s)
-        out.update({f"eta_q{int(p * 100)}": float(v) for p, v in zip(qs, eta.quantile(qs))})
+        for name, v in (("uDu", s), ("eta", eta)):
+            out.update({f"{name}_q{p}": float(x)
+                        for p, x in zip(levels, v.quantile(qs), strict=True)})
     return out
 
 
