@@ -83,14 +83,14 @@ def sweep_max_elements(model: str, k: int, n: int, values: list[int], device: st
     The result does not depend on it (fixed noise blocks); only speed and memory do."""
     sys.path.insert(0, str(ROOT))
     from dlgm import load
-    from dlgm.cli import binarization_of, eval_data
+    from dlgm.data import model_images
     from dlgm.likelihood import evaluate
 
     m = load(ROOT / "pretrained" / model if (ROOT / "pretrained" / model).is_dir() else model)
     m.eval()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    x, _ = eval_data(m.metadata["data"], "test", binarization_of(m), n)
+    x, _ = model_images(m, limit=n)
     x = torch.tensor(x, device=device)
     m = m.to(device)
     out = []

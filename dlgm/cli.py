@@ -47,28 +47,6 @@ def _bar(total, desc, quiet):
                 file=sys.stderr)
 
 
-# ---------------------------------------------------------------------------- data helpers
-def binarization_of(model) -> dict:
-    """How a model's data is binarised: ``{"kind": "static"|"dynamic"|"none", "seed": s}``."""
-    if model.config.likelihood != "bernoulli":
-        return {"kind": "none"}
-    return model.metadata.get("binarization") or {"kind": "dynamic"}
-
-
-def eval_data(data_name, split, binarization, limit=None) -> tuple[np.ndarray, dict]:
-    """The evaluation set and how it was binarised: the test set binarised once with seed
-    s + 1 (``static_binarize(x, s + 1)``), s being the model's static seed (0 for dynamically
-    binarised models), so the test set never reuses the training set's draws."""
-    x = _data.load_dataset(data_name, split).x
-    if limit:
-        x = x[:limit]
-    kind = binarization.get("kind", "dynamic")
-    if kind == "none":
-        return x, {"kind": "none"}
-    seed = int(binarization.get("seed", 0)) + (0 if split == "train" else 1)
-    return _data.static_binarize(x, seed), {"kind": kind, "eval_seed": seed}
-
-
 # ---------------------------------------------------------------------------- train
 def _settings(args) -> dict:
     """Merge a JSON config file (``--config``) under the command-line flags that were given."""
@@ -186,7 +164,7 @@ def cmd_train(args) -> dict:
 def _evaluate(model, data_name, split, k, limit, device, quiet) -> dict:
     from .likelihood import evaluate
 
-    x, how = eval_data(data_name, split, binarization_of(model), limit)
+    x, how = _data.model_images(model, split, data_name=data_name, limit=limit)
     x = torch.tensor(x, device=device)
     model = model.to(device)
     bar = _bar(len(x), f"eval K={k}", quiet)
@@ -253,7 +231,7 @@ def cmd_impute(args) -> dict:
 
     model = load(args.model)
     data_name = args.data or model.metadata.get("data", "digits")
-    x, _ = eval_data(data_name, "test", binarization_of(model))
+    x, _ = _data.model_images(model, "test", data_name=data_name)
     if not 0 <= args.index < len(x):
         raise ConfigError(f"--index {args.index}: must be in [0, {len(x) - 1}]")
     x = torch.tensor(x[args.index:args.index + 1])

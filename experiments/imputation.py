@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
-from dlgm.cli import eval_data  # noqa: E402
+from dlgm.data import model_images  # noqa: E402
 from dlgm.impute import impute, mask_random, mask_square, missing_error  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     names = (args.models.split(",") if args.models else
              [m for m in PREFERRED if finished(ROOT / "pretrained" / m)])
-    x, how = eval_data("mnist", "test", {"kind": "dynamic"}, args.n)
+    x, how = model_images(dlgm.load(ROOT / "pretrained" / names[0]), limit=args.n)  # shared
     x = torch.tensor(x)
     kinds = masks(len(x))
     burn = args.steps // 3

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
-from dlgm.cli import eval_data  # noqa: E402
+from dlgm.data import model_images  # noqa: E402
 from dlgm.grid import grid_basis, posterior_grid  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
 
@@ -253,7 +253,8 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=5000, help="importance samples for log p(v)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    x, how = eval_data("mnist", "test", {"kind": "dynamic"}, args.n)
+    first = dlgm.load(ROOT / "pretrained" / next(iter(MODELS.values())))
+    x, how = model_images(first, limit=args.n)  # all MODELS share their data and binarisation
     x = torch.tensor(x)
     res, grids, info = {}, {}, {}
     for name, folder in MODELS.items():

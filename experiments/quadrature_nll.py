@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import posterior_quality as pq  # noqa: E402
 
 import dlgm  # noqa: E402
-from dlgm.cli import binarization_of, eval_data  # noqa: E402
+from dlgm.data import model_images  # noqa: E402
 from dlgm.grid import grid_basis  # noqa: E402
 
 MODELS = ("digits-2d-diag", "digits-2d-rank1", "mnist-2d-diag", "mnist-2d-rank1",
@@ -55,7 +55,7 @@ def run(name: str, update: bool) -> dict:
     model = dlgm.load(path).eval()
     meta = model.metadata
     n = int(meta.get("eval_n") or 1000)
-    x, how = eval_data(meta["data"], "test", binarization_of(model), n)
+    x, how = model_images(model, limit=n)
     t0 = time.perf_counter()
     log_px = quadrature_log_px(model, torch.tensor(x))
     seconds = time.perf_counter() - t0

@@ -49,8 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
-from dlgm.cli import binarization_of, eval_data  # noqa: E402
-from dlgm.data import load_dataset, static_binarize  # noqa: E402
+from dlgm.data import load_dataset, model_images, static_binarize  # noqa: E402
 from dlgm.likelihood import evaluate  # noqa: E402
 from dlgm.model import DLGM, DLGMConfig  # noqa: E402
 from dlgm.train import fit  # noqa: E402
@@ -84,13 +83,13 @@ def machine() -> str:
 def test_images(limit: int) -> tuple[torch.Tensor, dict]:
     """The first ``limit`` MNIST test images, binarised as the CLI evaluates dynamically
     binarised models (``static_binarize(x, seed=1)``)."""
-    x, how = eval_data("mnist", "test", {"kind": "dynamic"}, limit)
-    return torch.tensor(x), how
+    x = static_binarize(load_dataset("mnist", "test").x[:limit], 1)
+    return torch.tensor(x), {"kind": "dynamic", "eval_seed": 1}
 
 
 def evaluate_model(model, k: int, limit: int) -> dict:
     """NLL (nats per image) of a DLGM by the CLI's protocol, with per-image values."""
-    x, how = eval_data("mnist", "test", binarization_of(model), limit)
+    x, how = model_images(model, data_name="mnist", limit=limit)
     t0 = time.perf_counter()
     res = evaluate(model.eval(), torch.tensor(x), n_samples=k,
                    generator=torch.Generator().manual_seed(0), return_per_example=True)

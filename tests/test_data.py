@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from dlgm import data
-from dlgm.data import DataError, ImageData
+from dlgm.data import DataError, ImageData, load_dataset, static_binarize
 
 IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 REAL_MNIST = pathlib.Path("/tmp/mnistnpm/package/data")
@@ -466,3 +466,43 @@ def test_static_binarize_is_deterministic():
     assert np.array_equal(a, b) and a.dtype == np.float32 and a.shape == x.shape
     assert not np.array_equal(a, data.static_binarize(x, seed=1))
     assert np.array_equal(a, data.binarize(x, np.random.default_rng(0)))
+
+
+# --------------------------------------------------------------------------- as a model sees them
+def _card_model(likelihood="bernoulli", **metadata):
+    from dlgm.model import DLGM, DLGMConfig
+
+    cfg = DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(4,), rec_hidden=(4,),
+                     likelihood=likelihood)
+    return DLGM(cfg, metadata=metadata, seed=0)
+
+
+def test_as_seen_by_binarises_with_the_cards_seed_and_prefixes_agree():
+    from dlgm.data import as_seen_by, eval_seed
+
+    x = load_dataset("digits", "test").x
+    dynamic = _card_model(data="digits")
+    static = _card_model(data="digits", binarization={"kind": "static", "seed": 4})
+    carded = _card_model(data="digits", eval_binarization={"kind": "dynamic", "eval_seed": 9})
+    assert (eval_seed(dynamic), eval_seed(dynamic, "train")) == (1, 0)
+    assert (eval_seed(static), eval_seed(static, "train"), eval_seed(carded)) == (5, 4, 9)
+    seen, how = as_seen_by(dynamic, x)
+    assert how == {"kind": "dynamic", "eval_seed": 1}
+    np.testing.assert_array_equal(seen, static_binarize(x, 1))
+    assert set(np.unique(seen)) <= {0.0, 1.0}
+    # the app's 5,000-image samples are prefixes: image i is the same binary image in both
+    np.testing.assert_array_equal(as_seen_by(dynamic, x[:50])[0], seen[:50])
+    assert not np.array_equal(as_seen_by(carded, x)[0], seen)
+
+
+def test_as_seen_by_keeps_grey_levels_for_gaussian_pixels():
+    from dlgm.data import as_seen_by, model_images
+
+    model = _card_model("gaussian", data="digits")
+    x = load_dataset("digits", "test").x
+    seen, how = as_seen_by(model, x)
+    assert how == {"kind": "none"}
+    np.testing.assert_array_equal(seen, x)
+    np.testing.assert_array_equal(model_images(model, limit=7)[0], x[:7])
+    with pytest.raises(DataError, match="names no data set"):
+        model_images(_card_model())
