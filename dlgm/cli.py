@@ -25,7 +25,8 @@ from .errors import ConfigError, DLGMError
 from .model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
 from .train import BINARIZE, INPUT_NOISE, OPTIMIZERS, Trainer, continue_fit, resolve_device
 
-MODEL_KEYS = ("latent", "gen_hidden", "rec_hidden", "covariance", "likelihood", "kappa")
+MODEL_KEYS = ("latent", "gen_hidden", "rec_hidden", "covariance", "likelihood", "kappa",
+              "input_activation")
 
 
 def _sizes(text) -> tuple:
@@ -64,7 +65,7 @@ TRAIN_DEFAULTS = dict(
     lr=3e-4, binarize="dynamic", static_seed=0, input_noise="none", input_noise_p=0.0,
     sample_noise=0.0, clip_grad=None, seed=0, device="auto", out=None, resume=False,
     checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50, lr_decay=1.0,
-    fast=False, u_delay=0,
+    fast=False, u_delay=0, input_activation=None,
 )
 
 
@@ -111,7 +112,8 @@ def cmd_train(args) -> dict:
         config = DLGMConfig(data_shape=train.shape, n_latent=_sizes(s["latent"]),
                             gen_hidden=_sizes(s["gen_hidden"]), rec_hidden=_sizes(s["rec_hidden"]),
                             covariance=s["covariance"], likelihood=likelihood,
-                            kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]))
+                            kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]),
+                            input_activation=s["input_activation"] or None)
         model = DLGM(config, seed=int(s["seed"]))
         trainer = Trainer(model, x, device=device, x_valid=valid, **options)
     epochs = float(s["epochs"])
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gen-hidden", help="hidden widths of each generative MLP, e.g. 200,200")
     t.add_argument("--rec-hidden", help="hidden widths of the recognition MLP")
     t.add_argument("--covariance", choices=COVARIANCES)
+    t.add_argument("--input-activation", choices=("relu", "probit"),
+                   help="f in T(h) = MLP(f(h)); with --gen-hidden none: the NLGBN, A f(h) + b")
     t.add_argument("--likelihood", choices=LIKELIHOODS)
     t.add_argument("--kappa", type=float, help="prior variance of generative weights (0: none)")
     t.add_argument("--epochs", type=float)

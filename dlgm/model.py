@@ -35,6 +35,7 @@ from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
 
 COVARIANCES = ("diag", "rank1", "rank1-joint")
 LIKELIHOODS = ("bernoulli", "gaussian")
+INPUT_ACTIVATIONS = (None, "relu", "probit")
 _LOG_2PI = math.log(2.0 * math.pi)
 _MAX_UNITS = 100_000
 U_INIT_STD = 1e-3  # std of the u head's initial weights: u starts near 0, where F is even in u
@@ -61,6 +62,11 @@ class DLGMConfig:
         Observation model pi(v | h_1): binary pixels, or Gaussian with learned per-pixel variance.
     kappa : float or None
         Variance of the Gaussian prior on generative weights; ``None`` for no prior.
+    input_activation : {None, "relu", "probit"}
+        An elementwise nonlinearity f applied to h_l where it enters T_{l-1}: T(h) = MLP(f(h)).
+        With ``gen_hidden=()`` this is the non-linear Gaussian belief network of Frey & Hinton
+        (1999), T(h) = A f(h) + b (sec. 2); ``None`` with ``gen_hidden=()`` is factor analysis
+        (with Bernoulli pixels, a linear-logit model).
     """
 
     data_shape: tuple = (28, 28)
@@ -70,6 +76,7 @@ class DLGMConfig:
     covariance: str = "diag"
     likelihood: str = "bernoulli"
     kappa: float | None = 1.0
+    input_activation: str | None = None
 
     def __post_init__(self):
         for name in ("data_shape", "n_latent", "gen_hidden", "rec_hidden"):
@@ -87,6 +94,9 @@ class DLGMConfig:
             raise ConfigError(f"covariance={self.covariance!r}: choose one of {COVARIANCES}")
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood={self.likelihood!r}: choose one of {LIKELIHOODS}")
+        if self.input_activation not in INPUT_ACTIVATIONS:
+            raise ConfigError(f"input_activation={self.input_activation!r}: choose one of "
+                              f"{INPUT_ACTIVATIONS}")
         if self.kappa is not None and not (self.kappa > 0 and math.isfinite(self.kappa)):
             raise ConfigError(f"kappa={self.kappa}: must be a finite number > 0, or None")
 
@@ -106,8 +116,15 @@ class DLGMConfig:
         return cls(**d)
 
 
-def _mlp(sizes, final_activation=False):
-    layers = []
+class _Probit(nn.Module):
+    """The standard normal CDF, elementwise: Phi(h) = (1 + erf(h / sqrt 2)) / 2."""
+
+    def forward(self, h):
+        return 0.5 * (1.0 + torch.erf(h * (1.0 / math.sqrt(2.0))))
+
+
+def _mlp(sizes, final_activation=False, input_activation=None):
+    layers = {"relu": [nn.ReLU()], "probit": [_Probit()], None: []}[input_activation]
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2 or final_activation:
@@ -150,9 +167,11 @@ class DLGM(nn.Module):
         self.data_shape = tuple(c.data_shape)
         self.n_pixels = c.n_pixels
         # Generative model: T_0 maps h_1 to pixel parameters, T_l maps h_{l+1} to h_l.
+        f = c.input_activation
         self.T = nn.ModuleList(
-            [_mlp((ks[0], *c.gen_hidden, self.n_pixels))]
-            + [_mlp((ks[l + 1], *c.gen_hidden, ks[l])) for l in range(len(ks) - 1)]
+            [_mlp((ks[0], *c.gen_hidden, self.n_pixels), input_activation=f)]
+            + [_mlp((ks[l + 1], *c.gen_hidden, ks[l]), input_activation=f)
+               for l in range(len(ks) - 1)]
         )
         self.G = nn.ParameterList([nn.Parameter(torch.eye(k)) for k in ks])
         if c.likelihood == "gaussian":

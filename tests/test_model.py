@@ -126,3 +126,45 @@ def test_integer_input_is_accepted():
     m = _model((2,), "diag", "bernoulli")
     x = (_x() > 0.5).to(torch.uint8)
     torch.testing.assert_close(m.encode(x).mean, m.encode(x.float()).mean)
+
+
+# ---------------------------------------------------------------------------- FA and NLGBN
+def _one_layer(input_activation=None, covariance="rank1"):
+    cfg = DLGMConfig(data_shape=(4, 5), n_latent=(3,), gen_hidden=(), rec_hidden=(8,),
+                     covariance=covariance, input_activation=input_activation)
+    return DLGM(cfg, seed=0)
+
+
+def test_linear_dlgm_is_factor_analysis_with_bernoulli_pixels():
+    """gen_hidden=() and no input activation: logits = A G xi + b, affine in xi (sec. 2)."""
+    m = _one_layer().double()
+    (linear,) = list(m.T[0])
+    g = torch.Generator().manual_seed(0)
+    xi = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    expected = xi @ m.G[0].T @ linear.weight.T + linear.bias
+    torch.testing.assert_close(m.decode(xi), expected, rtol=0, atol=1e-12)
+    a, b = torch.randn(2, generator=g, dtype=torch.float64)
+    lhs = m.decode(a * xi[0] + b * xi[1]) - (1 - a - b) * m.decode(torch.zeros(3).double())
+    torch.testing.assert_close(lhs, a * m.decode(xi[0]) + b * m.decode(xi[1]), rtol=0,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("f", ["relu", "probit"])
+def test_nlgbn_decoder_is_a_times_f_of_h_plus_b(f, tmp_path):
+    m = _one_layer(f).double()
+    linear = m.T[0][-1]
+    xi = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    h = xi @ m.G[0].T
+    fh = h.clamp_min(0) if f == "relu" else torch.distributions.Normal(0.0, 1.0).cdf(h)
+    torch.testing.assert_close(m.decode(xi), fh @ linear.weight.T + linear.bias, rtol=0,
+                               atol=1e-12)
+    dlgm.checkpoint.save(m.float(), tmp_path / "m")
+    back = dlgm.load(tmp_path / "m")
+    assert back.config.input_activation == f
+    torch.testing.assert_close(back.decode(xi.float()), m.decode(xi.float()))
+
+
+def test_unknown_input_activation_is_a_config_error():
+    with pytest.raises(ConfigError, match="input_activation"):
+        DLGMConfig(input_activation="tanh")
+    assert DLGMConfig.from_dict({"n_latent": [2]}).input_activation is None  # old cards load
