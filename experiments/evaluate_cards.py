@@ -1,0 +1,109 @@
+"""Test NLL of shipped models by one protocol, with per-image values kept for paired errors.
+
+The protocol is that of ``python -m dlgm eval --model pretrained/NAME --k K``: the model's test
+images as it sees them (``dlgm.data.model_images``: all of them unless ``--limit``, binarised
+once with the card's evaluation seed), importance sampling with K samples from the model's own
+q (``dlgm.likelihood.evaluate``, generator seed 0), so the CLI reproduces every number here.
+
+Per-image results are cached in ``runs/experiments/eval/NAME-K{K}-N{N}.json`` (git-ignored;
+a cache entry is only reused for the same weights: it records the checkpoint's SHA-256).
+``--update-cards`` writes ``test_nll``, ``test_nll_se`` (standard error over images),
+``test_elbo``, ``eval_k``, ``eval_n``, ``eval_seconds`` and ``eval_binarization`` into each
+model's card (and its checkpoint metadata).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python experiments/evaluate_cards.py mnist-table1-diag --k 5000
+    OMP_NUM_THREADS=1 python experiments/evaluate_cards.py --all-mnist --update-cards
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dlgm  # noqa: E402
+from dlgm.checkpoint import save  # noqa: E402
+from dlgm.data import model_images  # noqa: E402
+from dlgm.likelihood import evaluate  # noqa: E402
+
+CACHE = ROOT / "runs" / "experiments" / "eval"
+PRETRAINED = ROOT / "pretrained"
+
+
+def weights_digest(path: Path) -> str:
+    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def evaluate_model(path: Path, k: int = 5000, limit: int | None = None) -> dict:
+    """Per-image NLL and ELBO (nats) of the model in ``path`` by the CLI's protocol; cached."""
+    path = Path(path)
+    model = dlgm.load(path).eval()
+    x, how = model_images(model, "test", limit=limit)
+    key = f"{path.name}-K{k}-N{len(x)}"
+    cache = CACHE / f"{key}.json"
+    digest = weights_digest(path)
+    if cache.is_file():
+        hit = json.loads(cache.read_text())
+        if hit.get("sha256") == digest:
+            return hit
+    t0 = time.perf_counter()
+    res = evaluate(model, torch.tensor(x), n_samples=k, generator=torch.Generator().manual_seed(0),
+                   return_per_example=True)
+    nll = res["nll_per_example"]
+    out = {"model": path.name, "sha256": digest, "nll": res["nll"],
+           "nll_se": float(nll.std(ddof=1) / math.sqrt(len(nll))), "elbo": res["elbo"],
+           "ess": res["ess"], "k": k, "n": len(x), "eval_binarization": how,
+           "eval_seconds": round(time.perf_counter() - t0, 1),
+           "nll_per_image": np.round(nll, 5).tolist(),
+           "elbo_per_image": np.round(res["elbo_per_example"], 5).tolist()}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def update_card(path: Path, r: dict) -> None:
+    """Write the evaluation ``r`` into the model's card and checkpoint metadata."""
+    model = dlgm.load(path)
+    model.metadata.update(test_nll=r["nll"], test_nll_se=r["nll_se"], test_elbo=r["elbo"],
+                          eval_k=r["k"], eval_n=r["n"], eval_seconds=r["eval_seconds"],
+                          eval_binarization=r["eval_binarization"])
+    save(model, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", help="model folders in pretrained/ (or paths)")
+    p.add_argument("--all-mnist", action="store_true", help="every shipped MNIST model")
+    p.add_argument("--k", type=int, default=5000)
+    p.add_argument("--limit", type=int, default=None, help="first N test images (default all)")
+    p.add_argument("--update-cards", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    names = list(args.names)
+    if args.all_mnist:
+        names += [c.parent.name for c in sorted(PRETRAINED.glob("*/card.json"))
+                  if json.loads(c.read_text()).get("data") == "mnist"]
+    for name in names:
+        path = Path(name) if Path(name).is_dir() else PRETRAINED / name
+        r = evaluate_model(path, args.k, args.limit)
+        print(json.dumps({k: v for k, v in r.items() if not k.endswith("per_image")}),
+              flush=True)
+        if args.update_cards:
+            update_card(path, r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
