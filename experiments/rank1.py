@@ -9,8 +9,12 @@ trains with the library's own Trainer and then measures, on fixed data:
   training ELBO means worse optimisation, not overfitting;
 - the importance-sampled NLL with K = ``--k`` on the first ``--nll-images`` test images;
 - the posterior's shape over the test set: u^T D^{-1} u and eta = 1 / (1 + u^T D^{-1} u)
-  (eq. 20), the precision diagonal d of the active latents, and the number of active latents
-  (Burda et al. 2016: Var_x E_q[xi_k] > 0.01);
+  (eq. 20), the precision diagonal d of the active latents, the number of active latents
+  (Burda et al. 2016: Var_x E_q[xi_k] > 0.01), the number of active *directions* (eigenvalues
+  of Cov_x E_q[xi] above 0.01: the prior is isotropic, so a code spread along a direction u
+  that is not an axis counts once), and per image the number of "sharp" latents, d_k > 2
+  (posterior variance along axis k under half the prior's; the rank-one term adds one sharp
+  direction on top); the test ELBO's two terms, E_q log p(v|xi) and KL(q || p);
 - the gradient of the recognition heads (mu, d, u) over 20 minibatches of 100 training
   images: norm of the mean gradient and the total variance across minibatches.
 
@@ -86,7 +90,10 @@ def posterior_shape(model, x: torch.Tensor) -> dict:
         d = q.d
     else:  # DiagonalNormal: precision = 1 / scale^2
         d = q.scale.pow(-2)
-    out = {"active_latents": int(active.sum()),
+    eig = torch.linalg.eigvalsh(torch.cov(mean.T.double()))  # (K,)
+    sharp = (d > 2).sum(-1).double()  # (N,)
+    out = {"active_latents": int(active.sum()), "active_directions": int((eig > 0.01).sum()),
+           "sharp_latents_q50": float(sharp.median()), "sharp_latents_mean": float(sharp.mean()),
            "d_active_q50": float(d[:, active].median()) if active.any() else None,
            "d_active_q90": float(d[:, active].quantile(0.9)) if active.any() else None}
     if hasattr(q, "u"):
@@ -126,6 +133,56 @@ def head_gradients(model, x: np.ndarray, n_batches: int = 20, batch: int = 100,
     return out
 
 
+@torch.no_grad()
+def elbo_terms(model, x: torch.Tensor, seed: int = 0) -> dict:
+    """Mean E_q log p(v | xi) (one sample) and mean KL(q || N(0, I)) over ``x``, nats."""
+    from torch.distributions import kl_divergence
+
+    q = model.encode(x)
+    xi = q.rsample(generator=torch.Generator().manual_seed(seed))
+    return {"test_rec": float(model.log_likelihood(x, xi).mean()),
+            "test_kl": float(kl_divergence(q, model.prior()).mean())}
+
+
+def measure(model, test_x: np.ndarray, train_x: np.ndarray) -> dict:
+    """Everything of a run's result that is cheap to recompute from its saved model."""
+    x_test = torch.tensor(static_binarize(test_x, 1))
+    x_train = torch.tensor(static_binarize(train_x[:10_000], 0))
+    g = torch.Generator().manual_seed(0)
+    test_elbo = model.elbo(x_test, generator=g).double().numpy()
+    train_elbo = model.elbo(x_train, generator=g).double().numpy()
+    return {"test_elbo": float(test_elbo.mean()), "train_elbo": float(train_elbo.mean()),
+            "test_elbo_per_image": test_elbo.round(4).tolist(),
+            **elbo_terms(model, x_test), **posterior_shape(model, x_test),
+            **head_gradients(model, train_x)}
+
+
+def nll_of(model, test_x: np.ndarray, k: int, n: int) -> dict:
+    """Importance-sampled NLL (K = k) of the first n test images (binarised with seed 1)."""
+    x = torch.tensor(static_binarize(test_x[:n], 1))
+    g = torch.Generator().manual_seed(1)
+    nll = -log_likelihood(model, x, n_samples=k, generator=g).double().numpy()
+    return {"nll_k": k, "nll_images": n, "nll": float(nll.mean()),
+            "nll_per_image": nll.round(4).tolist()}
+
+
+def remeasure(args) -> None:
+    """Recompute ``measure`` (and with ``--nll`` the NLL) of finished runs from their saved
+    models."""
+    import dlgm
+
+    test, train = load_dataset("mnist", "test").x, load_dataset("mnist", "train").x
+    torch.set_num_threads(args.threads)
+    for f in sorted((RUNS / f"E{args.epochs}").glob("*/result.json")):
+        r = json.loads(f.read_text())
+        model = dlgm.load(f.parent).eval()
+        r.update(measure(model, test, train))
+        if args.nll:
+            r.update(nll_of(model, test, r["nll_k"], r["nll_images"]))
+        f.write_text(json.dumps(r))
+        print(f"re-measured {f.parent.name}", flush=True)
+
+
 # ---------------------------------------------------------------------------- one run
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
@@ -154,22 +211,12 @@ def run(args) -> dict:
             print(f"{args.arm} s{args.seed} epoch {p.epoch:.0f}: valid ELBO {p.valid_elbo:.2f} "
                   f"({epoch_wall[-1]:.0f} s)", flush=True)
     model = trainer.model.eval()
-    x_test = torch.tensor(static_binarize(test.x, 1))
-    x_train = torch.tensor(static_binarize(train.x[:10_000], 0))
-    g = torch.Generator().manual_seed(0)
-    test_elbo = model.elbo(x_test, generator=g).double().numpy()
-    train_elbo = model.elbo(x_train, generator=g).double().numpy()
-    x_nll = x_test[: args.nll_images]
-    nll = -log_likelihood(model, x_nll, n_samples=args.k, generator=g).double().numpy()
+    measured = measure(model, test.x, train.x)
     result = {"arm": args.arm, "seed": args.seed, "epochs": args.epochs,
               "settings": trainer.settings, "config": model.config.to_dict(),
               "wall_time_s": epoch_wall[-1] if epoch_wall else None, "epoch_wall_s": epoch_wall,
               "valid_elbo": [h["valid_elbo"] for h in trainer.history],
-              "test_elbo": float(test_elbo.mean()), "train_elbo": float(train_elbo.mean()),
-              "test_elbo_per_image": test_elbo.round(4).tolist(),
-              "nll_k": args.k, "nll_images": len(x_nll), "nll": float(nll.mean()),
-              "nll_per_image": nll.round(4).tolist(),
-              **posterior_shape(model, x_test), **head_gradients(model, train.x)}
+              **nll_of(model, test.x, args.k, args.nll_images), **measured}
     (out / "result.json").write_text(json.dumps(result))
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}), flush=True)
     return result
@@ -210,7 +257,8 @@ def report(args) -> None:
                     a = [by_seed[s][k] for s in common]
                     b = [res[base][s][k] for s in common]
                     row[f"{k}_vs_{base}"] = paired(a, b)
-        for k in ("active_latents", "d_active_q90", "uDu_q50", "eta_q50", "wall_time_s",
+        for k in ("active_latents", "active_directions", "sharp_latents_q50", "test_rec",
+                  "test_kl", "d_active_q90", "uDu_q50", "eta_q50", "wall_time_s",
                   "grad_u_mean_norm", "grad_u_total_var", "grad_d_mean_norm",
                   "grad_mu_mean_norm"):
             vals = [by_seed[s].get(k) for s in seeds]
@@ -229,11 +277,14 @@ def report(args) -> None:
         return "-" if v is None else format(v, spec)
 
     print(f"| arm | seeds | test ELBO (vs {base}) | train ELBO (vs {base}) | NLL (vs {base}) | "
-          "active | d q90 | u'D⁻¹u q50 | eta q50 | wall s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "E log p(v|xi) | KL | active latents / directions | sharp latents q50 | d q90 | "
+          "u'D⁻¹u q50 | eta q50 | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['arm']} | {len(r['seeds'])} | {fmt(r, 'test_elbo')} | "
-              f"{fmt(r, 'train_elbo')} | {fmt(r, 'nll')} | {num(r['active_latents'], '.0f')} | "
+              f"{fmt(r, 'train_elbo')} | {fmt(r, 'nll')} | {num(r['test_rec'], '.2f')} | "
+              f"{num(r['test_kl'], '.2f')} | {num(r['active_latents'], '.0f')} / "
+              f"{num(r['active_directions'], '.0f')} | {num(r['sharp_latents_q50'], '.0f')} | "
               f"{num(r['d_active_q90'], '.2f')} | {num(r['uDu_q50'], '.1f')} | "
               f"{num(r['eta_q50'], '.4f')} | {num(r['wall_time_s'], '.0f')} |")
 
@@ -248,12 +299,16 @@ def main(argv=None) -> None:
     r.add_argument("--k", type=int, default=500, help="importance samples for the NLL")
     r.add_argument("--nll-images", type=int, default=1000)
     r.add_argument("--threads", type=int, default=1)
+    m = sub.add_parser("remeasure", help="recompute the cheap measures of finished runs")
+    m.add_argument("--epochs", type=int, default=10)
+    m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--nll", action="store_true", help="recompute the NLL too")
     t = sub.add_parser("report", help="the paired table of finished runs")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--baseline", default="diag")
     t.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    run(args) if args.cmd == "run" else report(args)
+    {"run": run, "remeasure": remeasure, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":
