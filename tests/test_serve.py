@@ -2,12 +2,12 @@
 
 The configuration is a pure function, checked line by line (and by ``nginx -t`` where nginx is
 installed). The fault test starts nginx and two app processes on free local ports, checks
-that cookies pin browsers to both replicas, kills one with SIGKILL and checks that the other
-replica's sessions keep working, that the balancer still answers ``/_stcore/health``, the page
-and the websocket for everyone (the dead replica's users on the other one, re-pinned by the
-cookie) with no failed request, and that the watch loop restarts the dead replica and puts it
-back in rotation. Without nginx it is skipped, except when ``CI=true``, where that is a failure.
-No timings are asserted (latency targets live in ``bench/``).
+that a cookie pins new browsers to each replica in turn, kills one with SIGKILL and checks that
+the other replica's sessions keep working, that the balancer still answers
+``/_stcore/health``, the page and the websocket for everyone (the dead replica's users on the
+other one, re-pinned by the cookie) with no failed request, and that the watch loop restarts
+the dead replica and puts it back in rotation. Without nginx it is skipped, except when
+``CI=true``, where that is a failure. No timings are asserted (latency targets: ``bench/``).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def _config(replicas, **kw):
 
 
 def _block(conf: str, head: str) -> list[str]:
-    """The lines inside the block that opens with ``head`` (e.g. ``upstream dlgm_r0 {``)."""
+    """The lines inside the first block whose opening line starts with ``head``."""
     lines = [line.strip() for line in conf.splitlines()]
-    start = lines.index(head)
+    start = next(i for i, line in enumerate(lines) if line.startswith(head))
     return lines[start + 1:lines.index("}", start)]
 
 
@@ -82,30 +82,32 @@ def test_each_replica_is_the_primary_of_its_upstream_and_the_others_its_backups(
             for o in replicas if o is not r)
 
 
-def test_cookie_picks_the_upstream_and_new_browsers_are_split_evenly():
+def test_cookie_picks_the_upstream_and_new_browsers_take_turns():
     replicas = serve.replica_list([1, 2, 3], [])
-    conf = _config(replicas, cookie="tab")
+    conf = _config(replicas, cookie="tab", fail_timeout_s=7)
     assert _block(conf, "map $cookie_tab $dlgm_replica {") == [
-        "r0 r0;", "r1 r1;", "r2 r2;", "default $dlgm_new;"]
-    assert _block(conf, 'split_clients "${request_id}" $dlgm_new {') == [
-        "33.33% r0;", "33.33% r1;", "* r2;"]
-    assert "proxy_pass http://dlgm_$dlgm_replica;" in conf
+        "r0 r0;", "r1 r1;", "r2 r2;", "default new;"]
+    assert _block(conf, "upstream dlgm_new {") == [  # round robin over all replicas
+        f"server 127.0.0.1:{port} max_fails=1 fail_timeout=7s;" for port in (1, 2, 3)]
+    assert conf.count("proxy_pass http://dlgm_$dlgm_replica;") == 2
     # the cookie is (re)set to the replica that answered, only when it changes
     setter = _block(conf, 'map "$cookie_tab/$dlgm_served_by" $dlgm_set_cookie {')
     assert setter[0] == '~^(\\w+)/\\1$ "";'
     assert 'tab=$served; Path=/; HttpOnly; SameSite=Lax' in setter[1]
-    assert "add_header Set-Cookie $dlgm_set_cookie always;" in conf
+    assert _block(conf, "map $upstream_addr $dlgm_served_by {")[:3] == [
+        f"~(^|\\s)127\\.0\\.0\\.1:{i + 1}$ r{i};" for i in range(3)]
 
 
 def test_websocket_upgrade_timeouts_and_next_upstream():
     conf = _config(serve.replica_list([8601], []), listen="0.0.0.0:8080", max_body_mb=64)
-    for line in ("listen 0.0.0.0:8080;", "proxy_http_version 1.1;",
-                 "proxy_set_header Upgrade $http_upgrade;",
+    page, stream = _block(conf, "location / {"), _block(conf, "location = /_stcore/stream {")
+    for line in ("proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;",
                  "proxy_set_header Connection $connection_upgrade;",
                  "proxy_set_header Host $http_host;", "proxy_next_upstream error timeout;",
-                 "proxy_read_timeout 1h;", "client_max_body_size 65m;"):
-        assert line in conf, line
-    assert _block(conf, 'split_clients "${request_id}" $dlgm_new {') == ["* r0;"]
+                 "add_header Set-Cookie $dlgm_set_cookie always;"):
+        assert line in page and line in stream, line
+    assert "proxy_read_timeout 1h;" in stream and not any("read_timeout" in x for x in page)
+    assert "listen 0.0.0.0:8080;" in conf and "client_max_body_size 65m;" in conf
 
 
 def test_everything_nginx_writes_is_in_the_run_directory():
@@ -125,8 +127,9 @@ def test_ipv6_replicas_are_bracketed():
     assert "~(^|\\s)\\[fd00::5\\]:9000$ r0;" in conf
 
 
-@pytest.mark.parametrize("replicas", [[], [serve.Replica("a", "h", 1), serve.Replica("a", "g", 2)],
-                                      [serve.Replica("a b", "h", 1)]])
+@pytest.mark.parametrize("replicas", [
+    [], [serve.Replica("a", "h", 1), serve.Replica("a", "g", 2)], [serve.Replica("a b", "h", 1)],
+    [serve.Replica("new", "h", 1)]])
 def test_config_refuses_no_or_clashing_replicas(replicas):
     with pytest.raises(ValueError):
         _config(replicas)
@@ -226,15 +229,13 @@ def balancer(nginx, tmp_path_factory):
 def test_two_replicas_failover_and_restart(balancer):
     base = balancer.url
     assert [r.name for r in balancer.replicas] == ["r0", "r1"]
-    # New browsers are pinned to both replicas (at random: a few tries see both).
-    seen: set[str] = set()
-    for _ in range(40):
-        status, pinned, body = _get(f"{base}/")
-        assert status == 200 and "<html" in body.lower() and pinned in ("r0", "r1")
-        seen.add(pinned)
-        if len(seen) == 2:
-            break
-    assert seen == {"r0", "r1"}
+    # New browsers are pinned to each replica in turn.
+    pinned = []
+    for _ in range(4):
+        status, name, body = _get(f"{base}/")
+        assert status == 200 and "<html" in body.lower()
+        pinned.append(name)
+    assert sorted(pinned) == ["r0", "r0", "r1", "r1"]
     # A pinned browser stays: no new cookie; its websocket and a run of the page work.
     for name in ("r0", "r1"):
         assert _get(f"{base}/_stcore/health", name)[:2] == (200, None)
