@@ -555,10 +555,11 @@ def main(argv=None) -> int:
             def kill():
                 os.kill(balancer_pids(run_dir)[args.kill_replica], signal.SIGKILL)
         load_start = os.getloadavg()[0]
-        before = cpu_seconds(pids())
+        before, client_before = cpu_seconds(pids()), time.process_time()
         result = asyncio.run(_bench(base.replace("http://", "ws://") + "/_stcore/stream", args,
                                     kill))
         server_cpu = None if args.url or args.kill_replica else cpu_seconds(pids()) - before
+        client_cpu = time.process_time() - client_before
     finally:
         if proc is not None:
             stop_server(proc)
@@ -580,7 +581,7 @@ def main(argv=None) -> int:
     print(f"all steps: p50 {overall.get('p50_s', '-')} s, p95 {overall.get('p95_s', '-')} s, "
           f"max {overall.get('max_s', '-')} s"
           + (f"; server CPU {server_cpu:.1f} s ({1000 * server_cpu / len(times):.0f} ms per "
-             "step)" if server_cpu and times else ""))
+             "step)" if server_cpu and times else "") + f"; this client's CPU {client_cpu:.1f} s")
     if replicas:
         print("per replica (sessions / steps / errors): " + ", ".join(
             f"{k} {v['sessions']} / {v['steps']} / {v['errors']}" for k, v in replicas.items()))
@@ -597,6 +598,7 @@ def main(argv=None) -> int:
                "errors": sum(r["errors"] for r in rows), "cpus": os.cpu_count(),
                "server_log": None if log_path is None else str(log_path),
                "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+               "client_cpu_s": round(client_cpu, 2),
                "all_steps": overall, "worst_p95_s": max((r.get("p95_s", 0) for r in rows),
                                                         default=None),
                "per_replica": replicas, "killed": None if result["killed_at_s"] is None else {
