@@ -32,13 +32,14 @@ Usage::
     python bench/load_test.py --sessions 30 --rounds 2 --timeout 300
     python bench/load_test.py --url http://127.0.0.1:8501   # an app that is already running
     python bench/load_test.py --sessions 40 --replicas 2 --settle 20   # 2 processes + nginx
-    python bench/load_test.py --replicas 2 --think 5 --kill-replica r0 --kill-at 10
+    python bench/load_test.py --replicas 2 --think 5 --kill-replica r0 --reload-on-error
 
 Each session is a browser of its own: it GETs the page first and keeps the cookies it is
 given, so that behind the balancer (``scripts/serve.py``, started by ``--replicas N``) the
 sticky cookie spreads the sessions over the replicas; the report then counts sessions, steps
 and errors per replica. ``--kill-replica`` SIGKILLs one replica during the test (its sessions
-fail, the others must not). The server CPU used during the test (all replicas and nginx, from
+fail, the others must not); with ``--reload-on-error`` a failed session reloads once, as its
+user would, with the same cookies. The server CPU used during the test (all replicas and nginx, from
 ``/proc``) is reported per step.
 
 Bounded: at most ``--sessions`` connections, ``--rounds`` rounds, ``--timeout`` seconds per
@@ -293,10 +294,35 @@ async def run_session(index: int, url: str, args, pages: list, steps: list,
                                     session.rerun(page_hash, url_path, [_changed(wid, w)]))
                 steps[-1].unchanged = after.digest.digest() == res.digest.digest()
     except _Abort:
-        pass
+        if args.reload_on_error:
+            await _reload(session, index, steps, replica_of)
     finally:
         try:
             await asyncio.wait_for(session.close(), 10)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001
+            pass
+
+
+async def _reload(session: Session, index: int, steps: list, replica_of: dict | None) -> None:
+    """What a user does after an error: reload the tab (same browser, same cookies) and get
+    the default page; timed as one step, "reload after an error". ``replica_of[-1 - index]``:
+    the replica that answered the reload."""
+    again = Session(session.url, session.timeout)
+    again.cookies = dict(session.cookies)
+    t0 = time.perf_counter()
+    try:
+        await again.open()
+        res = await again.rerun()
+        steps.append(Step("reload after an error", time.perf_counter() - t0,
+                          None if res.ok else res.error, session=index))
+        if replica_of is not None:
+            replica_of[-1 - index] = again.replica
+    except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - every failure counts
+        steps.append(Step("reload after an error", None, f"{type(e).__name__}: {e}"[:300],
+                          session=index))
+    finally:
+        try:
+            await asyncio.wait_for(again.close(), 10)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001
             pass
 
@@ -472,10 +498,19 @@ def settle(pids, most_s: float, idle_cpu: float = 0.05) -> float:
 
 
 def per_replica(result: dict) -> dict:
-    """Sessions, steps and errors per replica that the balancer pinned sessions to."""
+    """Sessions, steps and errors per replica that the balancer pinned sessions to; with
+    ``reloaded_on``: where its sessions that reloaded after an error went."""
     out: dict[str, dict] = {}
-    for name in map(str, result["replica_of"].values()):
-        out.setdefault(name, {"sessions": 0, "steps": 0, "errors": 0})["sessions"] += 1
+    for index, name in result["replica_of"].items():
+        if index < 0:  # where a reload after an error went
+            continue
+        out.setdefault(str(name), {"sessions": 0, "steps": 0, "errors": 0})["sessions"] += 1
+    for index, name in result["replica_of"].items():
+        if index >= 0:
+            continue
+        row = out[str(result["replica_of"].get(-1 - index))]
+        row.setdefault("reloaded_on", {}).setdefault(str(name), 0)
+        row["reloaded_on"][str(name)] += 1
     for step in result["steps"]:
         name = str(result["replica_of"].get(step.session))
         row = out.setdefault(name, {"sessions": 0, "steps": 0, "errors": 0})
@@ -510,6 +545,9 @@ def main(argv=None) -> int:
                    help="with --replicas: SIGKILL this replica (r0, r1, ...) during the test")
     p.add_argument("--kill-at", type=float, default=3.0,
                    help="seconds into the test for --kill-replica")
+    p.add_argument("--reload-on-error", action="store_true",
+                   help="a session that fails reloads once, as a user would (same cookies): "
+                        "one more step, 'reload after an error'")
     p.add_argument("--threads", type=int, help="torch threads per operation of the server it "
                    "starts (DLGM_TORCH_THREADS and OMP_NUM_THREADS; default: the app's, 1)")
     p.add_argument("--startup-timeout", type=float, default=120.0)
@@ -584,7 +622,9 @@ def main(argv=None) -> int:
              "step)" if server_cpu and times else "") + f"; this client's CPU {client_cpu:.1f} s")
     if replicas:
         print("per replica (sessions / steps / errors): " + ", ".join(
-            f"{k} {v['sessions']} / {v['steps']} / {v['errors']}" for k, v in replicas.items()))
+            f"{k} {v['sessions']} / {v['steps']} / {v['errors']}"
+            + (f" (reloaded on {v['reloaded_on']})" if "reloaded_on" in v else "")
+            for k, v in replicas.items()))
     if result["killed_at_s"] is not None:
         print(f"replica {args.kill_replica} was killed (SIGKILL) {result['killed_at_s']:g} s "
               "into the test")
