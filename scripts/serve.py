@@ -214,7 +214,10 @@ def find_nginx(path: str | None = None) -> str | None:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Could a server listen on host:port? (As servers do, with SO_REUSEADDR: connections of
+    an earlier server still in TIME_WAIT do not count.)"""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -311,6 +314,7 @@ class Balancer:
         self.nginx_proc: subprocess.Popen | None = None
         self.next_start: dict[str, float] = {}
         self.worker_user: str | None = None
+        self.url: str | None = None  # the balancer's, once started
 
     def log_path(self, r: Replica) -> Path:
         return self.run_dir / f"replica-{r.name}.log"
@@ -363,7 +367,8 @@ class Balancer:
         finally:
             log.close()
         host, port = parse_address(self.listen) if ":" in self.listen else ("", self.listen)
-        url = f"http://{'127.0.0.1' if host in ('', '0.0.0.0', '*') else host}:{port}"
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "*", "::") else host
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         while not healthy(url, 2):
             if self.nginx_proc.poll() is not None:
                 raise RuntimeError(f"nginx exited with code {self.nginx_proc.returncode}; see "
@@ -462,15 +467,17 @@ def main(argv=None) -> int:
     temp = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="dlgm-serve-") if temp else args.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    balancer = Balancer(replicas, args.replicas, run_dir, nginx, f"{args.address}:{args.port}",
+    host = f"[{args.address}]" if ":" in args.address else args.address  # IPv6 in brackets
+    listen = f"{host}:{args.port}"
+    balancer = Balancer(replicas, args.replicas, run_dir, nginx, listen,
                         args.fail_timeout, log=lambda m: print(f"serve: {m}", flush=True))
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGHUP, _raise_stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a shell starts a
+        signal.signal(sig, _raise_stop)                      # background job with it ignored
     code = 0
     try:
         balancer.start(args.startup_timeout)
         print(f"serve: {len(replicas)} replica(s) behind nginx: open "
-              f"http://{'localhost' if args.address == '127.0.0.1' else args.address}:"
+              f"http://{'localhost' if args.address == '127.0.0.1' else host}:"
               f"{args.port}  (run directory {run_dir}; Ctrl-C stops everything)", flush=True)
         while True:
             time.sleep(args.health_interval)
