@@ -1,10 +1,16 @@
 # make run   set up .venv and start the app on http://localhost:8501 (offline, pretrained models)
+# make serve set up .venv and serve a class: N app processes behind nginx on :8501
+#            (make serve N=4; default one per core; docs/serving.md)
 # make test  set up .venv with test packages and run the whole test suite
 # make lint  ruff over the project
-.PHONY: run test lint bench
+.PHONY: run serve test lint bench
 run:
 	bash scripts/setup.sh
 	.venv/bin/streamlit run streamlit_app.py
+
+serve:
+	bash scripts/setup.sh
+	.venv/bin/python scripts/serve.py $(if $(N),-n $(N))
 
 test:
 	bash scripts/setup.sh --dev
