@@ -27,12 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (
-    atomic_write_bytes,
-    decode_tensors,
-    encode_tensors,
-    read_bytes,
-)
+from ._io import atomic_write_bytes
+from .checkpoint import decode_tensors, encode_tensors, load, read_bytes, save
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import U_INIT_STD
 
@@ -304,7 +300,7 @@ class Trainer:
     def step(self) -> dict:
         """Apply one update (Algorithm 1) and return its loss terms (tensors, per example):
         ``loss`` is -ELBO of the batch; the weight prior enters through its gradient
-        (``_add_prior_gradient``) and is added to the reported free energy in ``run``.
+        (``DLGM.add_prior_gradient``) and is added to the reported free energy in ``run``.
 
         The dict also holds ``x`` (the binarised batch), ``eps`` and ``xi`` of this process,
         for the app's step mode.
@@ -328,16 +324,6 @@ class Trainer:
         out.update(x=xb, eps=eps)
         return out
 
-    def _add_prior_gradient(self) -> None:
-        """Add the gradient of ||theta^g||^2 / (2 kappa N) (eq. 13-14), theta^g / (kappa N), in
-        one fused op: the same update as putting the prior in the loss, without squaring every
-        generative weight in the autograd graph at each step."""
-        kappa = self.model.config.kappa
-        if kappa is None:
-            return
-        params = [p for p in self.model.generative_parameters() if p.grad is not None]
-        torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / (kappa * self.n_data))
-
     def prior_term(self) -> float:
         """||theta^g||^2 / (2 kappa N): the weight prior's share of the per-example loss."""
         with torch.no_grad():
@@ -345,7 +331,7 @@ class Trainer:
 
     def _clip_and_step(self) -> None:
         """After backward: the weight prior's gradient, clipping, the optimiser's update."""
-        self._add_prior_gradient()
+        self.model.add_prior_gradient(self.n_data)  # the weight prior of eq. 13
         if self.settings["clip_grad"]:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["clip_grad"])
         if self._fast is not None:
@@ -466,7 +452,7 @@ class Trainer:
         self.model.metadata["training"] = {**self.settings, "steps": self.step_count,
                                            "epochs": round(self.epoch + self.pos /
                                                            len(self.perm), 4)}
-        self.model.save(directory)
+        save(self.model, directory)
         opt_state = self.opt.state_dict()
         tensors = {"perm": self.perm, "gen": self.gen.get_state(),
                    "dev_gen": self.dev_gen.get_state().cpu()}
@@ -511,8 +497,6 @@ class Trainer:
     @classmethod
     def resume(cls, directory, x_train, *, device="auto", x_valid=None, **overrides):
         """Rebuild model and trainer from a directory written by ``save``."""
-        from .checkpoint import load
-
         directory = Path(directory)
         model = load(directory, device="cpu")
         _, meta = decode_tensors(read_bytes(directory / STATE_FILE))
