@@ -17,7 +17,8 @@ q(xi | v)      ``encode``          Gaussian, covariance diag / rank1 / rank1-joi
 
 Layer 1 is nearest the data and layer L the top, as in the paper. ``xi`` concatenates
 ``(xi_1, ..., xi_L)``. All log-densities are in nats and summed over pixels and latents, per
-example. The module does no I/O (see ``checkpoint.py``).
+example. The module does no I/O: ``dlgm.save(model, path)`` and ``dlgm.load`` live in
+``checkpoint.py``, which imports this module (never the reverse).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, kl_divergence
 
+from ._validate import binarization_for
 from .errors import ConfigError, ShapeError
 from .observation import pixel_model
 from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
@@ -98,7 +100,7 @@ class DLGMConfig:
     @property
     def binary(self) -> bool:
         """Whether pi(v | h) is over binary pixels (Bernoulli), so that data is binarised."""
-        return self.likelihood == "bernoulli"
+        return binarization_for(self.likelihood) != "none"
 
     def to_dict(self) -> dict:
         return asdict(self)
