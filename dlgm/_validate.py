@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from .errors import ConfigError
+from .observation import PIXEL_MODELS
 
 BINARIZATIONS = ("dynamic", "static", "none")
 
@@ -52,4 +53,6 @@ def binarization_for(likelihood: str, binarize: str = "dynamic") -> str:
     """
     if binarize not in BINARIZATIONS:
         raise ConfigError(f"binarize={binarize!r}: choose dynamic, static or none")
-    return binarize if likelihood == "bernoulli" else "none"
+    if likelihood not in PIXEL_MODELS:
+        raise ConfigError(f"likelihood={likelihood!r}: choose one of {tuple(PIXEL_MODELS)}")
+    return binarize if PIXEL_MODELS[likelihood].binary else "none"

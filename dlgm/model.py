@@ -33,11 +33,11 @@ from torch.distributions import Distribution, kl_divergence
 
 from ._validate import binarization_for
 from .errors import ConfigError, ShapeError
-from .observation import pixel_model
+from .observation import PIXEL_MODELS, pixel_model
 from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
 
 COVARIANCES = ("diag", "rank1", "rank1-joint")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = tuple(PIXEL_MODELS)  # ("bernoulli", "gaussian")
 _LOG_2PI = math.log(2.0 * math.pi)
 _MAX_UNITS = 100_000
 U_INIT_STD = 1e-3  # std of the u head's initial weights: u starts near 0, where F is even in u

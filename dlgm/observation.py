@@ -33,7 +33,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-__all__ = ["BernoulliPixels", "GaussianPixels", "pixel_model"]
+__all__ = ["BernoulliPixels", "GaussianPixels", "PIXEL_MODELS", "pixel_model"]
 
 
 def _masked_sum(ll: torch.Tensor, mask) -> torch.Tensor:
@@ -133,9 +133,12 @@ class GaussianPixels(Independent):
         return self.params * inv_var, const, -0.5 * inv_var
 
 
+# ``DLGMConfig.likelihood`` -> its observation model (``binary``: whether data is binarised).
+PIXEL_MODELS = {"bernoulli": BernoulliPixels, "gaussian": GaussianPixels}
+
+
 def pixel_model(likelihood: str, params: torch.Tensor, log_sigma=None):
     """The observation distribution named by ``DLGMConfig.likelihood`` for decoder output
-    ``params`` (..., D)."""
-    if likelihood == "bernoulli":
-        return BernoulliPixels(params)
-    return GaussianPixels(params, log_sigma)
+    ``params`` (..., D); ``log_sigma`` (D,) for Gaussian pixels."""
+    cls = PIXEL_MODELS[likelihood]
+    return cls(params) if cls.binary else cls(params, log_sigma)
