@@ -17,7 +17,11 @@ R          factor       C = R R^T, applied in O(K)       (eq. 21)
 precision with one rank-one term per stochastic layer, ``blocks=(K_1, ..., K_L)``) and the
 joint one of sec. 4.3 (one rank-one term over all layers, ``blocks=None``). Every quantity is
 O(K) per example: no K x K matrix is formed except by ``covariance_matrix``, which exists for
-tests and small plots.
+tests and small plots, and by the KLs to and from a dense ``MultivariateNormal``.
+
+KLs registered with ``torch.distributions.kl_divergence``: each of ``DiagonalNormal`` and
+``RankOneNormal`` to ``StandardNormal`` (eq. 13), between any two of them, whatever their
+blocks (O(K), from eq. 19-20), and to and from ``MultivariateNormal`` (dense).
 """
 
 from __future__ import annotations

@@ -127,24 +127,3 @@ def test_integer_input_is_accepted():
     x = (_x() > 0.5).to(torch.uint8)
     torch.testing.assert_close(m.encode(x).mean, m.encode(x.float()).mean)
 
-
-@pytest.mark.parametrize(("text", "sizes"), [("200,200", (200, 200)), ("200, 200", (200, 200)),
-                                             ("200 200", (200, 200)), ("7;8", (7, 8)),
-                                             ("", ()), ("none", ()), ("()", ()), ("5", (5,)),
-                                             ([3, 4], (3, 4))])
-def test_parse_sizes(text, sizes):
-    assert dlgm.parse_sizes(text) == sizes
-
-
-def test_parse_sizes_says_what_is_wrong():
-    with pytest.raises(ConfigError, match="hidden widths: '2x' is not a list of whole numbers"):
-        dlgm.parse_sizes("2x", "hidden widths")
-
-
-def test_binarization_follows_the_likelihood():
-    assert dlgm.binarization_for("bernoulli", "static") == "static"
-    assert dlgm.binarization_for("gaussian", "dynamic") == "none"
-    assert DLGMConfig(likelihood="bernoulli").binary
-    assert not DLGMConfig(likelihood="gaussian").binary
-    with pytest.raises(ConfigError):
-        dlgm.binarization_for("bernoulli", "sometimes")
