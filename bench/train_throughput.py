@@ -204,7 +204,9 @@ def breakdown(plain, x, device, reps) -> dict:
     logits = torch.randn((1, BATCH, D), device=device, requires_grad=True)
 
     def dlgm_fb(m):
-        return lambda: m.free_energy(xb, n_data=60000, eps=eps)["loss"].backward()
+        # the weight prior in the loss (autograd), as the Trainer's fused gradient replaces
+        return lambda: (m.free_energy(xb, eps=eps)["loss"]
+                        + m.weight_penalty() / 60000).backward()
 
     def ll_softplus():  # dlgm.model.log_likelihood's form: x * out - softplus(out)
         ((logits * xb).sum(-1) - F.softplus(logits).sum(-1)).mean().backward()

@@ -1,8 +1,8 @@
 """Checkpoints: weights in safetensors, config and metadata as JSON in its header.
 
 A checkpoint is one ``.safetensors`` file whose header metadata holds ``{"format": "dlgm",
-"version": "1", "config": <DLGMConfig JSON>, "metadata": <JSON>}``; ``model.save(DIR)`` writes
-``DIR/model.safetensors`` and a readable copy of the JSON as ``DIR/card.json``. Loading never
+"version": "1", "config": <DLGMConfig JSON>, "metadata": <JSON>}``; ``dlgm.save(model, DIR)``
+writes ``DIR/model.safetensors`` and a readable copy of the JSON as ``DIR/card.json``. Loading never
 unpickles: pickles and PyTorch ``.pt`` files are refused, and every problem (truncated file,
 bad JSON, unknown version, shapes that do not match the config, non-finite weights) raises
 ``CheckpointError`` with a message that says what is wrong. Files are written atomically.
@@ -11,14 +11,14 @@ bad JSON, unknown version, shapes that do not match the config, non-finite weigh
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ._io import atomic_write_bytes
 from .errors import CheckpointError
+from .model import DLGM, DLGMConfig
 
 FORMAT = "dlgm"
 VERSION = 1
@@ -26,29 +26,6 @@ MODEL_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 MAX_BYTES = 512 * 1024 * 1024
 _MAX_HEADER = 16 * 1024 * 1024
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sniff(data: bytes) -> None:
@@ -59,11 +36,12 @@ def _sniff(data: bytes) -> None:
             return  # a well-formed safetensors header (its length may start with any byte)
     if data[:1] == b"\x80" or data[:2] in (b"(d", b"(l", b"}q", b"]q"):
         raise CheckpointError("this is a Python pickle, not a DLGM Lab checkpoint; pickles are "
-                              "never loaded (they can run code). Save models with model.save().")
+                              "never loaded (they can run code). Save models with "
+                              "dlgm.save(model, path).")
     if data[:4] == b"PK\x03\x04":
         raise CheckpointError("this is a zip archive (a PyTorch .pt/.pth file?), not a DLGM Lab "
                               "checkpoint; .pt files are pickles and are never loaded. "
-                              "Save models with model.save() to get a .safetensors file.")
+                              "Save models with dlgm.save(model, path) to get a .safetensors file.")
     if len(data) < 8:
         raise CheckpointError(f"file is {len(data)} bytes: too short to be a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
@@ -96,7 +74,7 @@ def decode_tensors(data: bytes) -> tuple[dict, dict]:
     raw = header.get("__metadata__") or {}
     if raw.get("format") != FORMAT:
         raise CheckpointError("safetensors file without DLGM Lab metadata (format != 'dlgm'): "
-                              "it was not written by model.save()")
+                              "it was not written by dlgm.save()")
     try:
         version = int(raw.get("version", "?"))
     except ValueError:
@@ -136,7 +114,21 @@ def to_bytes(model, metadata: dict | None = None) -> bytes:
 
 def save(model, path, metadata: dict | None = None) -> Path:
     """Save ``model`` to a directory (``DIR/model.safetensors`` + ``DIR/card.json``) or, when
-    ``path`` ends in ``.safetensors``, to that single file. Returns the weights' path."""
+    ``path`` ends in ``.safetensors``, to that single file; ``dlgm.load`` reads it back.
+
+    Parameters
+    ----------
+    model : DLGM
+    path : str or Path
+        A directory, or a file name ending in ``.safetensors``.
+    metadata : dict, optional
+        JSON-serialisable facts merged into ``model.metadata`` first (e.g. ``test_nll``).
+
+    Returns
+    -------
+    Path
+        The weights' file.
+    """
     model.metadata.update(metadata or {})
     path = Path(path)
     data = _model_bytes(model)
@@ -151,8 +143,6 @@ def save(model, path, metadata: dict | None = None) -> Path:
 
 def from_bytes(data: bytes, *, device="cpu"):
     """Rebuild a model from checkpoint bytes, validating everything; raises CheckpointError."""
-    from .model import DLGM, DLGMConfig
-
     tensors, meta = decode_tensors(data)
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError("checkpoint has no model config")
@@ -186,7 +176,7 @@ def from_bytes(data: bytes, *, device="cpu"):
 
 
 def load(path, *, device="cpu", max_bytes: int = MAX_BYTES):
-    """Load a model saved by ``model.save`` (a directory or a ``.safetensors`` file).
+    """Load a model saved by ``dlgm.save`` (a directory or a ``.safetensors`` file).
 
     Raises
     ------

@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,9 @@ import torch
 from . import data as _data
 from .checkpoint import load
 from .errors import ConfigError, DLGMError
-from .model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
-from .train import BINARIZE, INPUT_NOISE, OPTIMIZERS, Trainer, continue_fit, resolve_device
-
-MODEL_KEYS = ("latent", "gen_hidden", "rec_hidden", "covariance", "likelihood", "kappa",
-              "input_activation")
-
-
-def _sizes(text) -> tuple:
-    if isinstance(text, (list, tuple)):
-        return tuple(int(v) for v in text)
-    text = str(text).strip()
-    if text in ("", "none", "()"):
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{text!r}: give comma-separated integers, e.g. 200,200") from None
+from .likelihood import evaluate_split
+from .model import COVARIANCES, LIKELIHOODS
+from .train import INPUT_NOISE, OPTIMIZERS, TRAIN_DEFAULTS, resolve_device, run_training
 
 
 def _bar(total, desc, quiet):
@@ -59,128 +44,61 @@ def _settings(args) -> dict:
     return defaults | {k: v for k, v in given.items() if k in defaults or k not in conf}
 
 
-TRAIN_DEFAULTS = dict(
-    data="digits", latent="2", gen_hidden="200,200", rec_hidden="200,200", covariance="diag",
-    likelihood=None, kappa=1.0, epochs=10, batch_size=200, samples=1, optimizer="rmsprop",
-    lr=3e-4, binarize="dynamic", static_seed=0, input_noise="none", input_noise_p=0.0,
-    sample_noise=0.0, clip_grad=None, seed=0, device="auto", out=None, resume=False,
-    checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50, lr_decay=1.0,
-    fast=False, u_delay=0, input_activation=None,
-)
-
-
 def cmd_train(args) -> dict:
     s = _settings(args)
     if not s["out"]:
         raise ConfigError("--out DIR is required (where the model is written)")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = resolve_device(s["device"])
-    if distributed:
-        import torch.distributed as dist
+    quiet = bool(s["quiet"]) or int(os.environ.get("RANK", "0")) != 0
+    bars = {}
 
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
-    rank0 = not distributed or int(os.environ.get("RANK", "0")) == 0
-    train = _data.load_dataset(s["data"], "train")
-    valid = _data.load_dataset(s["data"], "test").x[:1000]
-    likelihood = s["likelihood"] or "bernoulli"
-    binarize = s["binarize"] if likelihood == "bernoulli" else "none"
-    if binarize not in (*BINARIZE, "static"):
-        raise ConfigError(f"--binarize {binarize}: choose dynamic, static or none")
-    x = train.x
-    if binarize == "static":
-        x = _data.static_binarize(x, int(s["static_seed"]))
-        valid = _data.static_binarize(valid, int(s["static_seed"]) + 1)
-    binarization = {"kind": binarize}
-    if binarize == "static":
-        binarization["seed"] = int(s["static_seed"])
-    options = dict(batch_size=int(s["batch_size"]), n_samples=int(s["samples"]),
-                   optimizer=s["optimizer"], lr=float(s["lr"]),
-                   binarize="dynamic" if binarize == "dynamic" else "none",
-                   input_noise=s["input_noise"], input_noise_p=float(s["input_noise_p"]),
-                   sample_noise=float(s["sample_noise"]),
-                   clip_grad=None if s["clip_grad"] is None else float(s["clip_grad"]),
-                   seed=int(s["seed"]), report_every=int(s["report_every"]),
-                   lr_decay=float(s["lr_decay"]), fast=bool(s["fast"]),
-                   u_delay=int(s["u_delay"]))
-    out = Path(s["out"])
-    if s["resume"] and (out / "train_state.safetensors").is_file():
-        trainer = Trainer.resume(out, x, device=device, x_valid=valid)
-    else:
-        config = DLGMConfig(data_shape=train.shape, n_latent=_sizes(s["latent"]),
-                            gen_hidden=_sizes(s["gen_hidden"]), rec_hidden=_sizes(s["rec_hidden"]),
-                            covariance=s["covariance"], likelihood=likelihood,
-                            kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]),
-                            input_activation=s["input_activation"] or None)
-        model = DLGM(config, seed=int(s["seed"]))
-        trainer = Trainer(model, x, device=device, x_valid=valid, **options)
-    epochs = float(s["epochs"])
-    if not 0 < epochs <= 100_000:
-        raise ConfigError(f"--epochs {s['epochs']}: must be in (0, 100000]")
-    steps_per_epoch = -(-trainer.n_data // trainer.settings["batch_size"])
-    total = round(epochs * steps_per_epoch) * trainer.settings["batch_size"]
-    bar = _bar(total, "train", s["quiet"] or not rank0)
-    bar.update(trainer.step_count * trainer.settings["batch_size"])
-    done = [trainer.step_count]
-    t0 = time.perf_counter()
+    def on_start(trainer):
+        batch = trainer.settings["batch_size"]
+        steps_per_epoch = -(-trainer.n_data // batch)
+        bars["train"] = _bar(round(float(s["epochs"]) * steps_per_epoch) * batch, "train", quiet)
+        bars["train"].update(trainer.step_count * batch)
+        bars["batch"], bars["done"] = batch, trainer.step_count
 
     def report(p):
-        bar.update((p.step - done[0]) * trainer.settings["batch_size"])
-        done[0] = p.step
+        bar = bars["train"]
+        bar.update((p.step - bars["done"]) * bars["batch"])
+        bars["done"] = p.step
         bar.set_postfix(F=f"{p.free_energy:.2f}", elbo=f"{p.elbo:.2f}",
                         ex_s=f"{p.samples_per_s:.0f}")
         if p.message:
             bar.write(p.message)
 
-    command = "python -m dlgm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    trainer.model.metadata.update(
-        data=s["data"], binarization=binarization, command=command,
-        device=str(device) + (f" x{trainer.world}" if trainer.world > 1 else ""))
-    continue_fit(trainer, epochs=epochs, callback=report,
-                 checkpoint_dir=out if rank0 else None, checkpoint_every=int(s["checkpoint_every"]))
-    bar.close()
-    wall = time.perf_counter() - t0 + float(trainer.model.metadata.get("wall_time_s", 0.0) if
-                                            s["resume"] else 0.0)
-    result = {"out": str(out), "steps": trainer.step_count, "wall_time_s": round(wall, 2),
-              "train_elbo": trainer.history[-1]["elbo"] if trainer.history else None}
-    if rank0:
-        trainer.model.metadata["wall_time_s"] = round(wall, 2)
-        if int(s["eval_k"]) > 0:
-            result.update(_evaluate(trainer.model.eval(), s["data"], "test", int(s["eval_k"]),
-                                    s["eval_limit"], device, s["quiet"]))
-            trainer.model.metadata.update(
-                test_nll=result["nll"], test_elbo=result["elbo"], eval_k=result["k"],
-                eval_n=result["n"], eval_seconds=result["seconds"],
-                eval_binarization=result["binarization"])
-        trainer.save(out)
-    if distributed:
-        import torch.distributed as dist
+    def eval_report(done, total):
+        if "train" in bars:
+            bars.pop("train").close()
+        bar = bars.setdefault("eval", _bar(total, f"eval K={int(s['eval_k'])}", quiet))
+        bar.update(done - bar.n)
 
-        dist.destroy_process_group()
-    return result if rank0 else {}
+    command = "python -m dlgm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        result = run_training({k: v for k, v in s.items() if k in TRAIN_DEFAULTS},
+                              progress=report, on_start=on_start, command=command,
+                              eval_progress=eval_report)
+    finally:
+        for bar in bars.values():
+            if hasattr(bar, "close"):
+                bar.close()
+    return {k: v for k, v in result.items() if k not in ("model", "trainer", "stopped", "epochs")}
 
 
 # ---------------------------------------------------------------------------- eval
 def _evaluate(model, data_name, split, k, limit, device, quiet) -> dict:
-    from .likelihood import evaluate
+    bar = {}
 
-    x, how = _data.model_images(model, split, data_name=data_name, limit=limit)
-    x = torch.tensor(x, device=device)
-    model = model.to(device)
-    bar = _bar(len(x), f"eval K={k}", quiet)
-    t0 = time.perf_counter()
-    g = torch.Generator(device).manual_seed(0)
-    res = evaluate(model, x, n_samples=k, generator=g,
-                   progress=lambda done, total: bar.update(done - bar.n))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    bar.close()
-    return {"nll": res["nll"], "elbo": res["elbo"], "gap": res["gap"], "ess": res["ess"],
-            "k": k, "n": len(x), "split": split, "data": data_name, "binarization": how,
-            "seconds": round(seconds, 2), "device": str(device)}
+    def report(done, total):
+        b = bar.setdefault("eval", _bar(total, f"eval K={k}", quiet))
+        b.update(done - b.n)
+
+    try:
+        return evaluate_split(model, split, data_name=data_name, n_samples=k, limit=limit,
+                              device=device, progress=report)
+    finally:
+        if "eval" in bar:
+            bar["eval"].close()
 
 
 def cmd_eval(args) -> dict:

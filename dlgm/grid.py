@@ -148,17 +148,10 @@ def grid_basis(model, *, grid_size=101, radius=5.0, center=(0.0, 0.0), chunk=Non
     xs, ys, nodes = _nodes(g, r, center, p.dtype, p.device)
     lin, const = [], []
     for s in range(0, g * g, chunk):
-        out = model.decode(nodes[s:s + chunk, 0])  # (C, D)
-        if model.config.likelihood == "bernoulli":  # x . l - sum softplus(l)
-            lin.append(out)
-            const.append(-torch.nn.functional.softplus(out).sum(-1))
-        else:  # -0.5 ((x - m) / s)^2 - log s - 0.5 log 2 pi, expanded in x
-            inv_var = torch.exp(-2 * model.log_sigma)  # (D,)
-            lin.append(out * inv_var)
-            const.append(-0.5 * (out.pow(2) * inv_var).sum(-1)
-                         - model.log_sigma.sum() - 0.5 * d * math.log(2 * math.pi))
-    quad = None if model.config.likelihood == "bernoulli" else -0.5 * torch.exp(
-        -2 * model.log_sigma)
+        obs = model.observation(nodes[s:s + chunk, 0])  # pi(v | h(xi)), batch (C,)
+        lin_c, const_c, quad = obs.linear_form()  # log pi(x | h) = x.lin + quad.x^2 + const
+        lin.append(lin_c)
+        const.append(const_c)
     log_prior = -0.5 * (nodes[:, 0].pow(2).sum(-1) + 2 * math.log(2 * math.pi))  # (G*G,)
     return GridBasis(grid_size=g, radius=r, center=center, xs=xs, ys=ys, nodes=nodes,
                      lin=torch.cat(lin),

@@ -11,7 +11,7 @@ v = (v_o, v_m)      ``images``            the filled image, (B, D)
 xi                  ``xi``                latent noise, all layers concatenated, (B, K)
 q(xi | v)           ``model.encode(v)``   recognition model, conditioned on the filled image
 p(v, xi)            ``model.log_joint``   log pi(v | h(xi)) + log N(xi; 0, I), nats (eq. 6)
-pi(v | h(xi))       ``_pixels``           observation model: Bernoulli or Gaussian pixels
+pi(v | h(xi))       ``model.observation``  observation model: Bernoulli or Gaussian pixels
 E[v | xi]           ``probs``             pixel probabilities (Bernoulli) or means (Gaussian)
 ==================  ====================  ====================================================
 
@@ -201,7 +201,7 @@ def _initial_fill(model, x, mask, init, generator) -> tuple[torch.Tensor, torch.
         fill = mean = torch.zeros_like(x)
     elif init == "noise":
         half = torch.full_like(x, 0.5)
-        if model.config.likelihood == "bernoulli":
+        if model.config.binary:
             fill = torch.bernoulli(half, generator=generator)
         else:
             fill = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -225,20 +225,8 @@ def _pixels(model, params, generator, clamp=True) -> tuple[torch.Tensor, torch.T
     The same draws as ``model.sample_pixels`` for the same generator state, from one decode.
     ``clamp=False`` keeps Gaussian draws unclipped (the exact pi, used by the exact chains).
     """
-    probs = _pixel_mean(model, params)
-    if model.config.likelihood == "bernoulli":
-        return probs, torch.bernoulli(probs, generator=generator)
-    noise = torch.randn(params.shape, generator=generator, dtype=params.dtype,
-                        device=params.device)
-    v = params + noise * torch.exp(model.log_sigma)
-    return probs, (v.clamp(0, 1) if clamp else v)
-
-
-def _pixel_mean(model, params) -> torch.Tensor:
-    """E[v | xi] from decoded parameters, as ``model.pixel_mean``: (..., D) -> (..., D)."""
-    if model.config.likelihood == "bernoulli":
-        return torch.sigmoid(params)
-    return params.clamp(0, 1)
+    obs = model.observation(params=params)
+    return obs.image_mean, obs.sample(generator=generator, clip=clamp)
 
 
 def _check_method(method, n_particles) -> int | None:
@@ -476,7 +464,8 @@ class ImputationChain:
         self._particles, self._params = xi, model.decode(xi)  # (P, B, K), (P, B, D)
         self._weights = w
         self.ess = 1.0 / w.pow(2).sum(0)  # (B,)
-        mean = (w.unsqueeze(-1) * _pixel_mean(model, self._params)).sum(0)  # (B, D)
+        probs = model.observation(params=self._params).image_mean  # (P, B, D)
+        mean = (w.unsqueeze(-1) * probs).sum(0)  # (B, D)
         self.mean_imputation = torch.where(self.mask, mean, self.x)
 
     def _resample(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -240,3 +240,52 @@ def evaluate(model, x, *, n_samples=5000, elbo_samples=10, batch_size=None, max_
     if return_per_example:
         out.update(nll_per_example=nll, elbo_per_example=elbo, ess_per_example=ess)
     return out
+
+
+def evaluate_split(model, split="test", *, data_name=None, n_samples=5000, limit=None,
+                   device=None, seed=0, progress=None) -> dict:
+    """:func:`evaluate` on a data set's split as the model sees it (``dlgm.data.model_images``:
+    the model's data set, statically binarised with its evaluation seed), timed.
+
+    Parameters
+    ----------
+    model : DLGM
+    split : {"test", "train"}
+    data_name : str, optional
+        The data set (default: the model's card, ``metadata["data"]``).
+    n_samples : int
+        K, importance samples per example.
+    limit : int, optional
+        The first ``limit`` images only.
+    device : torch.device, optional
+        Where to evaluate (default: the model's device).
+    seed : int
+        Seed of the ``torch.Generator`` of the estimate.
+    progress : callable, optional
+        ``progress(done_examples, total_examples)``.
+
+    Returns
+    -------
+    dict
+        ``nll``, ``elbo``, ``gap``, ``ess`` (as :func:`evaluate`, nats per example), ``k``,
+        ``n``, ``split``, ``data``, ``binarization``, ``seconds`` (of the estimate) and
+        ``device``.
+    """
+    import time
+
+    from .data import model_images
+
+    x, how = model_images(model, split, data_name=data_name, limit=limit)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device)
+    x = torch.tensor(x, device=device)
+    t0 = time.perf_counter()
+    g = torch.Generator(device).manual_seed(seed)
+    res = evaluate(model, x, n_samples=n_samples, generator=g, progress=progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return {"nll": res["nll"], "elbo": res["elbo"], "gap": res["gap"], "ess": res["ess"],
+            "k": n_samples, "n": len(x), "split": split,
+            "data": data_name or model.metadata.get("data"), "binarization": how,
+            "seconds": round(seconds, 2), "device": str(device)}

@@ -10,14 +10,15 @@ xi_l           ``xi`` (split)      latent noise of layer l, N(0, I); all layers 
 G_l            ``self.G[l]``       (K_l, K_l) matrix: h_l = T_l(h_{l+1}) + G_l xi_l   (eq. 3)
 T_l            ``self.T[l]``       MLP from h_{l+1} to h_l (T_0: h_1 -> pixel parameters)
 h_l            ``h``               hidden state of stochastic layer l
-pi(v | h_1)    ``log_likelihood``  Bernoulli (logits) or Gaussian (mean, learned variance)
+pi(v | h_1)    ``observation``     Bernoulli (logits) or Gaussian (mean, learned variance)
 theta^g        generative params   T, G, (log_sigma); weak prior ||theta^g||^2 / (2 kappa)
 q(xi | v)      ``encode``          Gaussian, covariance diag / rank1 / rank1-joint (eq. 12, 19)
 =============  ==================  ==============================================================
 
 Layer 1 is nearest the data and layer L the top, as in the paper. ``xi`` concatenates
 ``(xi_1, ..., xi_L)``. All log-densities are in nats and summed over pixels and latents, per
-example. The module does no I/O (see ``checkpoint.py``).
+example. The module does no I/O: ``dlgm.save(model, path)`` and ``dlgm.load`` live in
+``checkpoint.py``, which imports this module (never the reverse).
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, kl_divergence
 
+from ._validate import binarization_for
 from .errors import ConfigError, ShapeError
+from .observation import PIXEL_MODELS, pixel_model
 from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
 
 COVARIANCES = ("diag", "rank1", "rank1-joint")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = tuple(PIXEL_MODELS)  # ("bernoulli", "gaussian")
 INPUT_ACTIVATIONS = (None, "relu", "probit")
 _LOG_2PI = math.log(2.0 * math.pi)
 _MAX_UNITS = 100_000
@@ -103,6 +106,11 @@ class DLGMConfig:
     @property
     def n_pixels(self) -> int:
         return math.prod(self.data_shape)
+
+    @property
+    def binary(self) -> bool:
+        """Whether pi(v | h) is over binary pixels (Bernoulli), so that data is binarised."""
+        return binarization_for(self.likelihood) != "none"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -234,10 +242,25 @@ class DLGM(nn.Module):
         """Pixel parameters T_0(h_1(xi)): Bernoulli logits or Gaussian means, (..., D)."""
         return self.T[0](self.hidden(xi))
 
+    def observation(self, xi=None, *, params=None):
+        """The observation model pi(v | h(xi)) (eq. 4) as a ``torch.distributions``
+        distribution with event shape (D,): ``Independent(Bernoulli(logits), 1)``
+        (:class:`~dlgm.observation.BernoulliPixels`) or ``Independent(Normal(mean, sigma), 1)``
+        (:class:`~dlgm.observation.GaussianPixels`).
+
+        Parameters
+        ----------
+        xi : Tensor, (..., K), optional
+            Latent noise; decoded here unless ``params`` is given.
+        params : Tensor, (..., D), optional
+            ``self.decode(xi)`` if already computed.
+        """
+        out = self.decode(xi) if params is None else params
+        return pixel_model(self.config.likelihood, out, getattr(self, "log_sigma", None))
+
     def pixel_mean(self, xi: torch.Tensor) -> torch.Tensor:
         """E[v | xi]: pixel probabilities (Bernoulli) or clipped means (Gaussian), (..., D)."""
-        out = self.decode(xi)
-        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out.clamp(0, 1)
+        return self.observation(xi).image_mean
 
     def log_likelihood(self, x, xi, mask=None, *, params=None) -> torch.Tensor:
         """log pi(x | h(xi)) in nats, summed over pixels (only where ``mask`` is true).
@@ -247,7 +270,8 @@ class DLGM(nn.Module):
         x : Tensor, (B, D)
         xi : Tensor, (..., B, K)
         mask : Tensor of bool, (B, D) or (D,), optional
-            Pixels to include (e.g. the observed ones); all by default.
+            Pixels to include (e.g. the observed ones); all by default. Pixels outside it may
+            hold anything, NaN included.
         params : Tensor, (..., B, D), optional
             ``self.decode(xi)`` if already computed.
 
@@ -255,17 +279,7 @@ class DLGM(nn.Module):
         -------
         Tensor, (..., B)
         """
-        out = self.decode(xi) if params is None else params
-        if self.config.likelihood == "bernoulli":
-            if mask is None:  # log Bernoulli(x; sigmoid(out)) = x out - softplus(out), summed
-                return (out * x).sum(-1) - F.softplus(out).sum(-1)
-            ll = x * out - F.softplus(out)
-        else:
-            z = (x - out) * torch.exp(-self.log_sigma)
-            ll = -0.5 * (z.pow(2) + _LOG_2PI) - self.log_sigma
-        if mask is not None:
-            ll = torch.where(mask.bool(), ll, 0.0)  # not ll * mask: NaN at masked pixels stays out
-        return ll.sum(-1)
+        return self.observation(xi, params=params).log_prob(x, mask)
 
     def log_joint(self, x, xi, mask=None) -> torch.Tensor:
         """log p(x, xi) = log pi(x | h(xi)) + log N(xi; 0, I) (eq. 6), nats per example.
@@ -278,11 +292,7 @@ class DLGM(nn.Module):
     def sample_pixels(self, xi, generator=None) -> torch.Tensor:
         """Draw v ~ pi(v | h(xi)): binary pixels, or Gaussian values clipped to [0, 1] for
         display (the clipping makes them a draw from a censored Gaussian, not from pi)."""
-        out = self.decode(xi)
-        if self.config.likelihood == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(out), generator=generator)
-        noise = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
-        return (out + noise * torch.exp(self.log_sigma)).clamp(0, 1)
+        return self.observation(xi).sample(generator=generator, clip=True)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -313,15 +323,43 @@ class DLGM(nn.Module):
 
     # ------------------------------------------------------------------ objective
     def weight_penalty(self) -> torch.Tensor:
-        """||theta^g||^2 / (2 kappa) (eq. 13), or 0 when kappa is None."""
+        """||theta^g||^2 / (2 kappa) (eq. 13), or 0 when kappa is None; scalar, nats."""
         if self.config.kappa is None:
             return self.head_loc.weight.new_zeros(())
         sq = sum(p.pow(2).sum() for p in self.generative_parameters())
         return sq / (2.0 * self.config.kappa)
 
-    def free_energy(self, x, *, n_samples=1, n_data=None, x_rec=None, eps=None, xi_noise=None,
+    @torch.no_grad()
+    def add_prior_gradient(self, n_data: int) -> None:
+        """Add the gradient of the weight prior's per-example share, ||theta^g||^2 / (2 kappa N)
+        (eq. 13-14), to the ``.grad`` of the generative parameters: theta^g / (kappa N), in one
+        fused op. Called after ``backward`` of ``free_energy(...)["loss"]`` (``Trainer``) or of
+        the wake loss (wake-sleep): the same update as putting the prior in the loss, without
+        squaring every generative weight in the autograd graph at every step.
+
+        Parameters
+        ----------
+        n_data : int
+            N, the number of training examples.
+        """
+        kappa = self.config.kappa
+        if kappa is None:
+            return
+        params = [p for p in self.generative_parameters() if p.grad is not None]
+        torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / (kappa * n_data))
+
+    def free_energy(self, x, *, n_samples=1, x_rec=None, eps=None, xi_noise=None,
                     generator=None) -> dict:
-        """The free energy of eq. 13 on a minibatch, per example, in nats (Algorithm 1's loss).
+        """The data terms of the free energy of eq. 13 on a minibatch, per example, in nats.
+
+        Training (``dlgm.train.Trainer``, Algorithm 1) minimises, per example,
+
+            F = -E_q[log pi(v | h(xi))] + KL(q(xi|v) || N(0, I)) + ||theta^g||^2 / (2 kappa N)
+
+        with N the training-set size: ``loss`` below is the mean of the first two terms over
+        the batch; the weight prior (third term) enters through its gradient, which
+        :meth:`add_prior_gradient` adds after ``loss.backward()``. Its value is
+        ``weight_penalty() / N`` (``Trainer`` adds it to the free energy it reports).
 
         Parameters
         ----------
@@ -329,9 +367,6 @@ class DLGM(nn.Module):
             The minibatch (not validated: this is the training hot path).
         n_samples : int
             S, samples of xi per example for the reconstruction term (ignored if ``eps``).
-        n_data : int, optional
-            N, the training-set size; the weight prior is divided by N so that the per-example
-            losses of all minibatches sum to eq. 13. ``None`` leaves it out.
         x_rec : Tensor, (B, D), optional
             Input to the recognition model (a noisy copy of x for regularisation, sec. 4.1).
         eps : Tensor, (S, B, K), optional
@@ -341,8 +376,9 @@ class DLGM(nn.Module):
 
         Returns
         -------
-        dict with ``loss`` (scalar to minimise: mean F plus prior / N), ``elbo`` (mean of
-        E_q log p(x|h) - KL over the batch), ``rec`` and ``kl`` (batch means), all tensors.
+        dict with ``loss`` (scalar to minimise: -``elbo``, with its autograd graph), ``elbo``
+        (mean of E_q log pi(x|h) - KL over the batch), ``rec`` and ``kl`` (batch means), the
+        last three detached.
         """
         q = self._encode(x if x_rec is None else x_rec)
         if eps is None:
@@ -354,10 +390,7 @@ class DLGM(nn.Module):
         rec = self.log_likelihood(x, xi).mean(0)  # (B,)
         kl = kl_divergence(q, self.prior())  # (B,), analytic (eq. 13)
         elbo = (rec - kl).mean()
-        loss = -elbo
-        if n_data:
-            loss = loss + self.weight_penalty() / n_data
-        return {"loss": loss, "elbo": elbo.detach(), "rec": rec.mean().detach(),
+        return {"loss": -elbo, "elbo": elbo.detach(), "rec": rec.mean().detach(),
                 "kl": kl.mean().detach()}
 
     def forward(self, x, **kwargs) -> dict:
@@ -374,10 +407,3 @@ class DLGM(nn.Module):
             xi = q.rsample((n_samples,), generator=generator)
             out.append(self.log_likelihood(xb, xi).mean(0) - kl_divergence(q, self.prior()))
         return torch.cat(out)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path, **metadata):
-        """Write a checkpoint (safetensors + JSON config) that ``dlgm.load`` reads."""
-        from .checkpoint import save
-
-        return save(self, path, metadata=metadata)

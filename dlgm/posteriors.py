@@ -17,7 +17,11 @@ R          factor       C = R R^T, applied in O(K)       (eq. 21)
 precision with one rank-one term per stochastic layer, ``blocks=(K_1, ..., K_L)``) and the
 joint one of sec. 4.3 (one rank-one term over all layers, ``blocks=None``). Every quantity is
 O(K) per example: no K x K matrix is formed except by ``covariance_matrix``, which exists for
-tests and small plots.
+tests and small plots, and by the KLs to and from a dense ``MultivariateNormal``.
+
+KLs registered with ``torch.distributions.kl_divergence``: each of ``DiagonalNormal`` and
+``RankOneNormal`` to ``StandardNormal`` (eq. 13), between any two of them, whatever their
+blocks (O(K), from eq. 19-20), and to and from ``MultivariateNormal`` (dense).
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Distribution, constraints
-from torch.distributions.kl import register_kl
+from torch.distributions import Distribution, MultivariateNormal, constraints
+from torch.distributions.kl import kl_divergence, register_kl
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -38,35 +42,43 @@ class StandardNormal(Distribution):
     ----------
     n_latent : int
         K, the total number of latent variables.
+    batch_shape : tuple of int
+        Batch shape (``()`` by default; ``expand`` sets it).
     """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, n_latent: int, *, dtype=torch.float32, device=None):
+    def __init__(self, n_latent: int, *, dtype=torch.float32, device=None,
+                 batch_shape=torch.Size()):
         self.n_latent = int(n_latent)
         self._dtype, self._device = dtype, device
-        super().__init__(torch.Size(), torch.Size([self.n_latent]), validate_args=False)
+        super().__init__(torch.Size(batch_shape), torch.Size([self.n_latent]),
+                         validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        return StandardNormal(self.n_latent, dtype=self._dtype, device=self._device,
+                              batch_shape=batch_shape)
 
     @property
     def mean(self):
-        return torch.zeros(self.n_latent, dtype=self._dtype, device=self._device)
+        return torch.zeros(self._extended_shape(), dtype=self._dtype, device=self._device)
 
     @property
     def variance(self):
-        return torch.ones(self.n_latent, dtype=self._dtype, device=self._device)
+        return torch.ones(self._extended_shape(), dtype=self._dtype, device=self._device)
 
     def rsample(self, sample_shape=torch.Size(), generator=None):
-        shape = torch.Size(sample_shape) + self.event_shape
+        shape = self._extended_shape(sample_shape)
         return torch.randn(shape, dtype=self._dtype, device=self._device, generator=generator)
 
     def log_prob(self, value):
         return -0.5 * (value.pow(2).sum(-1) + self.n_latent * _LOG_2PI)
 
     def entropy(self):
-        return torch.tensor(0.5 * self.n_latent * (1.0 + _LOG_2PI), dtype=self._dtype,
-                            device=self._device)
+        return torch.full(self.batch_shape, 0.5 * self.n_latent * (1.0 + _LOG_2PI),
+                          dtype=self._dtype, device=self._device)
 
 
 class DiagonalNormal(Distribution):
@@ -86,6 +98,15 @@ class DiagonalNormal(Distribution):
     def __init__(self, loc, scale, validate_args=None):
         self.loc, self.scale = torch.broadcast_tensors(loc, scale)
         super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(DiagonalNormal, _instance)
+        shape = torch.Size(batch_shape) + self.event_shape
+        new.loc, new.scale = self.loc.expand(shape), self.scale.expand(shape)
+        super(DiagonalNormal, new).__init__(torch.Size(batch_shape), self.event_shape,
+                                            validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     @property
     def mean(self):
@@ -149,6 +170,16 @@ class RankOneNormal(Distribution):
         if sum(self.blocks) != k or min(self.blocks) < 1:
             raise ValueError(f"blocks {self.blocks} must be positive and sum to K={k}")
         super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(RankOneNormal, _instance)
+        shape = torch.Size(batch_shape) + self.event_shape
+        new.loc, new.d, new.u = (t.expand(shape) for t in (self.loc, self.d, self.u))
+        new.blocks = self.blocks
+        super(RankOneNormal, new).__init__(torch.Size(batch_shape), self.event_shape,
+                                           validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     # ---- block sums: (..., K) -> (..., L) and back, O(K) ----
     def _block_sum(self, x):
@@ -258,3 +289,82 @@ def _kl_diagonal_standard(q, p):
 def _kl_rank_one_standard(q, p):
     k = q.event_shape[0]
     return _kl_to_standard(q.loc, q.trace_covariance(), q.log_det_covariance(), k)
+
+
+# ---------------------------------------------------------------------------- KL between Gaussians
+# KL(q1 || q2) = 0.5 (tr(P2 C1) + r^T P2 r - K + log|C2| - log|C1|), r = mu2 - mu1, P2 = C2^{-1}.
+# With P2 = D2 + sum_b u2_b u2_b^T (eq. 19; D2 = diag(1 / scale^2) and no u for DiagonalNormal)
+# and C1 = D1^{-1} - sum_c eta_c w_c w_c^T, w_c = D1^{-1} u1_c (eq. 20), every term is O(K):
+#   tr(P2 C1) = sum_i d2_i C1_ii + sum_b u2_b^T C1 u2_b,
+#   sum_b u2_b^T C1 u2_b = sum_i u2_i^2 / d1_i - sum_{c,b} eta_c (w_c . u2_b)^2,
+# Blocks of q1 and q2 may differ: w_c . u2_b sums u1 u2 / d1 over the overlap of c and b.
+
+def _membership(blocks, like) -> torch.Tensor:
+    """(K, L) 0/1 matrix: entry [i, b] is 1 when latent i lies in block b."""
+    ids = torch.repeat_interleave(torch.arange(len(blocks), device=like.device),
+                                  torch.tensor(blocks, device=like.device))
+    return torch.nn.functional.one_hot(ids, len(blocks)).to(like.dtype)
+
+
+def _parts(q):
+    """(loc, precision diagonal, u or None, blocks, diag of C, log|C|) of a recognition q."""
+    if isinstance(q, DiagonalNormal):
+        var = q.variance
+        return q.loc, 1.0 / var, None, None, var, 2.0 * q.scale.log().sum(-1)
+    return q.loc, q.d, q.u, q.blocks, q.variance, q.log_det_covariance()
+
+
+def _kl_structured(q1, q2):
+    loc1, d1, u1, blocks1, var1, logdet1 = _parts(q1)
+    loc2, d2, u2, blocks2, _, logdet2 = _parts(q2)
+    k = q1.event_shape[0]
+    r = loc2 - loc1  # (..., K)
+    trace = (d2 * var1).sum(-1)  # sum_i d2_i C1_ii
+    quad = (d2 * r.pow(2)).sum(-1)
+    if u2 is not None:
+        m2 = _membership(blocks2, r)  # (K, L2)
+        quad = quad + ((u2 * r) @ m2).pow(2).sum(-1)  # sum_b (u2_b . r)^2
+        if u1 is None:  # C1 diagonal
+            trace = trace + (u2.pow(2) * var1).sum(-1)
+        else:  # C1 = D1^-1 - sum_c eta_c w_c w_c^T
+            m1 = _membership(blocks1, r)  # (K, L1)
+            overlap = torch.einsum("...i,ic,ib->...cb", u1 * u2 / d1, m1, m2)  # (..., L1, L2)
+            trace = trace + (u2.pow(2) / d1).sum(-1) - (q1.eta.unsqueeze(-1)
+                                                        * overlap.pow(2)).sum((-2, -1))
+    return 0.5 * (trace + quad - k + logdet2 - logdet1)
+
+
+for _p in (DiagonalNormal, RankOneNormal):
+    for _q in (DiagonalNormal, RankOneNormal):
+        register_kl(_p, _q)(_kl_structured)
+
+
+def _dense(q) -> MultivariateNormal:
+    if isinstance(q, DiagonalNormal):
+        return MultivariateNormal(q.loc, scale_tril=torch.diag_embed(q.scale))
+    return MultivariateNormal(q.loc, precision_matrix=q.precision_matrix)
+
+
+@register_kl(DiagonalNormal, MultivariateNormal)
+@register_kl(RankOneNormal, MultivariateNormal)
+def _kl_to_dense(q, p):
+    """KL(q || N(m, S)) for a dense Gaussian p: O(K^3), through p's Cholesky factor."""
+    return kl_divergence(_dense(q), p)
+
+
+@register_kl(MultivariateNormal, DiagonalNormal)
+@register_kl(MultivariateNormal, RankOneNormal)
+def _kl_from_dense(p, q):
+    """KL(N(m, S) || q): tr(P_q S) = sum d_i S_ii + sum_b u_b^T S u_b, O(K^2) given S."""
+    loc2, d2, u2, blocks2, _, logdet2 = _parts(q)
+    k = p.event_shape[0]
+    cov = p.covariance_matrix  # (..., K, K)
+    r = loc2 - p.loc
+    trace = (d2 * torch.diagonal(cov, dim1=-2, dim2=-1)).sum(-1)
+    quad = (d2 * r.pow(2)).sum(-1)
+    if u2 is not None:
+        ub = u2.unsqueeze(-1) * _membership(blocks2, r)  # (..., K, L): u_b as columns
+        trace = trace + (ub * (cov @ ub)).sum((-2, -1))
+        quad = quad + (r.unsqueeze(-1) * ub).sum(-2).pow(2).sum(-1)
+    logdet1 = 2.0 * torch.diagonal(p.scale_tril, dim1=-2, dim2=-1).log().sum(-1)
+    return 0.5 * (trace + quad - k + logdet2 - logdet1)

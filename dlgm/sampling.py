@@ -43,8 +43,8 @@ class Samples(NamedTuple):
 
 
 def _decode_and_sample(model, xi, generator) -> Samples:
-    # pixel_mean and sample_pixels both decode; one extra decode is cheap next to clarity here.
-    return Samples(model.pixel_mean(xi), model.sample_pixels(xi, generator=generator), xi)
+    pi = model.observation(xi)  # one decode: the same values as pixel_mean and sample_pixels
+    return Samples(pi.image_mean, pi.sample(generator=generator, clip=True), xi)
 
 
 @torch.no_grad()

@@ -14,7 +14,8 @@ log p(v, xi)       ``model.log_joint``        generative model, eq. 6, parameter
 
 Wake phase (generative parameters theta^g only): draw xi ~ q(xi | v) for data v, treat it as
 fixed, and take a gradient step on log p(v, xi) (eq. 6) minus the weight prior of eq. 13, i.e.
-maximise E_q[log pi(v | h(xi))] - ||theta^g||^2 / (2 kappa N). No gradient flows into q.
+maximise E_q[log pi(v | h(xi))] - ||theta^g||^2 / (2 kappa N), the prior entering by its
+gradient (``DLGM.add_prior_gradient``) exactly as in ``Trainer``. No gradient flows into q.
 
 Sleep phase (recognition parameters phi only): dream (xi, v) from the model, xi ~ N(0, I) and
 v ~ pi(v | h(xi)), and take a gradient step on log q(xi | v). This minimises KL(p(xi|v) || q) on
@@ -42,8 +43,11 @@ from .train import Trainer, continue_fit
 __all__ = ["WakeSleepTrainer", "dream", "fit_wake_sleep", "sleep_loss", "wake_loss"]
 
 
-def wake_loss(model, x, eps, *, x_rec=None, xi_noise=None, n_data=None) -> dict:
-    """The wake phase's loss: -E_q[log pi(x | h(xi))] (+ weight prior / N), xi held fixed.
+def wake_loss(model, x, eps, *, x_rec=None, xi_noise=None) -> dict:
+    """The wake phase's loss: -E_q[log pi(x | h(xi))], xi held fixed.
+
+    The weight prior of eq. 13 is not in it: as in Algorithm 1, its gradient is added after
+    ``backward`` by ``DLGM.add_prior_gradient`` (``WakeSleepTrainer.step`` does).
 
     Parameters
     ----------
@@ -56,15 +60,13 @@ def wake_loss(model, x, eps, *, x_rec=None, xi_noise=None, n_data=None) -> dict:
         Input of the recognition model (a noisy copy of x, sec. 4.1); x by default.
     xi_noise : Tensor, (S, B, K), optional
         Extra Gaussian noise on the recognition samples (sec. 4.1).
-    n_data : int, optional
-        N, to divide the weight prior by (as ``DLGM.free_energy`` does); None leaves it out.
 
     Returns
     -------
     dict
         ``loss`` (scalar; its gradient reaches the generative parameters only), and, detached,
         ``elbo`` (batch mean of E_q log pi(x|h) - KL(q || N(0, I)), analytic KL, nats per example),
-        ``rec`` and ``kl`` (batch means) and ``free_energy`` (-elbo + weight prior / N).
+        ``rec`` and ``kl`` (batch means), as ``DLGM.free_energy`` returns them.
     """
     with torch.no_grad():
         q = model._encode(x if x_rec is None else x_rec)
@@ -73,11 +75,8 @@ def wake_loss(model, x, eps, *, x_rec=None, xi_noise=None, n_data=None) -> dict:
             xi = xi + xi_noise
         kl = kl_divergence(q, model.prior())  # (B,)
     rec = model.log_likelihood(x, xi).mean(0)  # (B,); the prior term of eq. 6 has no theta^g
-    penalty = model.weight_penalty() / n_data if n_data else rec.new_zeros(())
-    loss = -rec.mean() + penalty
     elbo = (rec.detach() - kl).mean()
-    return {"loss": loss, "elbo": elbo, "rec": rec.detach().mean(), "kl": kl.mean(),
-            "free_energy": -elbo + penalty.detach()}
+    return {"loss": -rec.mean(), "elbo": elbo, "rec": rec.detach().mean(), "kl": kl.mean()}
 
 
 @torch.no_grad()
@@ -89,13 +88,7 @@ def dream(model, n: int, generator: torch.Generator | None = None):
     """
     p = next(model.parameters())
     xi = torch.randn((n, model.latent_dim), generator=generator, dtype=p.dtype, device=p.device)
-    out = model.decode(xi)  # (n, D)
-    if model.config.likelihood == "bernoulli":
-        v = torch.bernoulli(torch.sigmoid(out), generator=generator)
-    else:
-        noise = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
-        v = out + noise * torch.exp(model.log_sigma)
-    return xi, v
+    return xi, model.observation(xi).sample(generator=generator)  # (n, K), (n, D)
 
 
 def sleep_loss(model, xi, v) -> torch.Tensor:
@@ -138,16 +131,14 @@ class WakeSleepTrainer(Trainer):
         ``sleep`` (the sleep loss, -mean log q(xi | v) over the dreams), ``x`` and ``eps``."""
         xb = self._next_batch()
         xb, x_rec, eps, xi_noise = self._draw_noise(xb)
-        wake = wake_loss(self.model, xb, eps, x_rec=x_rec, xi_noise=xi_noise, n_data=self.n_data)
+        wake = wake_loss(self.model, xb, eps, x_rec=x_rec, xi_noise=xi_noise)
         xi_d, v_d = dream(self.model, len(xb), generator=self.dev_gen)
         sleep = sleep_loss(self.model, xi_d, v_d)
         self.opt.zero_grad(set_to_none=True)
         (wake["loss"] + sleep).backward()  # disjoint graphs: each phase's own gradient
-        if self.settings["clip_grad"]:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["clip_grad"])
-        self.opt.step()
+        self._clip_and_step()  # + the weight prior's gradient (eq. 13), as in Algorithm 1
         self.step_count += 1
-        return {"loss": wake["free_energy"], "elbo": wake["elbo"], "rec": wake["rec"],
+        return {"loss": -wake["elbo"], "elbo": wake["elbo"], "rec": wake["rec"],
                 "kl": wake["kl"], "sleep": sleep.detach(), "x": xb, "eps": eps}
 
 

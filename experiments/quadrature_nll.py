@@ -70,7 +70,7 @@ def run(name: str, update: bool) -> dict:
                               f"{len(x)} test images: 101 x 101 over [-5, 5]^2 plus a zoomed "
                               "101 x 101 grid around each posterior "
                               "(experiments/quadrature_nll.py)")
-        model.save(path)
+        dlgm.save(model, path)
     return res
 
 

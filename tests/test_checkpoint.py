@@ -54,7 +54,7 @@ def _raises(path_or_bytes, match=None):
 # ----------------------------------------------------------------- round trips
 def test_round_trip_directory(tmp_path):
     m = _model()
-    m.save(tmp_path / "ck", dataset="digits", test_nll=12.5)
+    dlgm.save(m, tmp_path / "ck", metadata=dict(dataset="digits", test_nll=12.5))
     assert (tmp_path / "ck" / MODEL_FILE).is_file()
     card = json.loads((tmp_path / "ck" / CARD_FILE).read_text())
     assert card["dataset"] == "digits" and DLGMConfig.from_dict(card["config"]) == CFG
@@ -66,7 +66,7 @@ def test_round_trip_directory(tmp_path):
 
 def test_round_trip_single_file(tmp_path):
     m = _model(1)
-    m.save(tmp_path / "m.safetensors", epochs=3)
+    dlgm.save(m, tmp_path / "m.safetensors", metadata=dict(epochs=3))
     _assert_same(m, dlgm.load(tmp_path / "m.safetensors"))
     assert not (tmp_path / CARD_FILE).exists()
 
@@ -87,7 +87,7 @@ def test_missing(tmp_path):
 
 def test_over_size_limit(tmp_path):
     path = tmp_path / "m.safetensors"
-    _model().save(path)
+    dlgm.save(_model(), path)
     with pytest.raises(CheckpointError, match="over the limit"):
         dlgm.load(path, max_bytes=100)
 

@@ -1,4 +1,5 @@
-"""Tests of dlgm.data: digits, IDX files, fetch routes, user .npz files, binarisation."""
+"""Tests of dlgm.data (the package): digits and load_dataset (_load), IDX files (_idx), fetch
+routes (_fetch), user .npz files (_npz), binarisation and the images a model sees (_binarize)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from dlgm import data
-from dlgm.data import DataError, ImageData, load_dataset, static_binarize
+from dlgm.data import DataError, ImageData, _fetch, _load, load_dataset, static_binarize
 
 IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 REAL_MNIST = pathlib.Path("/tmp/mnistnpm/package/data")
@@ -79,8 +80,8 @@ def isolated(tmp_path, monkeypatch):
 def fake(monkeypatch):
     """Fake MNIST and Fashion-MNIST files, with the checksum table patched to accept them."""
     files = fake_files()
-    monkeypatch.setitem(data._CHECKSUMS, "mnist", checksums(files))
-    monkeypatch.setitem(data._CHECKSUMS, "fashion-mnist", checksums(files))
+    monkeypatch.setitem(_fetch._CHECKSUMS, "mnist", checksums(files))
+    monkeypatch.setitem(_fetch._CHECKSUMS, "fashion-mnist", checksums(files))
     return files
 
 
@@ -127,8 +128,8 @@ def test_digits_shapes_ranges_and_split():
 def test_digits_split_is_deterministic_and_cached():
     pytest.importorskip("sklearn")
     a = data.load_dataset("digits", "test")
-    data._digits.cache_clear()
-    data._digits_all.cache_clear()
+    _load._digits.cache_clear()
+    _load._digits_all.cache_clear()
     b = data.load_dataset("digits", "test")
     assert a is not b and np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
     assert data.load_dataset("digits", "test") is b

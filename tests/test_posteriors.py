@@ -174,3 +174,62 @@ def test_property_random_shapes(case):
     prior = MultivariateNormal(torch.zeros(k, dtype=DT), torch.eye(k, dtype=DT))
     torch.testing.assert_close(kl_divergence(q, StandardNormal(k, dtype=DT)),
                                kl_divergence(p, prior), **tol)
+
+
+# ---------------------------------------------------------------------------- KL between them
+def _make(kind, k, seed, batch=(3,)):
+    """(our distribution, the same Gaussian as a dense MultivariateNormal built independently)."""
+    loc, d, u = _params(k, batch=batch, seed=seed)
+    if kind == "diag":
+        scale = d.rsqrt()
+        return (DiagonalNormal(loc, scale),
+                MultivariateNormal(loc, covariance_matrix=torch.diag_embed(scale.pow(2))))
+    blocks = {"rank1": None, "rank1-blocks": (2, 3), "rank1-blocks2": (4, 1)}[kind]
+    return RankOneNormal(loc, d, u, blocks=blocks), _dense(loc, d, u, blocks)
+
+
+KINDS = ["diag", "rank1", "rank1-blocks", "rank1-blocks2"]
+
+
+@pytest.mark.parametrize("kind1", KINDS)
+@pytest.mark.parametrize("kind2", KINDS)
+def test_kl_between_recognition_gaussians_matches_dense(kind1, kind2):
+    q1, dense1 = _make(kind1, 5, seed=10)
+    q2, dense2 = _make(kind2, 5, seed=11)
+    want = kl_divergence(dense1, dense2)  # (3,)
+    torch.testing.assert_close(kl_divergence(q1, q2), want, **TIGHT)
+    torch.testing.assert_close(kl_divergence(q1, dense2), want, **TIGHT)  # to a dense MVN
+    torch.testing.assert_close(kl_divergence(dense1, q2), want, **TIGHT)  # from a dense MVN
+    torch.testing.assert_close(kl_divergence(q1, q1), torch.zeros(3, dtype=DT), **TIGHT)
+
+
+def test_kl_broadcasts_batches():
+    q1, dense1 = _make("rank1-blocks", 5, seed=12, batch=(2, 1))
+    q2, dense2 = _make("diag", 5, seed=13, batch=(4,))
+    got = kl_divergence(q1.expand((2, 4)), q2.expand((2, 4)))
+    want = kl_divergence(dense1.expand((2, 4)), dense2.expand((2, 4)))
+    torch.testing.assert_close(got, want, **TIGHT)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expand_shapes_and_values(kind):
+    q, _ = _make(kind, 5, seed=14, batch=(1,))
+    e = q.expand((4, 3))
+    assert type(e) is type(q)
+    assert e.batch_shape == (4, 3) and e.event_shape == (5,)
+    xi = e.rsample((2,), generator=torch.Generator().manual_seed(0))
+    assert xi.shape == (2, 4, 3, 5)
+    torch.testing.assert_close(e.log_prob(xi), q.log_prob(xi), **TIGHT)
+    torch.testing.assert_close(e.variance, q.variance.expand(4, 3, 5), **TIGHT)
+    torch.testing.assert_close(kl_divergence(e, StandardNormal(5, dtype=DT)),
+                               kl_divergence(q, StandardNormal(5, dtype=DT)).expand(4, 3),
+                               **TIGHT)
+
+
+def test_standard_normal_expand():
+    p = StandardNormal(3, dtype=DT).expand((2, 4))
+    assert p.batch_shape == (2, 4) and p.event_shape == (3,)
+    assert p.mean.shape == (2, 4, 3) and p.entropy().shape == (2, 4)
+    assert p.rsample((5,)).shape == (5, 2, 4, 3)
+    torch.testing.assert_close(p.entropy(), MultivariateNormal(
+        torch.zeros(2, 4, 3, dtype=DT), torch.eye(3, dtype=DT)).entropy(), **TIGHT)

@@ -64,7 +64,7 @@ def test_any_valid_config_builds_a_working_model(config, batch, n_samples, seed)
     assert lj.shape == (n_samples, batch) and torch.isfinite(lj).all()
     assert model.log_joint(x, xi[0]).shape == (batch,)
     assert torch.isfinite(q.log_prob(xi)).all()
-    out = model.free_energy(x, n_samples=n_samples, n_data=100, generator=g)
+    out = model.free_energy(x, n_samples=n_samples, generator=g)
     assert torch.isfinite(out["loss"]) and out["loss"].dim() == 0
     assert model.sample(3, generator=g).shape == (3, d)
 
@@ -89,7 +89,7 @@ def test_save_load_round_trip_through_files(tmp_path):
     model = DLGM(DLGMConfig(data_shape=(3, 3), n_latent=(2, 1), gen_hidden=(4,),
                             rec_hidden=(4,), covariance="rank1-joint"), seed=0)
     for path in (tmp_path / "dir", tmp_path / "one.safetensors"):
-        model.save(path, note="x")
+        dlgm.save(model, path, metadata=dict(note="x"))
         back = dlgm.load(path)
         assert back.config == model.config and back.metadata["note"] == "x"
         assert all(torch.equal(v, back.state_dict()[n]) for n, v in model.state_dict().items())

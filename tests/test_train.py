@@ -241,7 +241,7 @@ def test_resume_is_bit_exact(tmp_path, optimizer):
 
 
 def test_resume_after_a_kill_between_the_two_checkpoint_files(tmp_path, monkeypatch):
-    import dlgm.train as train_mod
+    import dlgm.train._state as train_mod
 
     def run(t, steps):
         for _ in t.run(steps=steps):
@@ -455,3 +455,48 @@ def test_u_delay_needs_a_rank_one_model():
         Trainer(_model(covariance="diag"), X, u_delay=3, device="cpu")
     with pytest.raises(ConfigError, match="u_delay"):
         Trainer(_model(covariance="rank1"), X, u_delay=-1, device="cpu")
+
+
+# ---------------------------------------------------------------------------- run_training
+TINY_RUN = dict(data="digits", latent="2", gen_hidden="16", rec_hidden="16", device="cpu",
+                batch_size=100, optimizer="adam", lr=1e-3, report_every=5, seed=3)
+
+
+def test_run_training_in_memory_gives_the_model_and_can_be_stopped():
+    from dlgm.data import load_dataset as load
+    from dlgm.train import run_training
+
+    started, seen = [], []
+
+    def progress(p):
+        seen.append(p)
+        return len(seen) < 3  # False at the third report: stop
+
+    res = run_training(TINY_RUN | {"epochs": 5}, progress=progress, on_start=started.append,
+                       data=(load("digits", "train"), X_VALID))
+    assert res["stopped"] and len(seen) == 3 and res["steps"] == 15
+    trainer, model = res["trainer"], res["model"]
+    assert started == [trainer] and trainer.model is model and res["out"] is None
+    assert model.metadata["data"] == "digits"
+    assert model.metadata["binarization"] == {"kind": "dynamic"}
+    assert model.metadata["training"]["steps"] == 15
+
+
+def test_run_training_matches_a_trainer_built_by_hand():
+    from dlgm.train import run_training
+
+    res = run_training(TINY_RUN | {"epochs": 1})
+    t = Trainer(DLGM(DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,),
+                                rec_hidden=(16,)), seed=3), X, batch_size=100,
+                optimizer="adam", lr=1e-3, report_every=5, seed=3, device="cpu")
+    fit_steps = math.ceil(len(X) / 100)
+    for _ in t.run(steps=fit_steps):
+        pass
+    _assert_equal_states(_state(res["model"]), _state(t.model))
+
+
+def test_run_training_refuses_unknown_settings():
+    from dlgm.train import run_training
+
+    with pytest.raises(ConfigError, match="unknown training settings"):
+        run_training(TINY_RUN | {"epochz": 1})

@@ -368,7 +368,7 @@ def files_tab(entry: Entry) -> None:
                        data=lambda: dlgm.to_bytes(entry.model),
                        file_name=f"{entry.name}.safetensors", mime="application/octet-stream",
                        icon=":material/download:", on_click="ignore", key="download_ckpt")
-    st.markdown("**Upload** a checkpoint written by `model.save()` or downloaded here. It is "
+    st.markdown("**Upload** a checkpoint written by `dlgm.save()` or downloaded here. It is "
                 "validated (format, config, shapes, finite weights) and never unpickled.")
     f = st.file_uploader("Checkpoint (.safetensors)", type=["safetensors"],
                          max_upload_size=MAX_UPLOAD_MB, key="upload_ckpt")

@@ -1,4 +1,4 @@
-"""Training by Algorithm 1: minibatches, S samples per point, RMSprop (eq. 18) or Adam.
+"""The Trainer: Algorithm 1: minibatches, S samples per point, RMSprop (eq. 18) or Adam.
 
 ``Trainer`` owns the optimiser, the random streams and the position in the data, so that a run
 can be stepped one update at a time (the app's step mode), iterated with progress reports
@@ -21,25 +21,19 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (
-    atomic_write_bytes,
-    decode_tensors,
-    encode_tensors,
-    read_bytes,
-)
-from .errors import CheckpointError, ConfigError, TrainingError
-from .model import U_INIT_STD
+from ..errors import ConfigError, TrainingError
+from ..model import U_INIT_STD
+from . import _state
+from ._fast import _FastStep
 
 OPTIMIZERS = ("rmsprop", "adam")
 BINARIZE = ("dynamic", "none")
 INPUT_NOISE = ("none", "bitflip", "dropout")
-STATE_FILE = "train_state.safetensors"
 
 
 @dataclass
@@ -304,7 +298,7 @@ class Trainer:
     def step(self) -> dict:
         """Apply one update (Algorithm 1) and return its loss terms (tensors, per example):
         ``loss`` is -ELBO of the batch; the weight prior enters through its gradient
-        (``_add_prior_gradient``) and is added to the reported free energy in ``run``.
+        (``DLGM.add_prior_gradient``) and is added to the reported free energy in ``run``.
 
         The dict also holds ``x`` (the binarised batch), ``eps`` and ``xi`` of this process,
         for the app's step mode.
@@ -328,16 +322,6 @@ class Trainer:
         out.update(x=xb, eps=eps)
         return out
 
-    def _add_prior_gradient(self) -> None:
-        """Add the gradient of ||theta^g||^2 / (2 kappa N) (eq. 13-14), theta^g / (kappa N), in
-        one fused op: the same update as putting the prior in the loss, without squaring every
-        generative weight in the autograd graph at each step."""
-        kappa = self.model.config.kappa
-        if kappa is None:
-            return
-        params = [p for p in self.model.generative_parameters() if p.grad is not None]
-        torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / (kappa * self.n_data))
-
     def prior_term(self) -> float:
         """||theta^g||^2 / (2 kappa N): the weight prior's share of the per-example loss."""
         with torch.no_grad():
@@ -345,7 +329,7 @@ class Trainer:
 
     def _clip_and_step(self) -> None:
         """After backward: the weight prior's gradient, clipping, the optimiser's update."""
-        self._add_prior_gradient()
+        self.model.add_prior_gradient(self.n_data)  # the weight prior of eq. 13
         if self.settings["clip_grad"]:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["clip_grad"])
         if self._fast is not None:
@@ -454,199 +438,37 @@ class Trainer:
             sums, n, t0, seen = None, 0, time.perf_counter(), 0
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, directory, **metadata) -> Path:
-        """Write the model (``model.safetensors`` + ``card.json``) and the training state
-        (optimiser, random streams, position) so that ``resume`` continues bit for bit.
-        Only a finite model is written."""
-        if not self._finite():
-            raise TrainingError("refusing to write a checkpoint with non-finite weights")
-        directory = Path(directory)
-        self.model.metadata.update(metadata)
+    def record(self) -> dict:
+        """Write the run into the model's card: ``metadata["history"]`` (per-epoch reports) and
+        ``metadata["training"]`` (the settings, steps and epochs done). Returns the latter."""
         self.model.metadata["history"] = self.history
         self.model.metadata["training"] = {**self.settings, "steps": self.step_count,
                                            "epochs": round(self.epoch + self.pos /
                                                            len(self.perm), 4)}
-        self.model.save(directory)
-        opt_state = self.opt.state_dict()
-        tensors = {"perm": self.perm, "gen": self.gen.get_state(),
-                   "dev_gen": self.dev_gen.get_state().cpu()}
-        # The weights go with the state in one atomic file: a kill between the two files
-        # must not pair new weights with an old optimiser state.
-        tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
-        for pid, st in opt_state["state"].items():
-            for k, v in st.items():
-                tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v)
-        meta = {"settings": self.settings, "step": self.step_count, "epoch": self.epoch,
-                "pos": self.pos, "lr": self.lr, "recoveries": self.recoveries,
-                "history": self.history,
-                "param_groups": [{**g, "lr": float(g["lr"])} for g in opt_state["param_groups"]]}
-        atomic_write_bytes(directory / STATE_FILE, encode_tensors(tensors, {"train": meta}))
-        return directory
+        return self.model.metadata["training"]
+
+    def save(self, directory, **metadata):
+        """Write the model (``model.safetensors`` + ``card.json``) and the training state
+        (optimiser, random streams, position) so that ``resume`` continues bit for bit.
+        Only a finite model is written. Returns the directory."""
+        if not self._finite():
+            raise TrainingError("refusing to write a checkpoint with non-finite weights")
+        self.model.metadata.update(metadata)
+        self.record()
+        return _state.save(self, directory)
 
     def load_state(self, directory) -> None:
         """Restore the optimiser, random streams and position written by ``save``."""
-        tensors, meta = decode_tensors(read_bytes(Path(directory) / STATE_FILE))
-        m = meta.get("train")
-        if not isinstance(m, dict):
-            raise CheckpointError(f"{directory}/{STATE_FILE} has no training state")
-        if len(tensors["perm"]) != self.n_data:
-            raise CheckpointError(f"the checkpoint was trained on {len(tensors['perm'])} rows; "
-                                  f"this data has {self.n_data}")
-        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        if weights:
-            self.model.load_state_dict(weights, strict=True)
-        state: dict = {}
-        for key, v in tensors.items():
-            if key.startswith("opt."):
-                _, pid, name = key.split(".", 2)
-                state.setdefault(int(pid), {})[name] = v.to(self.device) if v.dim() else v
-        self._load_optimizer_state({"state": state, "param_groups": m["param_groups"]})
-        self.perm, self.pos, self.epoch = tensors["perm"], m["pos"], m["epoch"]
-        self.step_count, self.recoveries, self.history = m["step"], m["recoveries"], m["history"]
-        self.gen.set_state(tensors["gen"])
-        self.dev_gen.set_state(tensors["dev_gen"].to(self.dev_gen.device)
-                               if self.device.type != "cpu" else tensors["dev_gen"])
-        self._snapshot()
+        _state.load_into(self, directory)
 
     @classmethod
     def resume(cls, directory, x_train, *, device="auto", x_valid=None, **overrides):
         """Rebuild model and trainer from a directory written by ``save``."""
-        from .checkpoint import load
-
-        directory = Path(directory)
-        model = load(directory, device="cpu")
-        _, meta = decode_tensors(read_bytes(directory / STATE_FILE))
-        settings = {k: v for k, v in meta["train"]["settings"].items()}
+        model, settings = _state.read_model_and_settings(directory)
         settings.update(overrides)
         trainer = cls(model, x_train, device=device, x_valid=x_valid, **settings)
         trainer.load_state(directory)
         return trainer
-
-
-class _FastStep:
-    """``Trainer.step`` with ``fast=True``: the same update as the plain path, faster.
-
-    - The minibatch gather, binarisation, input noise and the free energy (forward and
-      backward) are one ``torch.compile``-d function, so their elementwise work is fused.
-    - The data, the epoch's permutation, the learning rate and every random draw stay on the
-      device: a step makes no host sync (losses are read once per report, as in ``run``).
-    - On CUDA, after a few eager warm-up steps the whole update of a full minibatch (gather,
-      forward, backward, weight prior, clipping, optimiser) is captured once in a CUDA graph
-      and replayed for every later step. A short last minibatch runs eagerly.
-
-    The random numbers are drawn outside the graph, from the trainer's own stream and in the
-    plain path's order, into static buffers: a fast run and a plain run of the same seed draw
-    the same numbers, and their results differ only by floating-point rounding (the compiled
-    kernels sum in another order). Replacing the optimiser's state (NaN recovery, resume)
-    calls ``reset``, which captures the graph again at the next step.
-    """
-
-    WARMUP = 3  # eager steps on a side stream before capture (lazy inits, autotuning)
-
-    def __init__(self, trainer: Trainer):
-        self.t = trainer
-        self.compiled = torch.compile(self._forward, fullgraph=True, dynamic=False)
-        self.use_graph = trainer.device.type == "cuda"
-        # On CPU, RMSprop's update compiled to one loop over each tensor is ~4x faster than
-        # eager (Adam uses its fused kernel instead; on CUDA the graph already removes the
-        # launch overhead).
-        self.opt_step = trainer.opt.step
-        if not self.use_graph and trainer.settings["optimizer"] == "rmsprop":
-            self.opt_step = torch.compile(trainer.opt.step)
-        self.static: dict | None = None  # the full minibatch's input buffers
-        self.graph = None
-        self.graph_out: dict | None = None
-        self.warmed = 0
-        self._perm: tuple = (None, None)  # (trainer.perm, its copy on the device)
-
-    def reset(self) -> None:
-        self.graph, self.graph_out, self.warmed = None, None, 0
-
-    # The compiled part. ``x`` is the whole training set; every optional input is None or a
-    # tensor, fixed for a run, so the function compiles once per minibatch size.
-    def _forward(self, x, idx, u_bin, u_noise, eps, xi_noise):
-        s = self.t.settings
-        xb = x[idx]
-        if u_bin is not None:
-            xb = (u_bin < xb).to(xb.dtype)
-        x_rec = xb
-        if u_noise is not None:
-            hit = u_noise < s["input_noise_p"]
-            x_rec = torch.where(hit, 1.0 - xb if s["input_noise"] == "bitflip" else 0.0, xb)
-        if xi_noise is not None:
-            xi_noise = s["sample_noise"] * xi_noise
-        out = self.t.model.free_energy(xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise)
-        out["x"] = xb
-        return out
-
-    def _buffers(self, n: int) -> dict:
-        t, s = self.t, self.t.settings
-        dev, shape = t.device, (s["n_samples"], n, t.model.latent_dim)
-        noisy = s["input_noise"] != "none" and s["input_noise_p"] > 0
-
-        def empty(*size):
-            return torch.empty(size, device=dev)
-
-        return {"idx": torch.empty(n, dtype=torch.long, device=dev),
-                "u_bin": empty(n, t.x.shape[1]) if s["binarize"] == "dynamic" else None,
-                "u_noise": empty(n, t.x.shape[1]) if noisy else None,
-                "eps": empty(*shape),
-                "xi_noise": empty(*shape) if s["sample_noise"] > 0 else None}
-
-    def _draw(self, b: dict, idx) -> None:
-        """Fill ``b`` in place, in ``Trainer._draw_noise``'s order, from the same stream."""
-        g = self.t.dev_gen
-        b["idx"].copy_(idx)
-        for key, draw in (("u_bin", torch.rand), ("u_noise", torch.rand),
-                          ("eps", torch.randn), ("xi_noise", torch.randn)):
-            if b[key] is not None:
-                draw(b[key].shape, generator=g, device=b[key].device, out=b[key])
-
-    def _update(self, b: dict) -> dict:
-        t = self.t
-        t.opt.zero_grad(set_to_none=True)
-        try:
-            out = self.compiled(t.x, b["idx"], b["u_bin"], b["u_noise"], b["eps"], b["xi_noise"])
-        except Exception as e:  # the compiler's own failures (no C++ compiler, no Triton)
-            if "torch._dynamo" in type(e).__module__ or "torch._inductor" in type(e).__module__:
-                raise TrainingError(f"fast=True needs a working torch.compile ({e!s:.300}); "
-                                    "train without --fast") from e
-            raise
-        out["loss"].backward()
-        t._clip_and_step()
-        out["eps"] = b["eps"]
-        return out
-
-    def _device_perm(self):
-        if self._perm[0] is not self.t.perm:  # a new epoch: one copy per epoch
-            self._perm = (self.t.perm, self.t.perm.to(self.t.device))
-        return self._perm[1]
-
-    def step(self) -> dict:
-        t = self.t
-        idx = self._device_perm()[t._advance()]
-        full = len(idx) == t.settings["batch_size"]
-        if full and self.static is None:
-            self.static = self._buffers(len(idx))
-        b = self.static if full else self._buffers(len(idx))
-        self._draw(b, idx)
-        if not (self.use_graph and full):
-            return self._update(b)
-        if self.graph is None and self.warmed < self.WARMUP:
-            self.warmed += 1
-            side = torch.cuda.Stream(t.device)
-            side.wait_stream(torch.cuda.current_stream(t.device))
-            with torch.cuda.stream(side):
-                out = self._update(b)
-            torch.cuda.current_stream(t.device).wait_stream(side)
-            return out
-        if self.graph is None:  # capture (records, runs nothing), then replay below
-            self.graph = torch.cuda.CUDAGraph()
-            t.opt.zero_grad(set_to_none=True)
-            with torch.cuda.graph(self.graph):
-                self.graph_out = self._update(b)
-        self.graph.replay()
-        return self.graph_out
 
 
 def fit(model, x_train, *, epochs=10, callback=None, checkpoint_dir=None, checkpoint_every=1,
@@ -675,6 +497,3 @@ def continue_fit(trainer, *, epochs, callback=None, checkpoint_dir=None, checkpo
     if checkpoint_dir and trainer.rank == 0:
         trainer.save(checkpoint_dir)
     return trainer
-
-
-__all__ = ["Trainer", "Progress", "fit", "continue_fit", "resolve_device", "STATE_FILE"]

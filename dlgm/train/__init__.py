@@ -1,0 +1,29 @@
+"""Training by Algorithm 1: minibatches, S samples per point, RMSprop (eq. 18) or Adam.
+
+==================  ==========================================================================
+module              contents
+==================  ==========================================================================
+``_trainer.py``     ``Trainer`` (one update at a time, progress iterator, NaN recovery, DDP),
+                    ``fit``, ``continue_fit``, ``Progress``, ``resolve_device``
+``_fast.py``        ``fast=True``: the step compiled by ``torch.compile``; one CUDA graph on GPUs
+``_state.py``       the training state file beside the checkpoint (bit-exact resume)
+``_run.py``         ``run_training``: data, binarisation, model or resume, card, checkpoints,
+                    evaluation, from one settings dict (what the CLI and the app call)
+==================  ==========================================================================
+"""
+
+from ._run import TRAIN_DEFAULTS, run_training
+from ._state import STATE_FILE
+from ._trainer import (
+    BINARIZE,
+    INPUT_NOISE,
+    OPTIMIZERS,
+    Progress,
+    Trainer,
+    continue_fit,
+    fit,
+    resolve_device,
+)
+
+__all__ = ["Trainer", "Progress", "fit", "continue_fit", "resolve_device", "run_training",
+           "STATE_FILE", "TRAIN_DEFAULTS", "OPTIMIZERS", "BINARIZE", "INPUT_NOISE"]
