@@ -51,7 +51,8 @@ _done = False
 # What the pages import, some of it only on first use (scikit-learn for the digits data and
 # PCA: about 2.5 s; torch._dynamo, imported by the meta-device context of dlgm.load's shape
 # check: about 1 s).
-WARM_MODULES = ("app.common", "app.figures", "app.figures_extra", "app.widgets", "pandas",
+WARM_MODULES = ("app.common", "app.figures.curves", "app.figures.images", "app.figures.latent",
+                "app.widgets", "pandas",
                 "dlgm.train", "dlgm.grid", "dlgm.impute", "dlgm.likelihood", "dlgm.sampling",
                 "dlgm.estimators", "sklearn.datasets", "sklearn.decomposition",
                 "streamlit_drawable_canvas")

@@ -31,27 +31,24 @@ from app.common import (
     pretrained_names,
     test_images,
 )
-from app.figures import (
-    XI_TITLES,
-    curves_figure,
-    embedding_figure,
-    freeze,
-    image_figure,
-    image_grid_figure,
-    manifold_figure,
-    posterior_figure,
-    zoom_box,
-)
-from app.figures_extra import (
+from app.figures.curves import (
     error_curves_figure,
-    image_gallery_figure,
-    imputation_strip_figure,
+    history_figure,
     k_curve_figure,
-    masked_image_figure,
     nll_histogram_figure,
     table1_figure,
     variance_figure,
 )
+from app.figures.images import (
+    image_figure,
+    image_gallery_figure,
+    image_grid_figure,
+    imputation_strip_figure,
+    manifold_figure,
+    masked_image_figure,
+)
+from app.figures.latent import XI_TITLES, embedding_figure, posterior_figure, zoom_box
+from app.figures.style import freeze
 from app.limits import MAX_GRID, MAX_K
 from dlgm.data import ImageData
 from dlgm.estimators import ESTIMATORS, FUNCTIONS, variance_vs_dimension
@@ -498,17 +495,6 @@ def available_datasets() -> dict[str, str | None]:
         except DataError as e:
             out[name] = str(e)
     return out
-
-
-def history_figure(history: list[dict], title: str):
-    """Train free energy and validation -ELBO per report, against epochs."""
-    epochs = [h["epoch"] for h in history]
-    valid = [None if h.get("valid_elbo") is None else -h["valid_elbo"] for h in history]
-    series = {"train free energy F (eq. 13)": [h["free_energy"] for h in history]}
-    if any(v is not None for v in valid):
-        series["test −ELBO (end of epoch)"] = valid
-    return curves_figure(epochs, series, title=title, x_title="epoch",
-                         y_title="nats per example", height=340)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

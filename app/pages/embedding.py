@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from app import common
-from app.figures import image_figure, image_grid_figure
+from app.figures.images import image_figure, image_grid_figure
 from app.shared import EMB_N, MAX_POINTS, decode, embedding, embedding_chart, manifold_chart
 from app.widgets import show_figure, test_data_ui
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.figures_extra import ESTIMATOR_NAMES
+from app.figures.curves import ESTIMATOR_NAMES
 from app.shared import MAX_ELEMENTS, TARGETS, variance_results
 from dlgm.estimators import ESTIMATORS, FUNCTIONS
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from app import common
 from app.common import digest
-from app.figures_extra import painted_mask
+from app.figures.images import painted_mask
 from app.shared import error_chart, initial_chains, masked_image_chart, strip_chart
 from dlgm.errors import DLGMError
 from dlgm.impute import (

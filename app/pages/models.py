@@ -31,9 +31,11 @@ from app.common import (
     touch,
     trainable_copy,
 )
-from app.figures import curves_figure, image_figure, latent_bars_figure
+from app.figures.curves import curves_figure, history_figure
+from app.figures.images import image_figure
+from app.figures.latent import latent_bars_figure
 from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot
-from app.shared import available_datasets, history_chart, history_figure
+from app.shared import available_datasets, history_chart
 from app.widgets import show_figure
 from dlgm.data import DATASETS, load_dataset
 from dlgm.train import OPTIMIZERS, Trainer
