@@ -14,8 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from app.figures.style import (
+    COMPACT_INK,
     IMAGE_BACKGROUND,
     INK,
+    INK_LEVELS,
     MARGIN,
     MARGIN_TIGHT,
     MISSING_COLOUR,
@@ -81,10 +83,24 @@ def tile_images(images, shape=None, *, n_cols=None, pad=1, row_pad=None,
 
 
 # ---------------------------------------------------------------------------- one image
-def image_trace(z, *, hover: str, name: str = "pixels", **kwargs) -> dict:
-    """The app's image style: a crisp heatmap of grey levels in [0, 1], ink dark, no scale."""
+def image_trace(z, *, hover: str, name: str = "pixels", compact: bool = False, **kwargs) -> dict:
+    """The app's image style: a crisp heatmap of grey levels in [0, 1], ink dark, no scale.
+
+    ``compact``: the same look sent as one byte a pixel (uint8 levels 0..``INK_LEVELS``, 255
+    for NaN gaps; a quarter of float32's bytes) for figures redrawn on every click."""
+    if compact:
+        return dict(type="heatmap", z=compact_levels(z), zmin=0, zmax=255,
+                    colorscale=COMPACT_INK, zsmooth=False, showscale=False, name=name,
+                    hovertemplate=hover, **kwargs)
     return dict(type="heatmap", z=z, zmin=0.0, zmax=1.0, colorscale=INK, zsmooth=False,
                 showscale=False, name=name, hoverongaps=False, hovertemplate=hover, **kwargs)
+
+
+def compact_levels(z) -> np.ndarray:
+    """Grey levels in [0, 1] (NaN: gap) -> uint8 levels 0..``INK_LEVELS``, 255 for gaps."""
+    z = np.asarray(z, dtype=np.float32)
+    levels = np.rint(np.clip(np.nan_to_num(z, nan=0.0), 0.0, 1.0) * INK_LEVELS)
+    return np.where(np.isnan(z), 255, levels).astype(np.uint8)
 
 
 def _image_axes(x_title, y_title, numeric: bool, show_ticks: bool) -> dict:
@@ -246,11 +262,11 @@ def _tiles_layout(title: str, x_title: str, y_title: str, shape, n_rows: int, n_
 
 
 def _missing_overlay(m: np.ndarray) -> dict:
-    """A tint over the pixels where ``m`` is 1 (NaN elsewhere: transparent)."""
-    z = np.where(m > 0.5, np.float32(1.0), np.float32(np.nan))
-    return dict(type="heatmap", z=z, colorscale=[[0, MISSING_COLOUR], [1, MISSING_COLOUR]],
+    """A tint over the pixels where ``m`` is 1, transparent where it is 0 (uint8)."""
+    z = (np.asarray(m) > 0.5).astype(np.uint8)
+    return dict(type="heatmap", z=z, colorscale=[[0, "rgba(0,0,0,0)"], [1, MISSING_COLOUR]],
                 zmin=0, zmax=1, zsmooth=False, showscale=False, name="missing",
-                hoverinfo="skip", hoverongaps=False)
+                hoverinfo="skip")
 
 
 def imputation_strip_figure(strips, mask: np.ndarray, col_labels: Sequence[str], *,
@@ -258,6 +274,8 @@ def imputation_strip_figure(strips, mask: np.ndarray, col_labels: Sequence[str],
                             title: str = "Imputation chains", tile_px: int = TILE_PX,
                             axis_titles=("iteration", "chain")) -> go.Figure:
     """Fig. 5-style strips: one row per chain, one column per iteration, missing pixels tinted.
+
+    Redrawn on every step, so sent compact (``image_trace(..., compact=True)``: uint8 levels).
 
     Parameters
     ----------
@@ -290,8 +308,8 @@ def imputation_strip_figure(strips, mask: np.ndarray, col_labels: Sequence[str],
     tiles = np.concatenate(rows)  # (R * C, H, W), row by row
     tint = np.where(marked[:, None, None], mask[None], False)  # (C, H, W)
     tint = np.tile(tint, (len(rows), 1, 1)).astype(np.float32)  # (R * C, H, W)
-    return figure([image_trace(tile_images(tiles, n_cols=C),
-                               hover="value %{z:.2f}<extra></extra>"),
+    return figure([image_trace(tile_images(tiles, n_cols=C), compact=True,
+                               hover=f"grey level %{{z}} / {INK_LEVELS}<extra></extra>"),
                    _missing_overlay(tile_images(tint, n_cols=C, pad_value=0.0))],
                   _tiles_layout(title, *axis_titles, (H, W), len(rows), C, col_labels,
                                 list(strips), tile_px))

@@ -16,6 +16,11 @@ import plotly.graph_objects as go
 # background.
 INK = [[0.0, "rgb(255,255,255)"], [1.0, "rgb(0,0,0)"]]
 IMAGE_BACKGROUND = "rgb(214,226,240)"
+# The same look for images sent one byte a pixel (figures redrawn on every click): grey levels
+# 0..1 as 0..254 (:data:`INK_LEVELS`), 255 for the gaps, drawn in the background colour.
+INK_LEVELS = 254
+COMPACT_INK = [[0.0, INK[0][1]], [254 / 255, INK[1][1]], [254.5 / 255, INK[1][1]],
+               [254.5 / 255, IMAGE_BACKGROUND], [1.0, IMAGE_BACKGROUND]]
 MISSING_COLOUR = "rgba(255, 110, 0, 0.32)"  # tint over missing pixels
 # One palette (Plotly's / D3's category10) for classes, methods and estimators.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

@@ -64,10 +64,10 @@ def _show_selection(model, emb, data, rows, position, where) -> None:
 
 
 def page() -> None:
-    entry = model_picker_ui()
     st.title("Embedding")
     st.caption("Posterior means E_q[ξ | v] of test images, coloured by class (Rezende et al., "
                "2014, Fig. 3b). Hover for the class and index; select to see the images.")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
         st.stop()

@@ -365,11 +365,11 @@ def page() -> None:
     log = st.session_state.get(TRAIN_LOG)
     if log and log["status"] == "running":  # a rerun (Stop or any click) ended the loop
         finish_run(log, "stopped")
-    entry = model_picker_ui()
     st.title("Models")
     st.caption("Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
                "model's card, live training, step mode and checkpoints. Models you train or "
                "upload live in this browser tab only.")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
     for tab, draw in zip(tabs, (lambda: model_tab(entry), train_tab, lambda: step_tab(entry),
                                 lambda: files_tab(entry)), strict=True):

@@ -62,11 +62,11 @@ def metrics_ui(g, mc: dict, where) -> None:
 
 
 def page() -> None:
-    entry = model_picker_ui()
     st.title("Posterior")
     st.caption("The true posterior p(ξ | v) of one image on a grid (filled contours) against the "
                "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
                "samples and the MAP (Rezende et al., 2014, Fig. 2).")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     model = entry.model
     if model.latent_dim != 2:
         st.info(f"{entry.name!r} has {model.latent_dim} latents "

@@ -18,10 +18,10 @@ N_CHOICES = (16, 25, 36, 49, 64, 100)
 
 
 def page() -> None:
-    entry = model_picker_ui()
     st.title("Samples")
     st.caption("Ancestral samples ξ ~ N(0, I), v ~ π(v | h(ξ)) (eq. 2-4) beside test data "
                "(Rezende et al., 2014, Fig. 3a).")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
         st.stop()

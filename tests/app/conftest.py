@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import pytest
 
 import dlgm
-from app.figures.style import INK
+from app.figures.style import COMPACT_INK, INK
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 TIMEOUT = 120  # the first run of a process imports torch, plotly and the model
@@ -99,10 +99,16 @@ def assert_labelled(fig: go.Figure) -> None:
     assert all(titles(fig)), titles(fig)
 
 
-def assert_crisp(trace) -> None:
-    """The app's one image style: a crisp heatmap of grey levels in [0, 1], ink dark."""
+def assert_crisp(trace, compact: bool = False) -> None:
+    """The app's one image style: a crisp heatmap of grey levels in [0, 1], ink dark (or, if
+    ``compact``, the same look as uint8 levels 0..254 with 255 for gaps)."""
     assert isinstance(trace, go.Heatmap)
     assert trace.zsmooth is False
+    if compact:
+        assert np.asarray(trace.z).dtype == np.uint8
+        assert trace.zmin == 0 and trace.zmax == 255
+        assert [list(c) for c in trace.colorscale] == [list(c) for c in COMPACT_INK]
+        return
     assert trace.zmin == 0 and trace.zmax == 1
     assert [c[1] for c in trace.colorscale] == [c[1] for c in INK]
     assert trace.colorscale[0][1] == "rgb(255,255,255)"  # grey level 0: white paper

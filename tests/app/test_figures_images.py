@@ -126,11 +126,16 @@ def test_imputation_strip_figure():
     assert_labelled(fig)
     assert fig.layout.title.text == "chains"
     image, tint = fig.data
-    assert_crisp(image)
-    assert np.asarray(image.z).shape == (2 * (H + 1) - 1, C * (W + 1) - 1)
-    tz = np.asarray(tint.z, dtype=float)
-    assert np.nansum(tz) == 4 * mask.sum() * 2  # tinted in 4 marked columns of 2 rows
-    assert np.isnan(tz[:H, :W]).all()  # the truth column is not tinted
+    assert_crisp(image, compact=True)  # redrawn on every step: one byte a pixel
+    z = np.asarray(image.z)
+    assert z.shape == (2 * (H + 1) - 1, C * (W + 1) - 1)
+    np.testing.assert_array_equal(z[H + 1:, W + 1:2 * W + 1],
+                                  np.rint(strips["MWG"][1] * 254))  # row 1, column 1
+    assert (z[H] == 255).all() and (z[:, W] == 255).all()  # the gaps
+    tz = np.asarray(tint.z)
+    assert tz.dtype == np.uint8 and tint.colorscale[0][1] == "rgba(0,0,0,0)"  # 0: transparent
+    assert tz.sum() == 4 * mask.sum() * 2  # tinted in 4 marked columns of 2 rows
+    assert (tz[:H, :W] == 0).all()  # the truth column is not tinted
     assert list(fig.layout.xaxis.ticktext) == labels
     assert list(fig.layout.yaxis.ticktext) == list(strips)
     assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.autorange == "reversed"
@@ -152,8 +157,9 @@ def test_masked_image_figure(n_missing):
     assert_labelled(fig)
     z = np.asarray(fig.data[0].z, dtype=float)
     assert z.shape == (4, 9)
-    np.testing.assert_allclose(z[:, :4], image)  # left: the image, untouched
-    assert np.nansum(np.asarray(fig.data[1].z, dtype=float)) == n_missing  # right: tinted
+    np.testing.assert_allclose(z[:, :4] / 254, image, atol=0.5 / 254)  # left: the image
+    assert (z[:, 4] == 255).all()  # the gap
+    assert np.asarray(fig.data[1].z, dtype=float).sum() == n_missing  # right: tinted
     assert f"({n_missing} of 16 pixels missing)" in fig.layout.title.text
 
 
@@ -183,3 +189,16 @@ def test_painted_mask_downsamples_strokes():
     assert not F.painted_mask(None, (3, 5)).any()
     with pytest.raises(ValueError):
         F.painted_mask(np.zeros((4, 4)), (2, 2))
+
+
+def test_compact_levels_keep_the_image_style():
+    """One byte a pixel: 0 -> 0 (white), 1 -> 254 (black), NaN gaps -> 255 (background); the
+    colour scale draws them in the colours of the float style."""
+    from app.figures.style import COMPACT_INK, IMAGE_BACKGROUND, INK
+
+    z = F.compact_levels(np.array([[0.0, 0.5, 1.0, np.nan, 2.0, -1.0]]))
+    assert z.dtype == np.uint8 and z.tolist() == [[0, 127, 254, 255, 254, 0]]
+    assert COMPACT_INK[0][1] == INK[0][1] and COMPACT_INK[1] == [254 / 255, INK[1][1]]
+    assert COMPACT_INK[-1] == [1.0, IMAGE_BACKGROUND]
+    positions = [p for p, _ in COMPACT_INK]
+    assert positions == sorted(positions) and 254 / 255 < positions[3] < 1.0
