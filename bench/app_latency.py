@@ -7,6 +7,10 @@ one imputation step (three chains), and opening the Embedding page with 5,000 po
 
     python bench/app_latency.py --model mnist-2d-rank1 --repeats 5
 
+The pages are driven by their widget keys only (``post_index``, ``imp_step``, ``emb_n``), so
+the bench follows the app whatever module computes a page (``app/compute/<page>.py``). The
+latency a user feels in a browser, rendering included: ``bench/browser_latency.py``.
+
 Prints a table and one JSON line (median and max seconds per interaction).
 """
 
