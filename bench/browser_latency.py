@@ -6,7 +6,8 @@ Starts the app as ``make run`` does (``streamlit run streamlit_app.py`` in the p
 
 - until the Models page's title shows, and until the model card shows (its tables);
 
-then on the Imputation page, the time from a click on Step until the strip's title says the
+then, once the server's background warm-up is over (its log says so), on the Imputation page
+the time from a click on Step until the strip's title says the
 new iteration (the figure has been redrawn), with the default pretrained model and, with
 ``--trained``, with a model trained in the tab (one short run on the Models page).
 
@@ -145,6 +146,17 @@ def train_in_tab(page, epochs: int) -> float:
     return time.perf_counter() - start
 
 
+def wait_warm_up(log_path: str, t_health: float) -> float | None:
+    """Until the server logs that its background warm-up is over (``warm-up: ...``), so that
+    the steps are timed without it; seconds after the health answer, None if never."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        if "warm-up:" in Path(log_path).read_text():
+            return time.perf_counter() - t_health
+        time.sleep(0.2)
+    return None
+
+
 def _summary(steps: dict) -> dict:
     times = steps["total"]
     return {"median_s": round(statistics.median(times), 3),
@@ -182,6 +194,9 @@ def main() -> None:
             print(f"Models title {result['models_title_s']:.2f} s, model card "
                   f"{result['model_card_s']:.2f} s after /_stcore/health")
             wait_idle(page)
+            log.flush()
+            warm = wait_warm_up(log.name, t_health)
+            result["warm_up_done_s"] = None if warm is None else round(warm, 1)
             result["step_pretrained"] = _summary(step_times(page, args.steps, frames))
             print(f"imputation Step, default pretrained model: {result['step_pretrained']}")
             if args.trained:

@@ -72,7 +72,7 @@ def page() -> None:
         st.info(f"{entry.name!r} has {model.latent_dim} latents "
                 f"(n_latent={tuple(model.config.n_latent)}). The true posterior can only be "
                 "evaluated on a grid, and drawn, for models with exactly 2 latents in total: "
-                "pick one such as digits-2d-rank1 in the sidebar, or train one on the Models "
+                "pick one such as mnist-2d-rank1 in the sidebar, or train one on the Models "
                 "page with latents = 2.")
         st.stop()
     data = test_data_ui(entry)
