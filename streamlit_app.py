@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from app.limits import configure_server
+from app.server import configure_server, first_page_done
 
-configure_server()  # once per process: torch threads, imports frozen out of the GC's way
+configure_server()  # once per process: torch threads, GC thresholds, the warm-up thread
 st.set_page_config(page_title="DLGM Lab", page_icon=":material/blur_on:", layout="wide")
 
 pages = [
@@ -16,4 +16,7 @@ pages = [
     st.Page("app/pages/estimators.py", title="Gradient estimators", icon=":material/functions:"),
     st.Page("app/pages/likelihoods.py", title="Likelihoods", icon=":material/leaderboard:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+finally:
+    first_page_done()  # the server's warm-up starts after the first page is drawn

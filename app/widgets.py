@@ -6,17 +6,14 @@ Helpers that draw widgets and return their values end in ``_ui``. Every one take
 no longer allowed (e.g. an index past the end of another model's data) falls back to the
 default.
 
-Also here: :func:`show_figure` (``st.plotly_chart`` with the app's defaults) and
-:func:`test_data_ui` (the test images a model sees: binarised for Bernoulli models).
+Also here: :func:`show_figure` (``st.plotly_chart`` with the app's defaults). The test images
+a model sees come from ``app.session.test_data_ui``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-
-from app.common import Entry, binarized_test_images, test_images
-from dlgm.data import DataError, ImageData
 
 PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 
@@ -71,27 +68,6 @@ def layer_ui(n_layers: int, *, key: str, where=None,
         persist_state="session",
         help="Layers l+1..L stay fixed; ξ_1..ξ_l are drawn afresh. l = 1 is nearest the data, "
              "l = L resamples everything."))
-
-
-def test_data_ui(entry: Entry, *, where=None) -> ImageData | None:
-    """The test images as ``entry``'s model sees them: binarised once (seed 0) for Bernoulli
-    models, grey levels for Gaussian ones. Shows an error and returns None when the data set is
-    missing or its images do not fit the model."""
-    where = where or st
-    name = entry.data_name
-    try:
-        data = test_images(name)
-    except DataError as e:
-        where.error(f"The test images of {name!r} are not available: {e}")
-        return None
-    if data.x.shape[1] != entry.model.n_pixels:
-        where.error(f"Model {entry.name!r} expects {entry.model.n_pixels} pixels per image, but "
-                    f"its data set {name!r} has {data.x.shape[1]}; its metadata names the wrong "
-                    "data set.")
-        return None
-    if entry.model.config.likelihood == "bernoulli":
-        data = ImageData(x=binarized_test_images(name), y=data.y, shape=data.shape, name=name)
-    return data
 
 
 def drawn_image_ui(shape: tuple[int, int], *, key: str, where=None) -> np.ndarray | None:

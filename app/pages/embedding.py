@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import common
-from app.figures import image_figure, image_grid_figure
-from app.shared import EMB_N, MAX_POINTS, decode, embedding, embedding_chart, manifold_chart
-from app.widgets import show_figure, test_data_ui
+from app.compute import embedding as compute
+from app.compute.embedding import decode
+from app.figures.images import image_figure, image_grid_figure
+from app.session import model_picker_ui, test_data_ui
+from app.widgets import show_figure
 
 MAX_SHOWN = 48  # images shown for a multi-point selection
 
@@ -63,22 +64,23 @@ def _show_selection(model, emb, data, rows, position, where) -> None:
 
 
 def page() -> None:
-    entry = common.model_picker_ui()
     st.title("Embedding")
     st.caption("Posterior means E_q[ξ | v] of test images, coloured by class (Rezende et al., "
                "2014, Fig. 3b). Hover for the class and index; select to see the images.")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
         st.stop()
     model = entry.model
     two_d = model.latent_dim == 2
     c1, c2, c3 = st.columns([2, 2, 3])
-    n_max = min(MAX_POINTS, len(data))
-    n = int(c1.slider("Test images", min_value=1, max_value=n_max, value=min(EMB_N, n_max),
-                      step=1 if n_max < 1000 else 100, key="emb_n", persist_state="session"))
+    n_max = min(compute.MAX_POINTS, len(data))
+    n = int(c1.slider("Test images", min_value=1, max_value=n_max,
+                      value=min(compute.N_DEFAULT, n_max), step=1 if n_max < 1000 else 100,
+                      key="emb_n", persist_state="session"))
     view = c2.segmented_control("View", ("Embedding", "Manifold"), default="Embedding",
                                 required=True, key="emb_view", persist_state="session")
-    emb = embedding(model, entry.model_id, entry.data_name, n)
+    emb = compute.embedding(model, entry.data_name, n)
     if not two_d:
         st.info(f"This model has {model.latent_dim} latents: the plane is spanned by the top two "
                 "principal components of the posterior means "
@@ -91,11 +93,11 @@ def page() -> None:
                                  key=f"emb_radius_{two_d}"))
         side = int(c3.slider("Lattice points per axis", min_value=5, max_value=25, value=15,
                              key="emb_side", persist_state="session"))
-        show_figure(manifold_chart(model, entry.model_id, entry.data_name, n, radius, side))
+        show_figure(compute.manifold_chart(model, entry.data_name, n, radius, side))
         return
     left, right = st.columns([3, 1])
-    # The scatter of this model, data set and n, read-only and shared (app.shared).
-    event = show_figure(embedding_chart(model, entry.model_id, entry.data_name, n), where=left,
+    # The scatter of this model, data set and n, read-only and shared (app.compute).
+    event = show_figure(compute.embedding_chart(model, entry.data_name, n), where=left,
                         key=f"emb_chart_{entry.model_id}_{n}", on_select="rerun")
     rows, position = _selection(event)
     _show_selection(model, emb, data, rows, position, right)

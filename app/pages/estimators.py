@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.figures_extra import ESTIMATOR_NAMES
-from app.shared import MAX_ELEMENTS, TARGETS, variance_results
+from app.compute.estimators import MAX_ELEMENTS, TARGETS, variance_results
+from app.figures.curves import ESTIMATOR_NAMES
 from dlgm.estimators import ESTIMATORS, FUNCTIONS
 
 ALL_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
@@ -78,7 +78,7 @@ def main() -> None:
                    "(O(K^2) per sample): large K take a few seconds the first time.")
     start = time.perf_counter()
     with st.spinner("Estimating variances..."):
-        # Variances and figure of these settings, read-only and shared (app.shared).
+        # Variances and figure of these settings, read-only and shared (app.compute.estimators).
         results = variance_results(tuple(s.items()))
     seconds = time.perf_counter() - start
     variances, skipped = results["variances"], results["skipped"]

@@ -14,43 +14,30 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from app import common
-from app.common import digest
-from app.figures_extra import painted_mask
-from app.shared import error_chart, initial_chains, masked_image_chart, strip_chart
+from app.compute import imputation as compute
+from app.compute.imputation import LABELS, METRICS, N_SHOWN
+from app.figures.images import painted_mask
+from app.session import Entry, model_picker_ui, seen_label, seen_test_images, test_data_ui
 from dlgm.errors import DLGMError
-from dlgm.impute import (
-    INITS,
-    METHODS,
-    as_mask,
-    mask_random,
-    mask_square,
-)
+from dlgm.impute import INITS, METHODS, as_mask, mask_random, mask_square
 
 CHAINS_KEY = "imputation_chains"  # {"signature": tuple, "chains": {method: chain}}; no widget
 PLAYING_KEY = "imputation_playing"  # bool; no widget owns it
-LABELS = {"pseudo-gibbs": "pseudo-Gibbs (paper)", "mwg": "Metropolis-within-Gibbs (exact)",
-          "importance": "importance resampling"}
 MASK_KINDS = ("Missing at random", "Missing square", "Paint with the mouse")
-METRICS = {"cross-entropy": ("cross_entropy", "cross-entropy (nats per missing pixel)"),
-           "pixel error rate": ("accuracy", "fraction of missing pixels wrong"),
-           "squared error": ("mse", "mean squared error per missing pixel")}
-N_SHOWN = 15  # iterations shown in the strip, as in Fig. 5
 MAX_PLAY_STEPS = 200
 PLAY_INTERVAL_S = 0.4
 CANVAS_PX = 240
 
 
-def image_ui(data, binary: bool) -> tuple[int, np.ndarray]:
-    """Pick a test image; returns its index and its pixels (binarised for Bernoulli models)."""
+def image_ui(entry: Entry, data) -> tuple[int, np.ndarray]:
+    """Pick a test image (as the model sees it); returns its index and its pixels."""
     n = len(data)
     idx = int(st.number_input("Test image", 0, n - 1, 0, key="imp_index",
                               help=f"Index into the {n} test images."))
-    x = common.binarized_test_images(data.name)[idx] if binary else data.x[idx]
     label = "" if data.y is None else f"; label {int(data.y[idx])}"
-    st.caption(f"{data.name} test image {idx}{label}; "
-               + ("statically binarised (seed 0)." if binary else "grey levels."))
-    return idx, np.array(x, dtype=np.float32)  # a writable copy (the images are shared)
+    how = seen_label(seen_test_images(entry.model, data.name)[1])
+    st.caption(f"{data.name} test image {idx}{label}; {how}.")
+    return idx, np.array(data.x[idx], dtype=np.float32)  # a writable copy (shared images)
 
 
 def _set_rate(rate: int) -> None:
@@ -116,15 +103,14 @@ def chain_settings_ui() -> dict:
             "probs": shown.startswith("pixel")}
 
 
-def get_chains(entry: common.Entry, x: np.ndarray, mask: torch.Tensor, settings: dict) -> dict:
+def get_chains(entry: Entry, x: np.ndarray, mask: torch.Tensor, settings: dict) -> dict:
     """The chains of this session, rebuilt (at step 0) when the image, mask or settings change:
     a private copy of the server's pristine chains for that signature (building them decodes
     every particle; a copy is about 1 ms and steps exactly as the original would)."""
-    signature = (entry.model_id, digest(mask.numpy(), x), settings["methods"], settings["init"],
-                 settings["particles"], settings["seed"])
+    signature = compute.signature(entry.model, x, mask, settings)
     state = st.session_state.get(CHAINS_KEY)
     if state is None or state["signature"] != signature:
-        pristine = initial_chains(entry.model, x, mask, signature)
+        pristine = compute.initial_chains(entry.model, x, mask, signature)
         # Everything copied but the model (shared, read-only, or this session's own).
         chains = copy.deepcopy(pristine, memo={id(entry.model): entry.model})
         state = {"signature": signature, "chains": chains}
@@ -138,7 +124,7 @@ def step_all(chains: dict, n: int = 1) -> None:
         chain.run(n)
 
 
-def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
+def chain_view(entry: Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
                settings: dict) -> None:
     """Buttons, iteration count, Fig. 5 strip and the error chart (a fragment while playing)."""
     playing = st.session_state.get(PLAYING_KEY, False)
@@ -164,7 +150,7 @@ def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.nd
 
     # The chains are a deterministic function of their signature (model id, image, mask and
     # settings, seeds included) and of the number of steps taken, so their figures are shared
-    # read-only between reruns and sessions under that key (app.shared.strip_chart, error_chart).
+    # read-only between reruns and sessions under that key (app.compute.imputation).
     key = (st.session_state[CHAINS_KEY]["signature"], t)
     cols = st.columns(3)
     cols[0].metric("Iteration", t)
@@ -176,12 +162,12 @@ def chain_view(entry: common.Entry, chains: dict, truth: np.ndarray, mask: np.nd
         ess = chains["importance"].ess
         cols[2].metric("Importance ESS", f"{float(ess.mean()):.1f} / {settings['particles']}",
                        help="Effective sample size 1 / sum w^2 of the particle weights.")
-    st.plotly_chart(strip_chart(chains, key, settings["probs"], truth, mask, N_SHOWN,
-                                tuple(LABELS.items())), key="imp_strip")
+    st.plotly_chart(compute.strip_chart(chains, key, settings["probs"], truth, mask),
+                    key="imp_strip")
     if not mask.any():
         return
     metric = st.radio("Error", list(METRICS), horizontal=True, key="imp_metric")
-    st.plotly_chart(error_chart(chains, key, *METRICS[metric], truth, tuple(LABELS.items())),
+    st.plotly_chart(compute.error_chart(chains, key, *METRICS[metric], truth),
                     key="imp_errors")
 
 
@@ -195,19 +181,20 @@ def main() -> None:
         "each proposal so that the chain targets p(v_missing | v_observed) exactly; "
         "**importance resampling** draws from weighted particles. Observed pixels never "
         "change; missing ones are tinted orange.")
-    entry = common.model_picker_ui()
+    entry = model_picker_ui()
     model = entry.model
     if len(model.data_shape) != 2:
         st.warning(f"This page needs image models; {entry.name} has data shape "
                    f"{model.data_shape}.")
         return
     shape = tuple(model.data_shape)
-    data = common.test_images(entry.data_name)
-    binary = model.config.likelihood == "bernoulli"
+    data = test_data_ui(entry)
+    if data is None:
+        return
 
     left, right = st.columns([1, 1], gap="large")
     with left:
-        _, x = image_ui(data, binary)
+        _, x = image_ui(entry, data)
         raw_mask = mask_ui(x, shape)
     try:
         mask = as_mask(raw_mask, model.n_pixels)
@@ -216,7 +203,7 @@ def main() -> None:
         return
     m = mask.numpy().reshape(shape)
     with right:
-        st.plotly_chart(masked_image_chart(x, m, digest(x, m)), key="imp_mask_fig")
+        st.plotly_chart(compute.masked_image_chart(x, m), key="imp_mask_fig")
         n_missing = int(m.sum())
         if n_missing == 0:
             st.info("Nothing is missing: every chain keeps the image unchanged and there is no "

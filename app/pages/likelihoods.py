@@ -12,8 +12,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import common
-from app.shared import K_CHOICES, N_WORST, live_defaults, live_results, table1_chart, test_seed
+from app.compute import likelihoods as compute
+from app.session import Entry, all_model_names, get_entry, model_picker_ui, test_data_ui
+from dlgm.data import eval_seed
 
 PAPER_BINARISATION = "static (Larochelle & Murray)"
 PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MNIST test set
@@ -31,14 +32,14 @@ def binarisation_label(model) -> str:
     kind = str(trained.get("kind", "not recorded"))
     if kind == "static":
         kind += f" (seed {trained.get('seed', 0)})"
-    return f"train {kind}; test static (seed {test_seed(model)})"
+    return f"train {kind}; test static (seed {eval_seed(model)})"
 
 
 def model_rows() -> list[dict]:
     """One row per model this session can see, from its card."""
     rows = []
-    for name in common.all_model_names():
-        entry = common.get_entry(name)
+    for name in all_model_names():
+        entry = get_entry(name)
         meta, cfg = entry.model.metadata, entry.model.config
         k = meta.get("eval_k")
         rows.append({
@@ -72,7 +73,7 @@ def table_section() -> None:
     st.dataframe(table, hide_index=True)
     comparable = [r for r in rows if r["data"] == "mnist" and not math.isnan(r["nll"])]
     rows_key = tuple(tuple(sorted((k, str(v)) for k, v in r.items())) for r in comparable)
-    st.plotly_chart(table1_chart(rows_key, comparable), key="ll_table1")
+    st.plotly_chart(compute.table1_chart(rows_key, comparable), key="ll_table1")
     others = sorted({r["data"] for r in rows if r["data"] != "mnist"})
     st.caption(
         "Paper rows: the statically binarised MNIST of Larochelle & Murray (2011), as in Uria "
@@ -83,24 +84,25 @@ def table_section() -> None:
            "pixel counts, so their NLLs are not comparable." if others else ""))
 
 
-def live_section(entry: common.Entry) -> None:
+def live_section(entry: Entry) -> None:
     model = entry.model
-    data = common.test_images(entry.data_name)
+    data = test_data_ui(entry)
+    if data is None:
+        return
     st.subheader(f"Live estimate for {entry.name}")
     c1, c2, c3 = st.columns(3)
     n_max = len(data)
-    n_default, k_default, seed_default = live_defaults(n_max)  # also warmed up by the server
+    n_default, k_default, seed_default = compute.live_defaults(n_max)  # warmed up by the server
     n_images = c1.slider("Test images", min(10, n_max), min(1000, n_max), n_default,
                          step=10 if n_max >= 20 else 1, key="ll_n")
-    k = c2.select_slider("Importance samples K", K_CHOICES, value=k_default, key="ll_k")
+    k = c2.select_slider("Importance samples K", compute.K_CHOICES, value=k_default, key="ll_k")
     seed = int(c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed"))
     binary = model.config.likelihood == "bernoulli"
     with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
-        live = live_results(model, entry.model_id, entry.name, entry.data_name, n_images, k,
-                            seed, K_CHOICES, N_WORST)
+        live = compute.live_results(model, entry.name, entry.data_name, n_images, k, seed)
     log_px_mean, elbo_mean = live["log_px_mean"], live["elbo_mean"]
     label = (f"{entry.data_name} test images 0-{n_images - 1}, "
-             + (f"statically binarised here with seed {test_seed(model)}" if binary
+             + (f"statically binarised here with seed {eval_seed(model)}" if binary
                 else "grey levels") + f" (model card: {binarisation_label(model)}).")
     m1, m2, m3 = st.columns(3)
     m1.metric(f"Test NLL, K = {k}", f"{-log_px_mean:.2f} nats",
@@ -126,7 +128,7 @@ def main() -> None:
         "is better), estimated by importance sampling with the recognition model as the "
         "proposal: log p(v) ~ log (1/K) sum_k p(v, xi_k) / q(xi_k | v). With K = 1 this is "
         "a one-sample ELBO; as K grows it tightens towards log p(v).")
-    entry = common.model_picker_ui()
+    entry = model_picker_ui()
     table_section()
     if len(entry.model.data_shape) != 2:
         st.warning(f"{entry.name} is not an image model; the live estimate needs one.")

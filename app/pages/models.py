@@ -12,7 +12,6 @@ digit of the minibatch.
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import numpy as np
@@ -21,28 +20,28 @@ import streamlit as st
 import torch
 
 import dlgm
-from app import common
-from app.common import (
+from app.compute.models import available_datasets, build_run, history_chart, step_trainer
+from app.figures.curves import curves_figure, history_figure
+from app.figures.images import image_figure
+from app.figures.latent import latent_bars_figure
+from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot
+from app.session import (
     Entry,
     add_session_model,
     all_model_names,
     get_entry,
+    model_picker_ui,
     pretrained_names,
     touch,
-    trainable_copy,
 )
-from app.figures import curves_figure, image_figure, latent_bars_figure
-from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot
-from app.shared import available_datasets, history_chart, history_figure
 from app.widgets import show_figure
-from dlgm.data import DATASETS, load_dataset
-from dlgm.train import OPTIMIZERS, Trainer
+from dlgm.data import DATASETS
+from dlgm.train import OPTIMIZERS
 
 TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
 STEP = "models_step"  # step mode: {"trainer", "name", "losses", "last"}
 UPLOAD = "models_upload"  # (file_id, kind, message) of the last uploaded file
 TABS = ("Selected model", "Train a new model", "Step mode", "Upload / download")
-REPORTS_PER_EPOCH = 5
 METRIC_LABELS = {  # card key -> (label, format); other numbers are shown under their key
     "test_nll": ("test NLL −log p(v) (nats)", "{:.2f}"),
     "test_nll_quadrature": ("test NLL by quadrature, 2 latents (nats)", "{:.2f}"),
@@ -55,16 +54,6 @@ METRIC_LABELS = {  # card key -> (label, format); other numbers are shown under 
 
 
 # ---------------------------------------------------------------------------- helpers
-def parse_sizes(text: str, what: str) -> tuple[int, ...]:
-    """'200, 200' -> (200, 200); '' -> (). Raises ValueError with a readable message."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a list of whole numbers, e.g. '200, 200'") \
-            from None
-
-
 def unique_name(base: str) -> str:
     """``base``, or ``base-2``, ``base-3``... if a model of that name exists already."""
     names, name, k = set(all_model_names()), base, 1
@@ -149,25 +138,6 @@ def train_form() -> dict | None:
     return dict(data=data, latents=latents, hidden=hidden, covariance=cov, likelihood=lik,
                 optimizer=opt, lr=float(lr), epochs=int(epochs), batch_size=int(batch),
                 seed=int(seed), name=name.strip())
-
-
-def build_run(s: dict) -> tuple[dlgm.DLGM, Trainer]:
-    """A fresh model and its Trainer from the form settings; raises ConfigError / DataError /
-    ValueError with a message for the user."""
-    train = load_dataset(s["data"], "train", download=False)
-    valid = load_dataset(s["data"], "test", download=False)
-    hidden = parse_sizes(s["hidden"], "hidden widths")
-    config = dlgm.DLGMConfig(data_shape=train.shape, n_latent=parse_sizes(s["latents"], "latents"),
-                             gen_hidden=hidden, rec_hidden=hidden or (200,),
-                             covariance=s["covariance"], likelihood=s["likelihood"])
-    binarize = "dynamic" if s["likelihood"] == "bernoulli" else "none"
-    model = dlgm.DLGM(config, metadata={"data": s["data"], "binarization": {"kind": binarize}},
-                      seed=s["seed"])
-    steps = math.ceil(len(train) / s["batch_size"])
-    trainer = Trainer(model, train.x, batch_size=s["batch_size"], optimizer=s["optimizer"],
-                      lr=s["lr"], binarize=binarize, seed=s["seed"], device="cpu",
-                      x_valid=valid.x, report_every=max(1, steps // REPORTS_PER_EPOCH))
-    return model, trainer
 
 
 def train_live(s: dict) -> None:
@@ -261,23 +231,13 @@ def train_tab() -> None:
 # ---------------------------------------------------------------------------- step mode
 def start_step_mode(entry: Entry, fresh: bool, s: dict) -> None:
     try:
-        train = load_dataset(entry.data_name, "train", download=False)
-        if fresh:
-            model = dlgm.DLGM(entry.model.config, metadata={
-                k: v for k, v in entry.model.metadata.items() if k in ("data", "binarization")},
-                seed=s["seed"])
-        else:
-            model = trainable_copy(entry)
-        binarize = "dynamic" if model.config.likelihood == "bernoulli" else "none"
-        trainer = Trainer(model, train.x, batch_size=s["batch_size"], optimizer=s["optimizer"],
-                          lr=s["lr"], binarize=binarize, seed=s["seed"], device="cpu",
-                          report_every=1)
+        trainer = step_trainer(entry, fresh, s)
     except (dlgm.DLGMError, ValueError) as e:
         st.error(f"Cannot start step mode: {e}")
         return
     base = entry.name.removesuffix("-steps")
     name = f"{base}-steps" if f"{base}-steps" not in pretrained_names() else f"{base}-steps-2"
-    add_session_model(name, model, "trained")
+    add_session_model(name, trainer.model, "trained")
     st.session_state[STEP] = {"trainer": trainer, "name": name, "losses": [], "last": None}
 
 
@@ -405,11 +365,11 @@ def page() -> None:
     log = st.session_state.get(TRAIN_LOG)
     if log and log["status"] == "running":  # a rerun (Stop or any click) ended the loop
         finish_run(log, "stopped")
-    entry = common.model_picker_ui()
     st.title("Models")
     st.caption("Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
                "model's card, live training, step mode and checkpoints. Models you train or "
                "upload live in this browser tab only.")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
     for tab, draw in zip(tabs, (lambda: model_tab(entry), train_tab, lambda: step_tab(entry),
                                 lambda: files_tab(entry)), strict=True):

@@ -13,25 +13,17 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import common
-from app.common import all_model_names, digest, get_entry
+from app.compute import posterior as compute
 from app.limits import MAX_GRID
-from app.shared import (
-    POST_GRID,
-    POST_RADIUS,
-    POST_SAMPLES,
-    POST_SEED,
-    image_panel,
-    panel,
-    twins,
-)
-from app.widgets import (
-    drawn_image_ui,
-    image_index_ui,
-    seed_ui,
-    show_figure,
+from app.session import (
+    all_model_names,
+    get_entry,
+    model_picker_ui,
+    seen_label,
+    seen_test_images,
     test_data_ui,
 )
+from app.widgets import drawn_image_ui, image_index_ui, seed_ui, show_figure
 
 SOURCES = ("Test image", "Draw one")
 
@@ -51,7 +43,8 @@ def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
         return drawn, "Your drawing."
     i = image_index_ui(len(data), key="post_index")
     label = "" if data.y is None else f", class {int(data.y[i])}"
-    return data.x[i], f"Test image #{i}{label}" + (", binarised (seed 0)." if binary else ".")
+    how = seen_label(seen_test_images(entry.model, data.name)[1])
+    return data.x[i], f"Test image #{i}{label}" + (f", {how}." if binary else ".")
 
 
 def metrics_ui(g, mc: dict, where) -> None:
@@ -69,17 +62,17 @@ def metrics_ui(g, mc: dict, where) -> None:
 
 
 def page() -> None:
-    entry = common.model_picker_ui()
     st.title("Posterior")
     st.caption("The true posterior p(ξ | v) of one image on a grid (filled contours) against the "
                "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
                "samples and the MAP (Rezende et al., 2014, Fig. 2).")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     model = entry.model
     if model.latent_dim != 2:
         st.info(f"{entry.name!r} has {model.latent_dim} latents "
                 f"(n_latent={tuple(model.config.n_latent)}). The true posterior can only be "
                 "evaluated on a grid, and drawn, for models with exactly 2 latents in total: "
-                "pick one such as digits-2d-rank1 in the sidebar, or train one on the Models "
+                "pick one such as mnist-2d-rank1 in the sidebar, or train one on the Models "
                 "page with latents = 2.")
         st.stop()
     data = test_data_ui(entry)
@@ -88,13 +81,13 @@ def page() -> None:
     controls, shown = st.columns([1, 3])
     with controls:
         chosen = image_ui(entry, data)
-        size = int(st.slider("Grid points per axis G", 21, min(201, MAX_GRID), POST_GRID,
+        size = int(st.slider("Grid points per axis G", 21, min(201, MAX_GRID), compute.GRID,
                              step=10, key="post_grid", persist_state="session"))
-        radius = float(st.slider("Grid half-width r ([-r, r]²)", 1.0, 8.0, POST_RADIUS,
+        radius = float(st.slider("Grid half-width r ([-r, r]²)", 1.0, 8.0, compute.RADIUS,
                                  step=0.5, key="post_radius", persist_state="session"))
-        n = int(st.slider("Samples of the prior and of q", 0, 500, POST_SAMPLES, step=10,
+        n = int(st.slider("Samples of the prior and of q", 0, 500, compute.SAMPLES, step=10,
                           key="post_samples", persist_state="session"))
-        seed = seed_ui(key="post_seed", default=POST_SEED)
+        seed = seed_ui(key="post_seed", default=compute.SEED)
         zoom = st.toggle("Zoom on the posterior", value=True, key="post_zoom",
                          persist_state="session",
                          help="Show the region where p(ξ | v) and q have their mass; off: the "
@@ -102,12 +95,10 @@ def page() -> None:
     if chosen is None:
         st.stop()
     x, caption = chosen
-    x = np.array(x, dtype=np.float32)  # a writable copy (the test images are shared)
-    key = digest(x)
     with controls:
-        show_figure(image_panel(x, key, tuple(data.shape)))
+        show_figure(compute.image_panel(x, tuple(data.shape)))
         st.caption(caption)
-    names = twins(entry.name, all_model_names())
+    names = compute.twins(entry.name, all_model_names())
     if len(names) > 1:
         with controls:
             if not st.toggle("Show the covariance twins", value=True, key="post_twins",
@@ -119,7 +110,7 @@ def page() -> None:
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
             e = entry if name == entry.name else get_entry(name)
-            p = panel(e.model, e.model_id, name, x, key, size, radius, n, seed, zoom)
+            p = compute.panel(e.model, name, x, size, radius, n, seed, zoom)
             show_figure(p["fig"], where=col)
             metrics_ui(p["stats"], p["mc"], col)
         if len(names) > 1:

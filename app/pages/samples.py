@@ -10,37 +10,29 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import common
-from app.shared import (
-    N_ROWS_LAYER,
-    N_VARIATIONS,
-    SAMPLES_N,
-    SAMPLES_SEED,
-    image_grid_chart,
-    resampled,
-    samples_charts,
-)
-from app.widgets import layer_ui, seed_ui, show_figure, test_data_ui
+from app.compute import samples as compute
+from app.session import model_picker_ui, test_data_ui
+from app.widgets import layer_ui, seed_ui, show_figure
 
 N_CHOICES = (16, 25, 36, 49, 64, 100)
 
 
 def page() -> None:
-    entry = common.model_picker_ui()
     st.title("Samples")
     st.caption("Ancestral samples ξ ~ N(0, I), v ~ π(v | h(ξ)) (eq. 2-4) beside test data "
                "(Rezende et al., 2014, Fig. 3a).")
+    entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
         st.stop()
     model = entry.model
     c1, c2, c3 = st.columns([2, 1, 2])
-    n = int(c1.select_slider("Number of samples", N_CHOICES, value=SAMPLES_N, key="smp_n",
+    n = int(c1.select_slider("Number of samples", N_CHOICES, value=compute.N_DEFAULT, key="smp_n",
                              persist_state="session"))
-    seed = seed_ui(key="smp_seed", where=c2, default=SAMPLES_SEED)
-    # Read-only figures shared by reruns and sessions (app.shared): model probabilities, test
-    # grey levels; model samples, test images as the model sees them.
-    charts = samples_charts(entry, data, n, seed)
+    seed = seed_ui(key="smp_seed", where=c2, default=compute.SEED_DEFAULT)
+    # Read-only figures shared by reruns and sessions (app.compute.samples): model
+    # probabilities, test grey levels; model samples, test images as the model sees them.
+    charts = compute.sample_charts(entry, n, seed)
     top = st.columns(2)
     show_figure(charts[0], where=top[0])
     show_figure(charts[1], where=top[1])
@@ -56,12 +48,12 @@ def page() -> None:
         return
     with c3:
         layer = layer_ui(n_layers, key="smp_layer")
-    images = resampled(model, entry.model_id, layer, seed)
+    images = compute.resampled(model, layer, seed)
     kept = ", ".join(f"ξ_{i}" for i in range(layer + 1, n_layers + 1)) or "nothing"
-    show_figure(image_grid_chart(
-        images, shape=data.shape, n_cols=N_VARIATIONS, height=90 * N_ROWS_LAYER,
-        title=f"Each row keeps {kept} of one sample (first column) and redraws "
-              f"ξ_1..ξ_{layer}"))
+    show_figure(compute.grid_chart(
+        images, tuple(data.shape), 90 * compute.N_ROWS_LAYER,
+        f"Each row keeps {kept} of one sample (first column) and redraws ξ_1..ξ_{layer}",
+        n_cols=compute.N_VARIATIONS))
 
 
 page()

@@ -1,15 +1,19 @@
-"""What every page shares: the model registry, per-session models, cached data and pickers.
+"""The models of this browser tab, the model picker, and the test images as a model sees them.
 
 Pretrained models are loaded once per server with ``st.cache_resource`` and shared by every
 user, so they are read-only (``eval()``; training always works on a copy). Models a user trains
-or uploads live in that browser tab's ``st.session_state`` only. Every model has a ``model_id``
-that changes whenever its weights change, for ``st.cache_data`` keys (pass ``_model`` unhashed).
+or uploads live in that browser tab's ``st.session_state`` only. Every model carries a cache
+key (``Entry.model_id``, given to :mod:`app.cache`) that changes whenever its weights change.
+
+The test images as a model sees them come from ``dlgm.data.as_seen_by`` only (binarised once
+with the model's eval seed for Bernoulli models, grey levels for Gaussian ones), computed once
+per (data set, seed) per server and shared read-only, so test image #i is the same image on
+every page.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,12 +23,13 @@ import numpy as np
 import streamlit as st
 
 import dlgm
-from dlgm.data import ImageData, load_dataset
+from app.cache import name_model, read_only
+from dlgm.data import DataError, ImageData, as_seen_by, eval_seed, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "pretrained"
 SAMPLES = PRETRAINED / "samples"
-DEFAULT_MODEL = "digits-2d-rank1"  # the embedded default: trains in seconds, always present
+DEFAULT_MODEL = "mnist-2d-rank1"  # the paper's data; its 5,000 test images ship in samples/
 _MODELS_KEY = "user_models"  # {name: Entry} of this session (no widget owns these keys)
 _CURRENT_KEY = "current_model"
 _PICKER_KEY = "model_picker"  # the sidebar select box
@@ -37,25 +42,18 @@ class Entry:
 
     name: str
     model: dlgm.DLGM
-    model_id: str  # changes whenever the weights change
+    model_id: str  # the model's cache key; changes whenever the weights change
     source: str  # "pretrained", "trained" or "uploaded"
+
+    def __post_init__(self):
+        name_model(self.model, self.model_id)
 
     @property
     def data_name(self) -> str:
         return str(self.model.metadata.get("data", "digits"))
 
 
-def digest(*arrays: np.ndarray) -> str:
-    """A short content hash of arrays (dtype, shape and bytes): a cheap cache key for images
-    and masks, instead of letting ``st.cache_*`` hash (or pickle) the arrays on every call."""
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
+# ---------------------------------------------------------------------------- models
 _NAMES_TTL_S = 10.0
 _names_cache: tuple[float, tuple[str, ...]] = (-_NAMES_TTL_S, ())
 
@@ -113,8 +111,9 @@ def add_session_model(name: str, model: dlgm.DLGM, source: str) -> Entry:
 
 
 def touch(entry: Entry) -> None:
-    """Give a session model a new id after its weights changed (invalidates cached figures)."""
+    """Give a session model a new id after its weights changed (invalidates cached results)."""
     entry.model_id = f"{entry.source}:{uuid.uuid4().hex}"
+    name_model(entry.model, entry.model_id)
 
 
 def trainable_copy(entry: Entry) -> dlgm.DLGM:
@@ -148,16 +147,12 @@ def model_picker_ui(where=st.sidebar) -> Entry:
     return get_entry(choice)
 
 
-def _read_only(a):
-    if isinstance(a, np.ndarray):
-        a.setflags(write=False)
-    return a
-
-
+# ---------------------------------------------------------------------------- test images
 @st.cache_resource(show_spinner="Loading images...", max_entries=8)
 def test_images(data_name: str) -> ImageData:
-    """Test images for a data set: the shipped sample in pretrained/samples if there is one,
-    else the data set's test split (digits is bundled with scikit-learn).
+    """Test images of a data set as grey levels: the shipped sample in pretrained/samples if
+    there is one (a prefix of the test split), else the data set's test split (digits is
+    bundled with scikit-learn).
 
     One copy per server, shared by every session: its arrays are read-only (``st.cache_data``
     made a copy on every call, 16 MB for the MNIST sample). Copy before handing to torch
@@ -171,15 +166,48 @@ def test_images(data_name: str) -> ImageData:
         data = ImageData(x=x, y=y, shape=shape, name=data_name)
     else:
         data = load_dataset(data_name, "test", download=False)
-    _read_only(data.x)
-    _read_only(data.y)
+    read_only(data.x)
+    read_only(data.y)
     return data
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def binarized_test_images(data_name: str, seed: int = 0) -> np.ndarray:
-    """The test images binarised once with a fixed seed (static), float32 (N, D), read-only
-    and shared like :func:`test_images`."""
-    from dlgm.data import static_binarize
+def _seen(data_name: str, seed: int | None, _model: dlgm.DLGM) -> tuple[np.ndarray, dict]:
+    """``as_seen_by(model, test images)``, once per (data set, eval seed): the result depends
+    on the model only through its eval seed (None: grey levels)."""
+    x, how = as_seen_by(_model, test_images(data_name).x)
+    return read_only(x), how
 
-    return _read_only(static_binarize(test_images(data_name).x, seed))
+
+def seen_test_images(model: dlgm.DLGM, data_name: str | None = None) -> tuple[ImageData, dict]:
+    """The test images of ``model``'s data set as ``model`` sees them (``dlgm.data.as_seen_by``),
+    read-only and shared; and how they were made (``{"kind", "eval_seed"}``)."""
+    name = data_name or str(model.metadata.get("data", "digits"))
+    data = test_images(name)
+    x, how = _seen(name, eval_seed(model), model)
+    return ImageData(x=x, y=data.y, shape=data.shape, name=name), how
+
+
+def seen_label(how: dict) -> str:
+    """How the images a model sees were made, for captions."""
+    if how["kind"] == "none":
+        return "grey levels"
+    return f"binarised once with seed {how['eval_seed']}"
+
+
+def test_data_ui(entry: Entry, *, where=None) -> ImageData | None:
+    """:func:`seen_test_images` of ``entry``'s model, or None after showing an error when the
+    data set is missing or its images do not fit the model."""
+    where = where or st
+    name = entry.data_name
+    try:
+        data = test_images(name)
+    except DataError as e:
+        where.error(f"The test images of {name!r} are not available: {e}")
+        return None
+    if data.x.shape[1] != entry.model.n_pixels:
+        where.error(f"Model {entry.name!r} expects {entry.model.n_pixels} pixels per image, but "
+                    f"its data set {name!r} has {data.x.shape[1]}; its metadata names the wrong "
+                    "data set.")
+        return None
+    return seen_test_images(entry.model, name)[0]

@@ -1,0 +1,38 @@
+"""AppTest: The Samples page: seeds, resampling from a layer, settings kept across pages.
+
+Each test opens the page through the navigation (``conftest.open_page``, the tiny shipped digits
+model unless a test selects another), checks it runs without an exception, then sets a widget,
+reruns and checks what changed.
+"""
+
+import numpy as np
+from conftest import array, charts, open_page, tiny_entry, trace_types, with_model
+
+
+def test_samples_seed_changes_the_images():
+    at = open_page("samples")
+    assert trace_types(at) == ["heatmap"] * 4
+    before = array(charts(at)[0]["data"][0]["z"])
+    at.number_input(key="smp_seed").set_value(3).run()
+    assert not at.exception
+    after = array(charts(at)[0]["data"][0]["z"])
+    assert after.shape == before.shape == (6 * 9 - 1, 6 * 9 - 1)  # 36 images of 8x8, 1px gaps
+    assert not np.array_equal(after, before)
+    assert "one stochastic layer" in at.info[0].value
+
+
+def test_samples_resample_from_a_layer():
+    at = open_page("samples", **with_model(tiny_entry("deep", n_latent=(3, 2))))
+    assert trace_types(at) == ["heatmap"] * 5
+    top = array(charts(at)[-1]["data"][0]["z"])
+    at.select_slider(key="smp_layer").set_value(1).run()
+    assert not at.exception
+    assert not np.array_equal(array(charts(at)[-1]["data"][0]["z"]), top)
+
+
+def test_samples_number_survives_a_page_change():
+    at = open_page("samples")
+    at.select_slider(key="smp_n").set_value(16).run()
+    at.switch_page("app/pages/models.py").run()
+    at.switch_page("app/pages/samples.py").run()
+    assert at.select_slider(key="smp_n").value == 16
