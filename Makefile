@@ -2,7 +2,8 @@
 # make serve set up .venv and serve a class: N app processes behind nginx on :8501
 #            (make serve N=4; default one per core; docs/serving.md)
 # make test  set up .venv with test packages and run the whole test suite
-# make lint  ruff over the project
+# make lint  ruff check and ruff format --check over the project (after make test or
+#            bash scripts/setup.sh --dev has installed ruff into .venv)
 .PHONY: run serve test lint bench
 run:
 	bash scripts/setup.sh
@@ -18,3 +19,4 @@ test:
 
 lint:
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .

@@ -500,3 +500,30 @@ def test_run_training_refuses_unknown_settings():
 
     with pytest.raises(ConfigError, match="unknown training settings"):
         run_training(TINY_RUN | {"epochz": 1})
+
+
+def test_build_trainer_follows_the_run_rules():
+    """One place for the settings -> Trainer rules: run_training's and step mode's."""
+    from dlgm.train import build_trainer
+
+    t = build_trainer(_model(covariance="rank1"), X, {"batch_size": 50, "optimizer": "adam",
+                                                      "u_delay": 2, "seed": 4}, device="cpu")
+    assert t.settings["binarize"] == "dynamic" and t.settings["u_delay"] == 2
+    assert t.settings["batch_size"] == 50 and t.settings["optimizer"] == "adam"
+    gauss = DLGM(DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,),
+                            rec_hidden=(16,), likelihood="gaussian"), seed=0)
+    assert build_trainer(gauss, X, device="cpu").settings["binarize"] == "none"
+    with pytest.raises(ConfigError, match="unknown training settings"):
+        build_trainer(_model(), X, {"epochz": 1}, device="cpu")
+
+
+def test_run_training_builds_the_nlgbn_with_a_delayed_u():
+    """input_activation and u_delay reach the model and the Trainer (what the app's form sets)."""
+    from dlgm.train import run_training
+
+    res = run_training(TINY_RUN | {"epochs": 1, "gen_hidden": "", "covariance": "rank1",
+                                   "input_activation": "probit", "u_delay": 1})
+    model = res["model"]
+    assert model.config.gen_hidden == () and model.config.input_activation == "probit"
+    assert model.metadata["training"]["u_delay"] == 1
+    assert torch.count_nonzero(model.head_u.weight) == 0  # u = 0 during the first epoch

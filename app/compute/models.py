@@ -1,7 +1,8 @@
-"""Models page: the data sets at hand, training runs built from the form's settings, step mode,
+"""Models page: the data sets at hand, the form's settings as a training run's, step mode,
 and the training history chart.
 
-The page's live training loop stays in the page (it draws the progress as it goes).
+Training itself is ``dlgm.train.run_training`` (live runs) and ``dlgm.train.build_trainer``
+(step mode): the page only draws the progress.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from app.figures.curves import history_figure
 from app.figures.style import freeze
 from app.session import Entry, trainable_copy
 from dlgm.data import DATASETS, DataError, load_dataset
-from dlgm.train import Trainer
+from dlgm.train import Trainer, build_trainer
 
 REPORTS_PER_EPOCH = 5
 
@@ -47,33 +48,25 @@ def history_chart(history: Sequence[Mapping], title: str):
     return _history_chart(history, key, title)
 
 
-def parse_sizes(text: str, what: str) -> tuple[int, ...]:
-    """'200, 200' -> (200, 200); '' -> (). Raises ValueError with a readable message."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a list of whole numbers, e.g. '200, 200'") \
-            from None
+def run_settings(s: dict) -> tuple[dict, tuple]:
+    """The form's settings as ``dlgm.train.run_training``'s settings and in-memory data
+    ``(train, valid)``; raises ConfigError / DataError with a message for the user.
 
-
-def build_run(s: dict) -> tuple[dlgm.DLGM, Trainer]:
-    """A fresh model and its Trainer from the form settings; raises ConfigError / DataError /
-    ValueError with a message for the user."""
+    One "hidden widths" field sets both MLPs; with none (affine T_l, e.g. the NLGBN or factor
+    analysis) the recognition MLP keeps one layer of 200. ``u_delay`` only applies to rank-one
+    covariances and is dropped for "diag"."""
     train = load_dataset(s["data"], "train", download=False)
     valid = load_dataset(s["data"], "test", download=False)
-    hidden = parse_sizes(s["hidden"], "hidden widths")
-    config = dlgm.DLGMConfig(data_shape=train.shape, n_latent=parse_sizes(s["latents"], "latents"),
-                             gen_hidden=hidden, rec_hidden=hidden or (200,),
-                             covariance=s["covariance"], likelihood=s["likelihood"])
-    binarize = "dynamic" if s["likelihood"] == "bernoulli" else "none"
-    model = dlgm.DLGM(config, metadata={"data": s["data"], "binarization": {"kind": binarize}},
-                      seed=s["seed"])
+    hidden = dlgm.parse_sizes(s["hidden"], "hidden widths")
     steps = math.ceil(len(train) / s["batch_size"])
-    trainer = Trainer(model, train.x, batch_size=s["batch_size"], optimizer=s["optimizer"],
-                      lr=s["lr"], binarize=binarize, seed=s["seed"], device="cpu",
-                      x_valid=valid.x, report_every=max(1, steps // REPORTS_PER_EPOCH))
-    return model, trainer
+    settings = dict(data=s["data"], latent=s["latents"], gen_hidden=hidden,
+                    rec_hidden=hidden or (200,), covariance=s["covariance"],
+                    likelihood=s["likelihood"], input_activation=s["input_activation"],
+                    optimizer=s["optimizer"], lr=s["lr"],
+                    epochs=s["epochs"], batch_size=s["batch_size"], seed=s["seed"],
+                    u_delay=s["u_delay"] if s["covariance"] != "diag" else 0, device="cpu",
+                    report_every=max(1, steps // REPORTS_PER_EPOCH))
+    return settings, (train, valid.x)
 
 
 def step_trainer(entry: Entry, fresh: bool, s: dict) -> Trainer:
@@ -86,6 +79,4 @@ def step_trainer(entry: Entry, fresh: bool, s: dict) -> Trainer:
             seed=s["seed"])
     else:
         model = trainable_copy(entry)
-    binarize = "dynamic" if model.config.likelihood == "bernoulli" else "none"
-    return Trainer(model, train.x, batch_size=s["batch_size"], optimizer=s["optimizer"],
-                   lr=s["lr"], binarize=binarize, seed=s["seed"], device="cpu", report_every=1)
+    return build_trainer(model, train.x, dict(s, report_every=1), device="cpu")

@@ -54,7 +54,7 @@ def sample_charts(entry: Entry, n: int, seed: int) -> list:
     seen, how = seen_test_images(model, name)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(seen.x), size=min(n, len(seen.x)), replace=False))
-    bernoulli = model.config.likelihood == "bernoulli"
+    bernoulli = model.config.binary
     height, shape = 420, seen.shape
     return [
         grid_chart(s["probs"], shape, height,

@@ -26,7 +26,7 @@ PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MN
 
 def binarisation_label(model) -> str:
     """How the model's training and test images were binarised (from its card)."""
-    if model.config.likelihood != "bernoulli":
+    if not model.config.binary:
         return "none: grey levels (Gaussian pixels)"
     trained = model.metadata.get("binarization") or {}
     kind = str(trained.get("kind", "not recorded"))
@@ -97,7 +97,7 @@ def live_section(entry: Entry) -> None:
                          step=10 if n_max >= 20 else 1, key="ll_n")
     k = c2.select_slider("Importance samples K", compute.K_CHOICES, value=k_default, key="ll_k")
     seed = int(c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed"))
-    binary = model.config.likelihood == "bernoulli"
+    binary = model.config.binary
     with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
         live = compute.live_results(model, entry.name, entry.data_name, n_images, k, seed)
     log_px_mean, elbo_mean = live["log_px_mean"], live["elbo_mean"]

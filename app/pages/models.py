@@ -1,10 +1,11 @@
 """Models: inspect the selected model, train a new one live, step through updates, upload and
 download checkpoints.
 
-Training runs in the script: every report of ``Trainer.run`` updates the progress bar and the
-chart. The new model is added to this tab's session (``add_session_model``) before the first
-update and trained in place, so a click on Stop (any rerun) ends the loop and keeps the model
-trained so far. Step mode keeps a ``Trainer`` in ``st.session_state`` and applies one update
+Training runs in the script by ``dlgm.train.run_training``: every progress report updates the
+progress bar and the chart. The new model is added to this tab's session (``add_session_model``)
+in ``on_start``, before the first update, and trained in place, so a click on Stop (any rerun)
+ends the run inside the progress callback and keeps the model trained so far. Step mode keeps a
+``Trainer`` (``dlgm.train.build_trainer``) in ``st.session_state`` and applies one update
 (Algorithm 1) per click, showing eps, xi = mu + R eps (eq. 21) and the reconstruction of one
 digit of the minibatch.
 """
@@ -20,7 +21,7 @@ import streamlit as st
 import torch
 
 import dlgm
-from app.compute.models import available_datasets, build_run, history_chart, step_trainer
+from app.compute.models import available_datasets, history_chart, run_settings, step_trainer
 from app.figures.curves import curves_figure, history_figure
 from app.figures.images import image_figure
 from app.figures.latent import latent_bars_figure
@@ -36,7 +37,8 @@ from app.session import (
 )
 from app.widgets import show_figure
 from dlgm.data import DATASETS
-from dlgm.train import OPTIMIZERS
+from dlgm.model import INPUT_ACTIVATIONS
+from dlgm.train import OPTIMIZERS, run_training
 
 TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
 STEP = "models_step"  # step mode: {"trainer", "name", "losses", "last"}
@@ -115,7 +117,13 @@ def train_form() -> dict | None:
         latents = c1.text_input("Latents per stochastic layer (layer 1 first)", "2",
                                 key="train_latents", help="e.g. '2', or '10, 2' for two layers")
         hidden = c1.text_input("Hidden widths of every MLP", "128, 128", key="train_hidden",
-                               help="ReLU layers of T_l and of the recognition model")
+                               help="ReLU layers of T_l and of the recognition model; none "
+                                    "makes T_l affine (the recognition model keeps 200)")
+        act = c1.selectbox("Input activation f of T_l", INPUT_ACTIVATIONS, key="train_act",
+                           format_func=lambda a: a or "none",
+                           help="T(h) = MLP(f(h)). With no hidden widths: relu or probit is "
+                                "the NLGBN of Frey & Hinton, T(h) = A f(h) + b; none is factor "
+                                "analysis (with Bernoulli pixels, a linear-logit model)")
         cov = c2.selectbox("Recognition covariance", dlgm.COVARIANCES, index=1, key="train_cov")
         lik = c2.selectbox("Likelihood π(v | h)", dlgm.LIKELIHOODS, key="train_lik",
                            help="bernoulli: binarised pixels (resampled every minibatch); "
@@ -126,6 +134,9 @@ def train_form() -> dict | None:
         epochs = c3.number_input("Epochs", 1, MAX_TRAIN_EPOCHS, 2, key="train_epochs")
         batch = c3.number_input("Minibatch size", 1, 10_000, 100, key="train_batch")
         seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        u_delay = c3.number_input("Delay u (epochs)", 0, MAX_TRAIN_EPOCHS, 0, key="train_u_delay",
+                                  help="Rank-one covariances only (ignored for diag): keep u = 0 "
+                                       "for the first N epochs, then train it")
         name = st.text_input("Name (optional)", "", key="train_name")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
     missing = [d for d in DATASETS if avail[d] is not None]
@@ -136,51 +147,63 @@ def train_form() -> dict | None:
     if not submitted:
         return None
     return dict(data=data, latents=latents, hidden=hidden, covariance=cov, likelihood=lik,
-                optimizer=opt, lr=float(lr), epochs=int(epochs), batch_size=int(batch),
-                seed=int(seed), name=name.strip())
+                input_activation=act, optimizer=opt, lr=float(lr), epochs=int(epochs),
+                batch_size=int(batch), seed=int(seed), u_delay=int(u_delay), name=name.strip())
 
 
 def train_live(s: dict) -> None:
-    """Train with a progress bar, a live chart and a Stop button; keeps the model on stop."""
-    try:
-        model, trainer = build_run(s)
-    except (dlgm.DLGMError, ValueError) as e:
-        st.error(f"Cannot train with these settings: {e}")
-        return
-    k = "-".join(map(str, model.config.n_latent))
-    name = s["name"] or unique_name(f"{s['data']}-{k}d-{s['covariance']}-trained")
-    if name in pretrained_names():
-        name = unique_name(f"{name}-trained")
+    """Train by ``run_training`` with a progress bar, a live chart and a Stop button; a click
+    (any rerun) ends the run inside ``show_progress`` and the model trained so far is kept."""
     with training_slot() as got:
         if not got:
             st.warning("Every training slot of this server is busy; try again in a minute.")
             return
-        entry = add_session_model(name, model, "trained")  # before the loop: Stop keeps it
-        log = {"name": name, "epochs": s["epochs"], "history": [], "status": "running",
-               "seconds": 0.0, "trainer": trainer}  # the trainer until the run is over
-        st.session_state[TRAIN_LOG] = log
-        st.button("Stop", key="train_stop", icon=":material/stop:",
-                  help="Ends training; the model trained so far is kept.")
-        bar = st.progress(0.0, text=f"Training {name}...")
-        chart = st.empty()
-        t0 = time.perf_counter()
-        for p in trainer.run(epochs=s["epochs"]):
-            log["history"].append({"epoch": p.epoch, "free_energy": p.free_energy,
-                                   "valid_elbo": p.valid_elbo})
-            log["seconds"] = time.perf_counter() - t0
-            model.metadata["history"] = trainer.history
-            model.metadata["training"] = {**trainer.settings, "steps": trainer.step_count,
-                                          "epochs": round(p.epoch, 4)}
-            touch(entry)
-            bar.progress(min(1.0, p.epoch / s["epochs"]),
-                         text=f"epoch {p.epoch:.2f} / {s['epochs']}: F = {p.free_energy:.2f} "
+        live = {}
+        try:
+            settings, data = run_settings(s)
+            result = run_training(settings, data=data,
+                                  on_start=lambda trainer: live.update(start_live(s, trainer)),
+                                  progress=lambda p: show_progress(live, p))
+        except (dlgm.DLGMError, ValueError) as e:
+            st.error(f"Cannot train with these settings: {e}")
+            return
+        live["log"]["seconds"] = result["wall_time_s"]
+        finish_run(live["log"], "finished")
+    st.rerun()  # show the new model in the sidebar picker
+
+
+def start_live(s: dict, trainer) -> dict:
+    """Before the first update: name the model and add it to the session (so Stop keeps it),
+    open the run's log, draw Stop, the progress bar and the chart's place."""
+    model = trainer.model
+    k = "-".join(map(str, model.config.n_latent))
+    name = s["name"] or unique_name(f"{s['data']}-{k}d-{s['covariance']}-trained")
+    if name in pretrained_names():
+        name = unique_name(f"{name}-trained")
+    entry = add_session_model(name, model, "trained")
+    log = {"name": name, "epochs": s["epochs"], "history": [], "status": "running",
+           "seconds": 0.0, "trainer": trainer}  # the trainer until the run is over
+    st.session_state[TRAIN_LOG] = log
+    st.button("Stop", key="train_stop", icon=":material/stop:",
+              help="Ends training; the model trained so far is kept.")
+    return {"log": log, "entry": entry, "bar": st.progress(0.0, text=f"Training {name}..."),
+            "chart": st.empty(), "t0": time.perf_counter()}
+
+
+def show_progress(live: dict, p) -> None:
+    """One report of the run: the log, the model's card, the progress bar and the chart."""
+    log = live["log"]
+    log["history"].append({"epoch": p.epoch, "free_energy": p.free_energy,
+                           "valid_elbo": p.valid_elbo})
+    log["seconds"] = time.perf_counter() - live["t0"]
+    log["trainer"].record()
+    touch(live["entry"])
+    live["bar"].progress(min(1.0, p.epoch / log["epochs"]),
+                         text=f"epoch {p.epoch:.2f} / {log['epochs']}: F = {p.free_energy:.2f} "
                               f"nats, {p.samples_per_s:,.0f} images/s"
                               + (f" ({p.message})" if p.message else ""))
-            chart.plotly_chart(history_figure(log["history"], f"Training {name} (live)"),
+    live["chart"].plotly_chart(history_figure(log["history"], f"Training {log['name']} (live)"),
                                width="stretch")
-        log["seconds"] = time.perf_counter() - t0
-        finish_run(log, "finished")
-    st.rerun()  # show the new model in the sidebar picker
 
 
 def finish_run(log: dict, status: str) -> None:
@@ -189,12 +212,8 @@ def finish_run(log: dict, status: str) -> None:
     log["status"] = status
     if trainer is None:
         return
-    epochs = trainer.epoch + trainer.pos / len(trainer.perm)
-    log["done"] = epochs
+    log["done"] = trainer.record()["epochs"]
     model = trainer.model
-    model.metadata["history"] = trainer.history
-    model.metadata["training"] = {**trainer.settings, "steps": trainer.step_count,
-                                  "epochs": round(epochs, 4)}
     model.eval().requires_grad_(False)
     touch_session_model(log["name"], model)
 
@@ -249,9 +268,8 @@ def do_steps(state: dict, n: int) -> None:
         state["losses"].append(float(out["loss"].detach()))
     state["last"] = {"x": out["x"].detach().cpu().numpy(), "eps": out["eps"].detach().cpu()
                      .numpy(), "loss": float(out["loss"].detach()), "step": trainer.step_count}
-    model = trainer.model
-    model.metadata["training"] = {**trainer.settings, "steps": trainer.step_count}
-    touch_session_model(state["name"], model)
+    trainer.record()
+    touch_session_model(state["name"], trainer.model)
 
 
 def step_view(state: dict) -> None:

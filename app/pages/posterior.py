@@ -30,7 +30,7 @@ SOURCES = ("Test image", "Draw one")
 
 def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
     """The image to explain: a test image (index or random) or a drawing; (D,) and a caption."""
-    binary = entry.model.config.likelihood == "bernoulli"
+    binary = entry.model.config.binary
     source = st.segmented_control("Image", SOURCES, default=SOURCES[0], required=True,
                                   key="post_source", persist_state="session")
     if source == SOURCES[1]:

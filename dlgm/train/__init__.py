@@ -8,11 +8,12 @@ module              contents
 ``_fast.py``        ``fast=True``: the step compiled by ``torch.compile``; one CUDA graph on GPUs
 ``_state.py``       the training state file beside the checkpoint (bit-exact resume)
 ``_run.py``         ``run_training``: data, binarisation, model or resume, card, checkpoints,
-                    evaluation, from one settings dict (what the CLI and the app call)
+                    evaluation, from one settings dict (what the CLI and the app call);
+                    ``build_trainer``: a Trainer for a given model by the same rules
 ==================  ==========================================================================
 """
 
-from ._run import TRAIN_DEFAULTS, run_training
+from ._run import TRAIN_DEFAULTS, build_trainer, run_training
 from ._state import STATE_FILE
 from ._trainer import (
     BINARIZE,
@@ -26,4 +27,4 @@ from ._trainer import (
 )
 
 __all__ = ["Trainer", "Progress", "fit", "continue_fit", "resolve_device", "run_training",
-           "STATE_FILE", "TRAIN_DEFAULTS", "OPTIMIZERS", "BINARIZE", "INPUT_NOISE"]
+           "build_trainer", "STATE_FILE", "TRAIN_DEFAULTS", "OPTIMIZERS", "BINARIZE", "INPUT_NOISE"]

@@ -51,6 +51,34 @@ def _trainer_options(s: dict, binarize: str) -> dict:
                 lr_decay=float(s["lr_decay"]), fast=bool(s["fast"]), u_delay=int(s["u_delay"]))
 
 
+def build_trainer(model: DLGM, x, settings: dict | None = None, *, device="auto",
+                  x_valid=None) -> Trainer:
+    """A ``Trainer`` for ``model`` from a settings dict, by the rules of ``run_training``.
+
+    Parameters
+    ----------
+    model : DLGM
+        Trained in place.
+    x : array or Tensor, (N, D)
+        Training images, grey levels in [0, 1]; already binarised if ``settings["binarize"]``
+        is "static".
+    settings : dict, optional
+        Keys of :data:`TRAIN_DEFAULTS` (missing or None ones take its values); only the
+        ``Trainer``'s (``batch_size``, ``samples``, ``optimizer``, ``lr``, ``binarize``, ``seed``,
+        ``report_every``, ``u_delay``, ...) are used. Binarisation follows the model's
+        likelihood (``binarization_for``): Gaussian pixels are never binarised.
+    device, x_valid :
+        As for ``Trainer``.
+
+    Returns
+    -------
+    Trainer
+    """
+    s = _settings(settings or {})
+    binarize = binarization_for(model.config.likelihood, s["binarize"])
+    return Trainer(model, x, device=device, x_valid=x_valid, **_trainer_options(s, binarize))
+
+
 def _new_model(s: dict, data_shape) -> DLGM:
     config = DLGMConfig(data_shape=data_shape, n_latent=parse_sizes(s["latent"], "latent"),
                         gen_hidden=parse_sizes(s["gen_hidden"], "gen_hidden"),
@@ -139,8 +167,7 @@ def run_training(settings: dict, *, progress=None, on_start=None, data=None,
     else:
         if shape is None:
             raise ConfigError("data: give an ImageData (its image shape is needed)")
-        trainer = Trainer(_new_model(s, shape), x, device=device, x_valid=valid,
-                          **_trainer_options(s, binarize))
+        trainer = build_trainer(_new_model(s, shape), x, s, device=device, x_valid=valid)
     trainer.model.metadata.update(
         data=str(s["data"]), binarization=binarization,
         device=str(trainer.device) + (f" x{trainer.world}" if trainer.world > 1 else ""),

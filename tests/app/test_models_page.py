@@ -76,6 +76,39 @@ def test_models_bad_settings_show_the_config_error():
     assert not at.exception and "whole numbers" in at.error[0].value
 
 
+def test_models_train_the_nlgbn_with_a_delayed_u():
+    """No hidden widths + a probit input activation: the NLGBN T(h) = A probit(h) + b; u_delay
+    reaches the rank-one run (the card records it) and u is still 0 after the first epoch."""
+    at = open_page("models", models_tab="Train a new model")
+    at.text_input(key="train_name").input("nlgbn")
+    at.text_input(key="train_hidden").input("")
+    at.selectbox(key="train_act").set_value("probit")
+    at.selectbox(key="train_cov").set_value("rank1")
+    at.number_input(key="train_u_delay").set_value(1)
+    at.number_input(key="train_epochs").set_value(1)
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
+    model = at.session_state["user_models"]["nlgbn"].model
+    assert model.config.gen_hidden == () and model.config.rec_hidden == (200,)
+    assert model.config.input_activation == "probit" and model.config.covariance == "rank1"
+    assert model.metadata["training"]["u_delay"] == 1
+    assert not model.head_u.weight.any()  # u = 0 for the first epoch
+
+
+def test_models_u_delay_is_ignored_for_a_diagonal_covariance():
+    at = open_page("models", models_tab="Train a new model")
+    at.text_input(key="train_name").input("diag")
+    at.text_input(key="train_hidden").input("16")
+    at.selectbox(key="train_cov").set_value("diag")
+    at.number_input(key="train_u_delay").set_value(3)
+    at.number_input(key="train_epochs").set_value(1)
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
+    model = at.session_state["user_models"]["diag"].model
+    assert model.config.input_activation is None  # the default: T_l is a plain MLP
+    assert model.metadata["training"]["u_delay"] == 0
+
+
 def test_models_step_mode_shows_eps_xi_and_reconstruction():
     at = open_page("models", models_tab="Step mode")
     next(b for b in at.button if b.label.startswith("Start step mode")).click().run()
