@@ -222,6 +222,37 @@ def run(args) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------------- headroom
+def gaps(args) -> None:
+    """For trained runs' decoders: the best diagonal and the best rank-one q per test image
+    (``dlgm.gap``), so the rank-one family's headroom over the diagonal one, and each
+    encoder's amortisation gap, on the first ``--n`` test images (binarised with seed 1)."""
+    import dlgm
+    from dlgm.gap import inference_gaps
+    from dlgm.likelihood import log_likelihood as is_log_px
+
+    torch.set_num_threads(args.threads)
+    x = torch.tensor(static_binarize(load_dataset("mnist", "test").x[: args.n], 1))
+    for name in args.runs:
+        folder = RUNS / name
+        model = dlgm.load(folder).eval()
+        log_px = is_log_px(model, x, n_samples=args.k, generator=torch.Generator().manual_seed(7))
+        res = {"run": name, "n": args.n, "k": args.k, "steps": args.steps}
+        for family in ("diag", "rank1"):
+            r = inference_gaps(model, x, family=family, log_px=log_px, steps=args.steps,
+                               n_samples=16, lr=0.01, elbo_samples=1000,
+                               generator=torch.Generator().manual_seed(0))
+            res[family] = {k: v.round(4).tolist() if isinstance(v, np.ndarray) else v
+                           for k, v in r.items()}
+        (folder / "gaps.json").write_text(json.dumps(res))
+        d, r1 = (np.array(res[f]["elbo_qstar"]) for f in ("diag", "rank1"))
+        own = np.array(res["diag"]["elbo_q"])
+        head, se = paired(r1, d)
+        print(f"{name}: log p {np.mean(log_px.numpy()):.2f}; ELBO(q) {own.mean():.2f}; "
+              f"ELBO(q*diag) {d.mean():.2f}; ELBO(q*rank1) {r1.mean():.2f}; "
+              f"rank-one headroom {head:+.3f} ± {se:.3f}", flush=True)
+
+
 # ---------------------------------------------------------------------------- the table
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean of a - b and its standard error over pairs (seeds)."""
@@ -299,6 +330,12 @@ def main(argv=None) -> None:
     r.add_argument("--k", type=int, default=500, help="importance samples for the NLL")
     r.add_argument("--nll-images", type=int, default=1000)
     r.add_argument("--threads", type=int, default=1)
+    gp = sub.add_parser("gaps", help="best diagonal vs best rank-one q per image")
+    gp.add_argument("runs", nargs="+", help="run folders under experiments/runs/rank1/")
+    gp.add_argument("--n", type=int, default=200)
+    gp.add_argument("--k", type=int, default=1000)
+    gp.add_argument("--steps", type=int, default=300)
+    gp.add_argument("--threads", type=int, default=1)
     m = sub.add_parser("remeasure", help="recompute the cheap measures of finished runs")
     m.add_argument("--epochs", type=int, default=10)
     m.add_argument("--threads", type=int, default=1)
@@ -308,7 +345,7 @@ def main(argv=None) -> None:
     t.add_argument("--baseline", default="diag")
     t.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    {"run": run, "remeasure": remeasure, "report": report}[args.cmd](args)
+    {"run": run, "remeasure": remeasure, "report": report, "gaps": gaps}[args.cmd](args)
 
 
 if __name__ == "__main__":
