@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
-import os
 import threading
 import time
 
@@ -27,7 +26,6 @@ _first_page = threading.Event()
 _done = False
 WARM_UP_THREAD = "dlgm-warm-up"
 WARM_UP_DELAY_S = 1.0  # after the first page: let the browser draw it first
-WARM_UP_NICE = 19  # the warm-up thread's CPU priority (Linux: 19 is the lowest)
 # What the pages import, some of it only on first use (scikit-learn for the digits data and
 # PCA: about 2.5 s).
 WARM_MODULES = ("pandas", "app.session", "app.widgets", "app.figures.curves",
@@ -68,20 +66,8 @@ def first_page_done() -> None:
 
 def _warm_up_after_first_page() -> None:
     _first_page.wait()
-    _lower_priority()
     time.sleep(WARM_UP_DELAY_S)
     warm_up()
-
-
-def _lower_priority() -> None:
-    """Give this thread (only) the lowest CPU priority, ``WARM_UP_NICE``: the warm-up is
-    background work, and it ran while the first page's browser was still loading and running
-    Plotly's script (on a busy 2-core machine the model card then showed 20-30 s after the
-    title). Linux schedules threads one by one; elsewhere this does nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_UP_NICE)
-    except (AttributeError, OSError):  # not Linux, or not allowed
-        pass
 
 
 def warm_up(modules=WARM_MODULES, defaults: bool = True) -> None:
