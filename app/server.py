@@ -27,8 +27,7 @@ _done = False
 WARM_UP_THREAD = "dlgm-warm-up"
 WARM_UP_DELAY_S = 1.0  # after the first page: let the browser draw it first
 # What the pages import, some of it only on first use (scikit-learn for the digits data and
-# PCA: about 2.5 s; torch._dynamo, imported by the meta-device context of dlgm.load's shape
-# check: about 1 s).
+# PCA: about 2.5 s).
 WARM_MODULES = ("pandas", "app.session", "app.widgets", "app.figures.curves",
                 "app.figures.images", "app.figures.latent", "app.compute.models",
                 "app.compute.embedding", "app.compute.posterior", "app.compute.samples",

@@ -18,7 +18,7 @@ import torch
 
 from ._io import atomic_write_bytes
 from .errors import CheckpointError
-from .model import DLGM, DLGMConfig
+from .model import DLGM, DLGMConfig, parameter_shapes
 
 FORMAT = "dlgm"
 VERSION = 1
@@ -153,23 +153,22 @@ def from_bytes(data: bytes, *, device="cpu"):
     metadata = meta.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise CheckpointError("checkpoint metadata must be a JSON object")
-    with torch.device("meta"):  # shapes only: a hostile config cannot make us allocate
-        expected = DLGM(config).state_dict()
+    expected = parameter_shapes(config)  # from the config: nothing allocated yet
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"weights do not match the config: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
-    for name, ref in expected.items():
+    for name, shape in expected.items():
         t = tensors[name]
-        if tuple(t.shape) != tuple(ref.shape):
+        if tuple(t.shape) != shape:
             raise CheckpointError(f"weight {name} has shape {tuple(t.shape)}, but the config "
-                                  f"needs {tuple(ref.shape)}")
+                                  f"needs {shape}")
         if not t.is_floating_point():
             raise CheckpointError(f"weight {name} has dtype {t.dtype}; expected floats")
         if not torch.isfinite(t).all():
             raise CheckpointError(f"weight {name} contains NaN or infinite values")
-        tensors[name] = t.to(ref.dtype)
+    # The weights fit the config, so building it allocates no more than the file holds.
     model = DLGM(config, metadata=metadata)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

@@ -140,6 +140,40 @@ def _mlp(sizes, final_activation=False, input_activation=None):
     return nn.Sequential(*layers)
 
 
+def _mlp_shapes(prefix, sizes, input_activation=None) -> dict:
+    """The parameter shapes of ``_mlp(sizes, ..., input_activation)`` under ``prefix``."""
+    first = 0 if input_activation is None else 1  # the input activation is module 0
+    shapes = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        index = first + 2 * i  # each Linear is followed by a ReLU (but maybe the last)
+        shapes[f"{prefix}.{index}.weight"] = (n_out, n_in)
+        shapes[f"{prefix}.{index}.bias"] = (n_out,)
+    return shapes
+
+
+def parameter_shapes(config: DLGMConfig) -> dict[str, tuple[int, ...]]:
+    """The shapes of ``DLGM(config).state_dict()``, computed from the config alone.
+
+    ``dlgm.load`` checks a checkpoint's tensors against these before building anything, so a
+    hostile config allocates nothing (building on the meta device did the same but imported
+    ``torch._dynamo``: seconds). ``tests/test_model.py`` checks both routes agree."""
+    c = config
+    ks, f = c.n_latent, c.input_activation
+    shapes = _mlp_shapes("T.0", (ks[0], *c.gen_hidden, c.n_pixels), f)
+    for l in range(len(ks) - 1):
+        shapes.update(_mlp_shapes(f"T.{l + 1}", (ks[l + 1], *c.gen_hidden, ks[l]), f))
+    shapes.update({f"G.{l}": (k, k) for l, k in enumerate(ks)})
+    if c.likelihood == "gaussian":
+        shapes["log_sigma"] = (c.n_pixels,)
+    shapes.update(_mlp_shapes("trunk", (c.n_pixels, *c.rec_hidden)))
+    K, width = sum(ks), c.rec_hidden[-1]
+    heads = ("head_loc", "head_d") + (("head_u",) if c.covariance != "diag" else ())
+    for head in heads:
+        shapes[f"{head}.weight"] = (K, width)
+        shapes[f"{head}.bias"] = (K,)
+    return shapes
+
+
 class DLGM(nn.Module):
     """A deep latent Gaussian model with its recognition model.
 

@@ -217,3 +217,13 @@ def test_valid_file_whose_header_length_starts_with_0x80(tmp_path):
             break
     assert data[0] == 0x80
     dlgm.from_bytes(data)
+
+
+def test_hostile_config_allocates_nothing():
+    # A config of 100,000-unit layers (a 40 GB model) over small weights: refused from the
+    # shapes alone, before any model is built.
+    m = _model()
+    cfg = {**CFG.to_dict(), "gen_hidden": [100_000, 100_000], "rec_hidden": [100_000]}
+    _raises(encode_tensors(m.state_dict(), _meta(m, config=cfg)), match="missing")
+    cfg = {**CFG.to_dict(), "rec_hidden": [100_000]}  # same names, wrong shapes
+    _raises(encode_tensors(m.state_dict(), _meta(m, config=cfg)), match="shape")

@@ -8,7 +8,7 @@ import torch
 
 import dlgm
 from dlgm.errors import ConfigError, ShapeError
-from dlgm.model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig
+from dlgm.model import COVARIANCES, DLGM, LIKELIHOODS, DLGMConfig, parameter_shapes
 
 LAYERS = [(2,), (3, 2), (4, 3, 2)]
 CASES = [(n, c, lik) for n in LAYERS for c in COVARIANCES for lik in LIKELIHOODS]
@@ -43,6 +43,20 @@ def test_shapes(n_latent, covariance, likelihood):
     assert samples.shape == (7, 20)
     assert torch.all((samples >= 0) & (samples <= 1))
     assert torch.isfinite(m.elbo(_x(), n_samples=2, generator=g)).all()
+
+
+@pytest.mark.parametrize(("n_latent", "covariance", "likelihood"), CASES)
+@pytest.mark.parametrize(("gen_hidden", "input_activation"),
+                         [((5, 4), None), ((), None), ((6,), "relu"), ((), "probit")])
+def test_parameter_shapes_match_the_built_model(n_latent, covariance, likelihood, gen_hidden,
+                                                input_activation):
+    # Two routes: the shapes dlgm.load checks a checkpoint against, from the config alone,
+    # and those of the model built from it.
+    cfg = DLGMConfig(data_shape=(3, 4), n_latent=n_latent, gen_hidden=gen_hidden,
+                     rec_hidden=(7, 5), covariance=covariance, likelihood=likelihood,
+                     input_activation=input_activation)
+    built = {k: tuple(v.shape) for k, v in DLGM(cfg).state_dict().items()}
+    assert parameter_shapes(cfg) == built
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)

@@ -126,7 +126,9 @@ def step_all(chains: dict, n: int = 1) -> None:
 
 def chain_view(entry: Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
                settings: dict) -> None:
-    """Buttons, iteration count, Fig. 5 strip and the error chart (a fragment while playing)."""
+    """Buttons, iteration count, Fig. 5 strip and the error chart: an ``st.fragment``, so a
+    click on Step or Run reruns this part only (the image, mask and settings above are not
+    redrawn); while playing, the fragment also reruns itself every ``PLAY_INTERVAL_S``."""
     playing = st.session_state.get(PLAYING_KEY, False)
     c_step, c_run, c_play, c_reset, _ = st.columns([1, 1, 1, 1, 2])
     if c_step.button("Step", key="imp_step", type="primary", disabled=playing):
