@@ -4,7 +4,7 @@ import streamlit as st
 
 from app.server import configure_server, first_page_done
 
-configure_server()  # once per process: torch threads, GC thresholds, the warm-up thread
+configure_server()  # once per process: GC thresholds, the warm-up thread (torch threads after it)
 st.set_page_config(page_title="DLGM Lab", page_icon=":material/blur_on:", layout="wide")
 
 pages = [

@@ -44,24 +44,34 @@ GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def configure_server() -> None:
-    """Once per server process: set torch's intra-op threads to ``TORCH_THREADS``, the garbage
-    collector's thresholds to ``GC_THRESHOLDS``, and start the warm-up thread (which waits for
-    :func:`first_page_done`)."""
+    """Once per server process: set the garbage collector's thresholds to ``GC_THRESHOLDS``
+    and start the warm-up thread (which waits for :func:`first_page_done`, which also sets
+    torch's intra-op threads to ``TORCH_THREADS``)."""
     global _done
     with _configured:
         if _done:
             return
         _done = True
-    import torch
-
-    torch.set_num_threads(TORCH_THREADS)
+    # torch's threads are set after the first page (``first_page_done``): importing torch here
+    # took seconds on a cold server, and the first page's title waited for it.
     gc.set_threshold(*GC_THRESHOLDS)
     threading.Thread(target=_warm_up_after_first_page, name=WARM_UP_THREAD, daemon=True).start()
 
 
 def first_page_done() -> None:
-    """Called after every page run: lets the warm-up start after the first one."""
+    """Called after every page run: after the first one, sets torch's threads and lets the
+    warm-up start."""
+    if not _first_page.is_set():
+        configure_torch()
     _first_page.set()
+
+
+def configure_torch() -> None:
+    """torch's intra-op threads to ``TORCH_THREADS`` (imports torch if no page did yet)."""
+    import torch
+
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
 
 
 def _warm_up_after_first_page() -> None:

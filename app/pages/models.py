@@ -15,18 +15,34 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
-import pandas as pd
 import streamlit as st
-import torch
 
-import dlgm
-from app.compute.models import available_datasets, history_chart, run_settings, step_trainer
-from app.figures.curves import curves_figure, history_figure
-from app.figures.images import image_figure
-from app.figures.latent import latent_bars_figure
-from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot
-from app.session import (
+# The title first: on a cold server the imports below (torch, pandas, plotly through app.compute
+# and app.figures) take seconds, and a page script's output only shows once it is drawn.
+st.title("Models")
+st.caption("Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
+           "model's card, live training, step mode and checkpoints. Models you train or "
+           "upload live in this browser tab only.")
+LOADING = st.empty()
+LOADING.caption("Loading the model libraries…")
+
+# E402: imported after the title on purpose (above).
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+import dlgm  # noqa: E402
+from app.compute.models import (  # noqa: E402
+    available_datasets,
+    history_chart,
+    run_settings,
+    step_trainer,
+)
+from app.figures.curves import curves_figure, history_figure  # noqa: E402
+from app.figures.images import image_figure  # noqa: E402
+from app.figures.latent import latent_bars_figure  # noqa: E402
+from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot  # noqa: E402
+from app.session import (  # noqa: E402
     Entry,
     add_session_model,
     all_model_names,
@@ -35,10 +51,10 @@ from app.session import (
     pretrained_names,
     touch,
 )
-from app.widgets import show_figure
-from dlgm.data import DATASETS
-from dlgm.model import INPUT_ACTIVATIONS
-from dlgm.train import OPTIMIZERS, run_training
+from app.widgets import show_figure  # noqa: E402
+from dlgm.data import DATASETS  # noqa: E402
+from dlgm.model import INPUT_ACTIVATIONS  # noqa: E402
+from dlgm.train import OPTIMIZERS, run_training  # noqa: E402
 
 TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
 STEP = "models_step"  # step mode: {"trainer", "name", "losses", "last"}
@@ -99,8 +115,11 @@ def model_tab(entry: Entry) -> None:
             label, fmt = METRIC_LABELS.get(k, (k.replace("_", " "), "{:.4g}"))
             cols[i % len(cols)].metric(label, fmt.format(v), help=f"card key {k!r}")
     history = meta.get("history") or []
-    if history:
-        show_figure(history_chart(history, "Training history"))
+    if history:  # drawn only when opened: the card does not wait for Plotly's script
+        chart = st.expander("Training history", key="models_history", on_change="rerun")
+        if chart.open:
+            with chart:
+                show_figure(history_chart(history, "Training history"))
     with st.expander("Card as JSON (history left out)"):
         st.json({"config": c.to_dict(), **{k: v for k, v in meta.items() if k != "history"}},
                 expanded=1)
@@ -383,11 +402,9 @@ def page() -> None:
     log = st.session_state.get(TRAIN_LOG)
     if log and log["status"] == "running":  # a rerun (Stop or any click) ended the loop
         finish_run(log, "stopped")
-    st.title("Models")
-    st.caption("Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
-               "model's card, live training, step mode and checkpoints. Models you train or "
-               "upload live in this browser tab only.")
+    LOADING.caption("Loading the model…")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
+    LOADING.empty()
     tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
     for tab, draw in zip(tabs, (lambda: model_tab(entry), train_tab, lambda: step_tab(entry),
                                 lambda: files_tab(entry)), strict=True):

@@ -19,6 +19,10 @@ def test_models_page_shows_the_card():
     arch = at.table[0].value
     assert arch.loc["recognition covariance", "value"] == "rank1"
     assert arch.loc["total latents K", "value"] == "2"
+    assert "scatter" not in trace_types(at)  # the training history: drawn when opened
+    at.session_state["models_history"] = True  # open the "Training history" expander
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
     assert "scatter" in trace_types(at)  # the training history chart
 
 
