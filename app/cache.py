@@ -54,8 +54,7 @@ def model_key(model: dlgm.DLGM) -> str:
     key = _model_keys.get(model)
     if key is None:
         config = json.dumps(model.config.to_dict(), sort_keys=True).encode()
-        key = "weights:" + digest(np.frombuffer(config, np.uint8),
-                                  *model.state_dict().values())
+        key = "weights:" + digest(np.frombuffer(config, np.uint8), *model.state_dict().values())
     return key
 
 

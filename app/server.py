@@ -28,13 +28,30 @@ WARM_UP_THREAD = "dlgm-warm-up"
 WARM_UP_DELAY_S = 1.0  # after the first page: let the browser draw it first
 # What the pages import, some of it only on first use (scikit-learn for the digits data and
 # PCA: about 2.5 s).
-WARM_MODULES = ("pandas", "app.session", "app.widgets", "app.figures.curves",
-                "app.figures.images", "app.figures.latent", "app.compute.models",
-                "app.compute.embedding", "app.compute.posterior", "app.compute.samples",
-                "app.compute.imputation", "app.compute.estimators", "app.compute.likelihoods",
-                "dlgm.train", "dlgm.grid", "dlgm.impute", "dlgm.likelihood", "dlgm.sampling",
-                "dlgm.estimators", "sklearn.datasets", "sklearn.decomposition",
-                "streamlit_drawable_canvas")
+WARM_MODULES = (
+    "pandas",
+    "app.session",
+    "app.widgets",
+    "app.figures.curves",
+    "app.figures.images",
+    "app.figures.latent",
+    "app.compute.models",
+    "app.compute.embedding",
+    "app.compute.posterior",
+    "app.compute.samples",
+    "app.compute.imputation",
+    "app.compute.estimators",
+    "app.compute.likelihoods",
+    "dlgm.train",
+    "dlgm.grid",
+    "dlgm.impute",
+    "dlgm.likelihood",
+    "dlgm.sampling",
+    "dlgm.estimators",
+    "sklearn.datasets",
+    "sklearn.decomposition",
+    "streamlit_drawable_canvas",
+)
 WARM_PAGES = ("likelihoods", "posterior", "embedding", "samples")  # app.compute.<page>.warm
 # Python collects its youngest generation every 700 net allocations of containers by default:
 # about 700 collections (and 65 of the middle generation) in a 20-session burst, 0.3-0.5 s of
@@ -100,13 +117,18 @@ def warm_up(modules=WARM_MODULES, defaults: bool = True) -> None:
     # The cached functions look for a session (for their spinners) and Streamlit logs "missing
     # ScriptRunContext" each time one runs outside a session: not a problem in this thread.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
-        _not_from_warm_up)
+        _not_from_warm_up
+    )
     try:
         done = warm_defaults()
     except Exception:  # noqa: BLE001 - the pages compute their defaults themselves
         done = []
-    _LOGGER.info("warm-up: imports %.1f s, then defaults (%s) %.1f s", imported - start,
-                 ", ".join(done) or "none", time.perf_counter() - imported)
+    _LOGGER.info(
+        "warm-up: imports %.1f s, then defaults (%s) %.1f s",
+        imported - start,
+        ", ".join(done) or "none",
+        time.perf_counter() - imported,
+    )
 
 
 def warm_defaults(name: str | None = None, pages=WARM_PAGES) -> list[str]:

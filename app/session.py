@@ -206,8 +206,10 @@ def test_data_ui(entry: Entry, *, where=None) -> ImageData | None:
         where.error(f"The test images of {name!r} are not available: {e}")
         return None
     if data.x.shape[1] != entry.model.n_pixels:
-        where.error(f"Model {entry.name!r} expects {entry.model.n_pixels} pixels per image, but "
-                    f"its data set {name!r} has {data.x.shape[1]}; its metadata names the wrong "
-                    "data set.")
+        where.error(
+            f"Model {entry.name!r} expects {entry.model.n_pixels} pixels per image, but "
+            f"its data set {name!r} has {data.x.shape[1]}; its metadata names the wrong "
+            "data set."
+        )
         return None
     return seen_test_images(entry.model, name)[0]

@@ -18,28 +18,58 @@ import streamlit as st
 PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 
 
-def show_figure(fig, *, where=None, key: str | None = None, on_select="ignore",
-                selection_mode=("points", "box", "lasso"), width="stretch"):
+def show_figure(
+    fig,
+    *,
+    where=None,
+    key: str | None = None,
+    on_select="ignore",
+    selection_mode=("points", "box", "lasso"),
+    width="stretch",
+):
     """``st.plotly_chart`` with the app's defaults; returns the selection event if
     ``on_select="rerun"`` (``event["selection"]["points"]``), else None."""
     where = where or st
     if on_select == "ignore":
         where.plotly_chart(fig, width=width, config=PLOT_CONFIG, key=key)
         return None
-    return where.plotly_chart(fig, width=width, config=PLOT_CONFIG, key=key, on_select=on_select,
-                              selection_mode=selection_mode)
+    return where.plotly_chart(
+        fig,
+        width=width,
+        config=PLOT_CONFIG,
+        key=key,
+        on_select=on_select,
+        selection_mode=selection_mode,
+    )
 
 
-def seed_ui(*, key: str, where=None, label="Seed", default: int = 0,
-            help="The same seed gives the same random draws.") -> int:
+def seed_ui(
+    *,
+    key: str,
+    where=None,
+    label="Seed",
+    default: int = 0,
+    help="The same seed gives the same random draws.",
+) -> int:
     """A seed: an integer in [0, 2**31 - 1], kept across page changes."""
     where = where or st
-    return int(where.number_input(label, min_value=0, max_value=2**31 - 1, value=default, step=1,
-                                  key=key, help=help, persist_state="session"))
+    return int(
+        where.number_input(
+            label,
+            min_value=0,
+            max_value=2**31 - 1,
+            value=default,
+            step=1,
+            key=key,
+            help=help,
+            persist_state="session",
+        )
+    )
 
 
-def image_index_ui(n_images: int, *, key: str, where=None, label="Test image #",
-                   default: int = 0) -> int:
+def image_index_ui(
+    n_images: int, *, key: str, where=None, label="Test image #", default: int = 0
+) -> int:
     """An image index in [0, n_images - 1]: a number input plus a "Random" button."""
     where = where or st
     default = min(default, n_images - 1)
@@ -49,25 +79,44 @@ def image_index_ui(n_images: int, *, key: str, where=None, label="Test image #",
         st.session_state[key] = value
 
     left, right = where.columns([3, 1], vertical_alignment="bottom")
-    index = left.number_input(label, min_value=0, max_value=n_images - 1, value=default, step=1,
-                              key=key, help=f"0 to {n_images - 1}", persist_state="session")
-    right.button("Random", key=f"{key}_random", on_click=_random, icon=":material/casino:",
-                 width="stretch", help="Pick a random image")
+    index = left.number_input(
+        label,
+        min_value=0,
+        max_value=n_images - 1,
+        value=default,
+        step=1,
+        key=key,
+        help=f"0 to {n_images - 1}",
+        persist_state="session",
+    )
+    right.button(
+        "Random",
+        key=f"{key}_random",
+        on_click=_random,
+        icon=":material/casino:",
+        width="stretch",
+        help="Pick a random image",
+    )
     return int(index)
 
 
-def layer_ui(n_layers: int, *, key: str, where=None,
-             label="Resample from layer l down") -> int:
+def layer_ui(n_layers: int, *, key: str, where=None, label="Resample from layer l down") -> int:
     """A stochastic layer l in 1..L (1 = nearest the data, L = top); L when there is one layer
     (then no widget is drawn)."""
     if n_layers <= 1:
         return 1
     where = where or st
-    return int(where.select_slider(
-        label, options=list(range(1, n_layers + 1)), value=n_layers, key=key,
-        persist_state="session",
-        help="Layers l+1..L stay fixed; ξ_1..ξ_l are drawn afresh. l = 1 is nearest the data, "
-             "l = L resamples everything."))
+    return int(
+        where.select_slider(
+            label,
+            options=list(range(1, n_layers + 1)),
+            value=n_layers,
+            key=key,
+            persist_state="session",
+            help="Layers l+1..L stay fixed; ξ_1..ξ_l are drawn afresh. l = 1 is nearest the data, "
+            "l = L resamples everything.",
+        )
+    )
 
 
 def drawn_image_ui(shape: tuple[int, int], *, key: str, where=None) -> np.ndarray | None:
@@ -83,10 +132,16 @@ def drawn_image_ui(shape: tuple[int, int], *, key: str, where=None) -> np.ndarra
     h, w = shape
     scale = max(1, 200 // max(h, w))
     with where:
-        result = st_canvas(stroke_width=int(scale * (1.3 if h <= 8 else 2.2)),
-                           stroke_color="black", background_color="#ffffff",
-                           height=h * scale, width=w * scale, drawing_mode="freedraw",
-                           return_image_data=True, key=key)
+        result = st_canvas(
+            stroke_width=int(scale * (1.3 if h <= 8 else 2.2)),
+            stroke_color="black",
+            background_color="#ffffff",
+            height=h * scale,
+            width=w * scale,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key=key,
+        )
     rgba = getattr(result, "image_data", None)
     if rgba is None:
         return None
@@ -96,5 +151,3 @@ def drawn_image_ui(shape: tuple[int, int], *, key: str, where=None) -> np.ndarra
     if ink.max() < 0.05:
         return None
     return np.clip(ink, 0.0, 1.0).reshape(-1).astype(np.float32)
-
-

@@ -56,9 +56,11 @@ def wait_warm_up(timeout_s: float = 300.0) -> None:
 
 
 def bench(model: str, repeats: int, root: Path = ROOT) -> dict:
-    times: dict[str, list[float]] = {"posterior: new image (101 x 101 grid)": [],
-                                      "imputation: one step (3 chains)": [],
-                                      "embedding: 5,000 points": []}
+    times: dict[str, list[float]] = {
+        "posterior: new image (101 x 101 grid)": [],
+        "imputation: one step (3 chains)": [],
+        "embedding: 5,000 points": [],
+    }
     app = str(root / "streamlit_app.py")
     post = _open(app, "posterior", model, post_grid=101, post_twins=False)
     imp = _open(app, "imputation", model)
@@ -67,23 +69,35 @@ def bench(model: str, repeats: int, root: Path = ROOT) -> dict:
         post.number_input(key="post_index").set_value(100 + r)  # a new image: not cached
         times["posterior: new image (101 x 101 grid)"].append(_timed(post.run))
         times["imputation: one step (3 chains)"].append(
-            _timed(imp.button(key="imp_step").click().run))
+            _timed(imp.button(key="imp_step").click().run)
+        )
         emb = AppTest.from_file(app, default_timeout=300)
         emb.session_state["current_model"] = model
         emb.session_state["emb_n"] = 5000
         emb.run()
         emb.switch_page("app/pages/embedding.py")
         times["embedding: 5,000 points"].append(_timed(emb.run))  # cached after the first
-    return {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3),
-                "first_s": round(v[0], 3), "n": len(v)} for k, v in times.items()}
+    return {
+        k: {
+            "median_s": round(statistics.median(v), 3),
+            "max_s": round(max(v), 3),
+            "first_s": round(v[0], 3),
+            "n": len(v),
+        }
+        for k, v in times.items()
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mnist-2d-rank1")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--root", type=Path, default=ROOT,
-                   help="the project copy to measure (e.g. an older commit from git archive)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the project copy to measure (e.g. an older commit from git archive)",
+    )
     args = p.parse_args()
     result = bench(args.model, args.repeats, args.root.resolve())
     print(f"{'interaction':42s} {'first s':>8s} {'median s':>9s} {'max s':>7s}")

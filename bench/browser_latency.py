@@ -34,8 +34,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("DLGM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_S = 180
 
 
@@ -48,8 +55,18 @@ def _free_port() -> int:
 def start_server(root: Path, port: int, extra: list[str], log) -> tuple[subprocess.Popen, float]:
     """``streamlit run streamlit_app.py`` in ``root``; returns the process and the
     ``perf_counter`` time at which ``/_stcore/health`` first answered."""
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-           str(port), "--server.address", "127.0.0.1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
@@ -159,22 +176,30 @@ def wait_warm_up(log_path: str, t_health: float) -> float | None:
 
 def _summary(steps: dict) -> dict:
     times = steps["total"]
-    return {"median_s": round(statistics.median(times), 3),
-            "max_s": round(max(times), 3), "min_s": round(min(times), 3), "n": len(times),
-            "server_median_s": round(statistics.median(steps["server"]), 3),
-            "kb_median": round(statistics.median(steps["kb"]), 1)}
+    return {
+        "median_s": round(statistics.median(times), 3),
+        "max_s": round(max(times), 3),
+        "min_s": round(min(times), 3),
+        "n": len(times),
+        "server_median_s": round(statistics.median(steps["server"]), 3),
+        "kb_median": round(statistics.median(steps["kb"]), 1),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, default=ROOT, help="the project copy to start")
     p.add_argument("--steps", type=int, default=5, help="Step clicks per model")
-    p.add_argument("--trained", action="store_true",
-                   help="also step with a model trained in the tab")
+    p.add_argument(
+        "--trained", action="store_true", help="also step with a model trained in the tab"
+    )
     p.add_argument("--train-epochs", type=int, default=1)
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra streamlit run option, e.g. "
-                        "--server-arg=--server.fileWatcherType=auto")
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra streamlit run option, e.g. --server-arg=--server.fileWatcherType=auto",
+    )
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -185,14 +210,17 @@ def main() -> None:
     proc, t_health = start_server(args.root, port, args.server_arg, log)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                         headless=True)
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.set_default_timeout(TIMEOUT_S * 1000)
             frames = Frames(page)
             result.update(first_page(page, base, t_health))
-            print(f"Models title {result['models_title_s']:.2f} s, model card "
-                  f"{result['model_card_s']:.2f} s after /_stcore/health")
+            print(
+                f"Models title {result['models_title_s']:.2f} s, model card "
+                f"{result['model_card_s']:.2f} s after /_stcore/health"
+            )
             wait_idle(page)
             log.flush()
             warm = wait_warm_up(log.name, t_health)

@@ -44,10 +44,22 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def time_eval(model: str, k: int, limit: int | None, device: str, nice: int,
-              threads: int | None = None) -> dict:
-    cmd = [sys.executable, "-m", "dlgm", "eval", "--model", str(model), "--k", str(k),
-           "--device", device, "--quiet"]
+def time_eval(
+    model: str, k: int, limit: int | None, device: str, nice: int, threads: int | None = None
+) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "dlgm",
+        "eval",
+        "--model",
+        str(model),
+        "--k",
+        str(k),
+        "--device",
+        device,
+        "--quiet",
+    ]
     if limit:
         cmd += ["--limit", str(limit)]
     if nice:
@@ -62,12 +74,21 @@ def time_eval(model: str, k: int, limit: int | None, device: str, nice: int,
         raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     n, sec = res["n"], res["seconds"]
-    out = {"model": str(model), "k": k, "n": n, "seconds": sec,
-           "command_wall_s": round(wall, 2), "examples_per_s": round(n / sec, 2),
-           "importance_samples_per_s": round(n * k / sec), "nll": round(res["nll"], 3),
-           "elbo": round(res["elbo"], 3), "ess": round(res["ess"], 1), "device": res["device"],
-           "omp_num_threads": env.get("OMP_NUM_THREADS", "(torch default)"),
-           "command": "python -m dlgm " + " ".join(c for c in cmd[cmd.index("eval"):])}
+    out = {
+        "model": str(model),
+        "k": k,
+        "n": n,
+        "seconds": sec,
+        "command_wall_s": round(wall, 2),
+        "examples_per_s": round(n / sec, 2),
+        "importance_samples_per_s": round(n * k / sec),
+        "nll": round(res["nll"], 3),
+        "elbo": round(res["elbo"], 3),
+        "ess": round(res["ess"], 1),
+        "device": res["device"],
+        "omp_num_threads": env.get("OMP_NUM_THREADS", "(torch default)"),
+        "command": "python -m dlgm " + " ".join(c for c in cmd[cmd.index("eval") :]),
+    }
     if n < N_TEST:
         out["full_test_set"] = "extrapolated"
         out["full_test_set_seconds"] = round(sec * N_TEST / n, 1)
@@ -101,48 +122,83 @@ def sweep_max_elements(model: str, k: int, n: int, values: list[int], device: st
         if device == "cuda":
             torch.cuda.synchronize()
         sec = time.perf_counter() - t0
-        out.append({"max_elements": me, "n": n, "k": k, "seconds": round(sec, 2),
-                    "examples_per_s": round(n / sec, 2), "nll": round(res["nll"], 4)})
+        out.append(
+            {
+                "max_elements": me,
+                "n": n,
+                "k": k,
+                "seconds": round(sec, 2),
+                "examples_per_s": round(n / sec, 2),
+                "nll": round(res["nll"], 4),
+            }
+        )
         print(json.dumps(out[-1]), flush=True)
     return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["mnist-table1-rank1"],
-                   help="names in pretrained/ or paths to model directories")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["mnist-table1-rank1"],
+        help="names in pretrained/ or paths to model directories",
+    )
     p.add_argument("--k", type=int, default=5000)
-    p.add_argument("--limit", type=int, default=1000,
-                   help="first N test images (0: the whole test set)")
+    p.add_argument(
+        "--limit", type=int, default=1000, help="first N test images (0: the whole test set)"
+    )
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--nice", type=int, default=0)
-    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the eval command "
-                   "(and of the in-process sweep); default: inherited")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="OMP_NUM_THREADS of the eval command "
+        "(and of the in-process sweep); default: inherited",
+    )
     p.add_argument("--json", help="also write the results to this file")
-    p.add_argument("--sweep-max-elements", type=int, nargs="+", metavar="M",
-                   help="instead: time evaluate() in-process on --limit images for each M")
+    p.add_argument(
+        "--sweep-max-elements",
+        type=int,
+        nargs="+",
+        metavar="M",
+        help="instead: time evaluate() in-process on --limit images for each M",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.sweep_max_elements:
-        res = sweep_max_elements(args.models[0], args.k, args.limit or N_TEST,
-                                 args.sweep_max_elements, args.device)
+        res = sweep_max_elements(
+            args.models[0], args.k, args.limit or N_TEST, args.sweep_max_elements, args.device
+        )
         print(json.dumps({"sweep": res}))
         return 0
-    machine = {"nproc": os.cpu_count(), "cpu": cpu_model(), "torch": torch.__version__,
-               "threads": torch.get_num_threads()}
+    machine = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     results = []
     for m in args.models:
         path = ROOT / "pretrained" / m if (ROOT / "pretrained" / m).is_dir() else Path(m)
-        r = time_eval(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path, args.k,
-                      args.limit or None, args.device, args.nice, args.threads)
+        r = time_eval(
+            path.relative_to(ROOT) if path.is_relative_to(ROOT) else path,
+            args.k,
+            args.limit or None,
+            args.device,
+            args.nice,
+            args.threads,
+        )
         results.append(r)
         print(json.dumps(r), flush=True)
     print(f"\n{'model':<24}{'K':>6}{'N':>7}{'seconds':>9}{'ex/s':>8}{'10k test set':>22}")
     for r in results:
         full = f"{r['full_test_set_seconds']:.0f} s ({r['full_test_set']})"
-        print(f"{Path(r['model']).name:<24}{r['k']:>6}{r['n']:>7}{r['seconds']:>9.1f}"
-              f"{r['examples_per_s']:>8.2f}{full:>22}")
+        print(
+            f"{Path(r['model']).name:<24}{r['k']:>6}{r['n']:>7}{r['seconds']:>9.1f}"
+            f"{r['examples_per_s']:>8.2f}{full:>22}"
+        )
     summary = {"machine": machine, "results": results}
     print(json.dumps(summary))
     if args.json:

@@ -84,13 +84,27 @@ def start_server(port: int, log_path: Path, threads: int | None = None) -> subpr
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["DLGM_TORCH_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-           "--server.headless", "true", "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -165,9 +179,16 @@ class Session:
         await asyncio.wait_for(asyncio.to_thread(self._get, page), self.timeout)
         cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         self.ws = await asyncio.wait_for(
-            connect(self.url, subprotocols=["streamlit"], max_size=None, ping_interval=None,
-                    open_timeout=self.timeout,
-                    additional_headers={"Cookie": cookie} if cookie else None), self.timeout)
+            connect(
+                self.url,
+                subprotocols=["streamlit"],
+                max_size=None,
+                ping_interval=None,
+                open_timeout=self.timeout,
+                additional_headers={"Cookie": cookie} if cookie else None,
+            ),
+            self.timeout,
+        )
         self._keep_cookies(self.ws.response.headers.get_all("Set-Cookie"))
 
     def _get(self, url: str) -> None:
@@ -184,8 +205,9 @@ class Session:
         if self.ws is not None:
             await self.ws.close()
 
-    async def rerun(self, page_hash: str = "", page_name: str = "",
-                    widgets: list | None = None) -> Rerun:
+    async def rerun(
+        self, page_hash: str = "", page_name: str = "", widgets: list | None = None
+    ) -> Rerun:
         """Ask for a run of a page with the given widget states; wait for it to finish."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -211,12 +233,15 @@ class Session:
                 _note_element(fm.delta.new_element, out)
                 out.digest.update(fm.delta.new_element.SerializeToString())
             elif kind == "navigation":
-                out.pages = [(p.page_script_hash, p.page_name, p.url_pathname)
-                             for p in fm.navigation.app_pages]
+                out.pages = [
+                    (p.page_script_hash, p.page_name, p.url_pathname)
+                    for p in fm.navigation.app_pages
+                ]
             elif kind == "page_not_found":
                 out.ok, out.error = False, f"page not found: {fm.page_not_found.page_name!r}"
             elif kind == "session_event" and fm.session_event.WhichOneof("type") in (
-                    "script_compilation_exception",):
+                "script_compilation_exception",
+            ):
                 out.ok, out.error = False, "script compilation error"
             elif kind == "script_finished":
                 if fm.script_finished != FINISHED_OK:
@@ -259,8 +284,9 @@ def _key_of(widget_id: str) -> str:
     return widget_id.rsplit("-", 1)[-1]
 
 
-async def run_session(index: int, url: str, args, pages: list, steps: list,
-                      replica_of: dict | None = None) -> None:
+async def run_session(
+    index: int, url: str, args, pages: list, steps: list, replica_of: dict | None = None
+) -> None:
     """Open a session and go through every page (and its number input) ``args.rounds`` times;
     ``replica_of[index]``: the replica that a balancer pinned it to."""
     session = Session(url, args.timeout)
@@ -290,8 +316,10 @@ async def run_session(index: int, url: str, args, pages: list, steps: list,
                 if page_name in args.skip_interactions or not res.number_inputs:
                     continue
                 wid, w = res.number_inputs[0]
-                after = await timed(f"{page_name}: change {_key_of(wid)}",
-                                    session.rerun(page_hash, url_path, [_changed(wid, w)]))
+                after = await timed(
+                    f"{page_name}: change {_key_of(wid)}",
+                    session.rerun(page_hash, url_path, [_changed(wid, w)]),
+                )
                 steps[-1].unchanged = after.digest.digest() == res.digest.digest()
     except _Abort:
         if args.reload_on_error:
@@ -313,13 +341,20 @@ async def _reload(session: Session, index: int, steps: list, replica_of: dict | 
     try:
         await again.open()
         res = await again.rerun()
-        steps.append(Step("reload after an error", time.perf_counter() - t0,
-                          None if res.ok else res.error, session=index))
+        steps.append(
+            Step(
+                "reload after an error",
+                time.perf_counter() - t0,
+                None if res.ok else res.error,
+                session=index,
+            )
+        )
         if replica_of is not None:
             replica_of[-1 - index] = again.replica
     except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - every failure counts
-        steps.append(Step("reload after an error", None, f"{type(e).__name__}: {e}"[:300],
-                          session=index))
+        steps.append(
+            Step("reload after an error", None, f"{type(e).__name__}: {e}"[:300], session=index)
+        )
     finally:
         try:
             await asyncio.wait_for(again.close(), 10)
@@ -369,8 +404,11 @@ def summarise(steps: list) -> list[dict]:
         if flags:
             row["unchanged"] = sum(flags)  # the change did not alter anything drawn
         if times:
-            row.update(p50_s=round(percentile(times, 50), 3), p95_s=round(percentile(times, 95), 3),
-                       max_s=round(max(times), 3))
+            row.update(
+                p50_s=round(percentile(times, 50), 3),
+                p95_s=round(percentile(times, 95), 3),
+                max_s=round(max(times), 3),
+            )
         if errors:
             row["first_error"] = errors[0]
         rows.append(row)
@@ -379,12 +417,16 @@ def summarise(steps: list) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     width = max(len(r["interaction"]) for r in rows)
-    print(f"{'interaction':<{width}}  {'n':>4} {'errors':>6} {'p50 s':>8} {'p95 s':>8} "
-          f"{'max s':>8} {'unchanged':>9}")
+    print(
+        f"{'interaction':<{width}}  {'n':>4} {'errors':>6} {'p50 s':>8} {'p95 s':>8} "
+        f"{'max s':>8} {'unchanged':>9}"
+    )
     for r in rows:
         cells = [f"{r[k]:8.2f}" if k in r else f"{'-':>8}" for k in ("p50_s", "p95_s", "max_s")]
-        print(f"{r['interaction']:<{width}}  {r['n']:>4} {r['errors']:>6} {' '.join(cells)} "
-              f"{r.get('unchanged', '-'):>9}")
+        print(
+            f"{r['interaction']:<{width}}  {r['n']:>4} {r['errors']:>6} {' '.join(cells)} "
+            f"{r.get('unchanged', '-'):>9}"
+        )
     for r in rows:
         if "first_error" in r:
             print(f"  {r['interaction']}: {r['first_error']}")
@@ -398,8 +440,10 @@ async def _bench(url: str, args, kill=None) -> dict:
     steps: list[Step] = []
     replica_of: dict[int, str | None] = {}
     t0 = time.perf_counter()
-    tasks = [asyncio.create_task(run_session(i, url, args, pages, steps, replica_of))
-             for i in range(args.sessions)]
+    tasks = [
+        asyncio.create_task(run_session(i, url, args, pages, steps, replica_of))
+        for i in range(args.sessions)
+    ]
     killer = asyncio.create_task(_kill_later(kill, args.kill_at)) if kill else None
     done, pending = await asyncio.wait(tasks, timeout=args.deadline)
     for task in pending:
@@ -409,9 +453,14 @@ async def _bench(url: str, args, kill=None) -> dict:
     if killer is not None:
         killer.cancel()
         killed = (await asyncio.gather(killer, return_exceptions=True))[0]
-    return {"pages": [p[1] for p in pages], "steps": steps, "wall_s": time.perf_counter() - t0,
-            "sessions_unfinished": len(pending), "replica_of": replica_of,
-            "killed_at_s": killed if isinstance(killed, float) else None}
+    return {
+        "pages": [p[1] for p in pages],
+        "steps": steps,
+        "wall_s": time.perf_counter() - t0,
+        "sessions_unfinished": len(pending),
+        "replica_of": replica_of,
+        "killed_at_s": killed if isinstance(killed, float) else None,
+    }
 
 
 async def _kill_later(kill, after_s: float) -> float:
@@ -428,11 +477,22 @@ def start_balancer(replicas: int, port: int, run_dir: Path, threads: int | None 
     if threads:
         env["OMP_NUM_THREADS"] = env["DLGM_TORCH_THREADS"] = str(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "scripts/serve.py", "-n", str(replicas), "--port", str(port),
-           "--replica-port", str(port + 1), "--run-dir", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "scripts/serve.py",
+        "-n",
+        str(replicas),
+        "--port",
+        str(port),
+        "--replica-port",
+        str(port + 1),
+        "--run-dir",
+        str(run_dir),
+    ]
     log = open(run_dir / "serve.out", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def balancer_pids(run_dir: Path) -> dict[str, int]:
@@ -451,8 +511,9 @@ def balancer_pids(run_dir: Path) -> dict[str, int]:
 
 def server_urls(run_dir: Path) -> list[str]:
     """The replicas of ``scripts/serve.py``, each at its own address."""
-    return [f"http://{line.split()[1]}"
-            for line in (run_dir / "replicas.txt").read_text().splitlines()]
+    return [
+        f"http://{line.split()[1]}" for line in (run_dir / "replicas.txt").read_text().splitlines()
+    ]
 
 
 def free_ports(n: int) -> int:
@@ -525,31 +586,58 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="passes over all pages (1-20)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
     p.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole test")
-    p.add_argument("--think", type=float, default=0.0,
-                   help="mean think time in seconds before each step, drawn uniformly from "
-                        "[0, 2 * THINK] (default 0: every session clicks at once, a burst)")
+    p.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean think time in seconds before each step, drawn uniformly from "
+        "[0, 2 * THINK] (default 0: every session clicks at once, a burst)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the think times")
     p.add_argument("--pages", nargs="*", help="only these pages (by title)")
-    p.add_argument("--skip-interactions", nargs="*", default=["Models"],
-                   help="pages that are only loaded (default: Models)")
+    p.add_argument(
+        "--skip-interactions",
+        nargs="*",
+        default=["Models"],
+        help="pages that are only loaded (default: Models)",
+    )
     p.add_argument("--url", help="test a running app at this http://127.0.0.1:PORT instead")
-    p.add_argument("--replicas", type=int, default=0,
-                   help="start scripts/serve.py with this many app processes behind nginx and "
-                        "test through it (default 0: one app process, no balancer)")
-    p.add_argument("--settle", type=float, default=0.0,
-                   help="after the server(s) answer, run the default page once on each (which "
-                        "starts the app's background warm-up) and wait at most this many "
-                        "seconds until they are idle (under 5%% of a core for a second) before "
-                        "the test (default 0: start at once, the warm-up starts with the test)")
-    p.add_argument("--kill-replica", metavar="NAME",
-                   help="with --replicas: SIGKILL this replica (r0, r1, ...) during the test")
-    p.add_argument("--kill-at", type=float, default=3.0,
-                   help="seconds into the test for --kill-replica")
-    p.add_argument("--reload-on-error", action="store_true",
-                   help="a session that fails reloads once, as a user would (same cookies): "
-                        "one more step, 'reload after an error'")
-    p.add_argument("--threads", type=int, help="torch threads per operation of the server it "
-                   "starts (DLGM_TORCH_THREADS and OMP_NUM_THREADS; default: the app's, 1)")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="start scripts/serve.py with this many app processes behind nginx and "
+        "test through it (default 0: one app process, no balancer)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="after the server(s) answer, run the default page once on each (which "
+        "starts the app's background warm-up) and wait at most this many "
+        "seconds until they are idle (under 5%% of a core for a second) before "
+        "the test (default 0: start at once, the warm-up starts with the test)",
+    )
+    p.add_argument(
+        "--kill-replica",
+        metavar="NAME",
+        help="with --replicas: SIGKILL this replica (r0, r1, ...) during the test",
+    )
+    p.add_argument(
+        "--kill-at", type=float, default=3.0, help="seconds into the test for --kill-replica"
+    )
+    p.add_argument(
+        "--reload-on-error",
+        action="store_true",
+        help="a session that fails reloads once, as a user would (same cookies): "
+        "one more step, 'reload after an error'",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per operation of the server it "
+        "starts (DLGM_TORCH_THREADS and OMP_NUM_THREADS; default: the app's, 1)",
+    )
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--json-out", help="also write the JSON summary to this file")
     args = p.parse_args(argv)
@@ -579,23 +667,32 @@ def main(argv=None) -> int:
         proc = start_server(port, log_path, args.threads)
     try:
         startup = wait_healthy(base, args.startup_timeout, proc)
-        pids = ((lambda: list(balancer_pids(run_dir).values())) if run_dir
-                else (lambda: [proc.pid] if proc else []))
+        pids = (
+            (lambda: list(balancer_pids(run_dir).values()))
+            if run_dir
+            else (lambda: [proc.pid] if proc else [])
+        )
         settled = 0.0
         if args.settle:  # one page run per server starts its warm-up; then wait for idle
             t0 = time.perf_counter()
-            for url in (server_urls(run_dir) if run_dir else [base]):
-                asyncio.run(discover_pages(url.replace("http://", "ws://") + "/_stcore/stream",
-                                           args.timeout))
+            for url in server_urls(run_dir) if run_dir else [base]:
+                asyncio.run(
+                    discover_pages(
+                        url.replace("http://", "ws://") + "/_stcore/stream", args.timeout
+                    )
+                )
             settled = time.perf_counter() - t0 + settle(pids, args.settle)
         kill = None
         if args.kill_replica:
+
             def kill():
                 os.kill(balancer_pids(run_dir)[args.kill_replica], signal.SIGKILL)
+
         load_start = os.getloadavg()[0]
         before, client_before = cpu_seconds(pids()), time.process_time()
-        result = asyncio.run(_bench(base.replace("http://", "ws://") + "/_stcore/stream", args,
-                                    kill))
+        result = asyncio.run(
+            _bench(base.replace("http://", "ws://") + "/_stcore/stream", args, kill)
+        )
         server_cpu = None if args.url or args.kill_replica else cpu_seconds(pids()) - before
         client_cpu = time.process_time() - client_before
     finally:
@@ -603,48 +700,87 @@ def main(argv=None) -> int:
             stop_server(proc)
     rows = summarise(result["steps"])
     times = [s.seconds for s in result["steps"] if s.seconds is not None and s.error is None]
-    overall = {"p50_s": round(percentile(times, 50), 3), "p95_s": round(percentile(times, 95), 3),
-               "max_s": round(max(times), 3)} if times else {}
+    overall = (
+        {
+            "p50_s": round(percentile(times, 50), 3),
+            "p95_s": round(percentile(times, 95), 3),
+            "max_s": round(max(times), 3),
+        }
+        if times
+        else {}
+    )
     replicas = per_replica(result) if (args.replicas or args.url) else None
-    pause = (f"think time U[0, {2 * args.think:g}] s before each step" if args.think
-             else "no pause (burst)")
-    where = f"{args.replicas} app processes behind nginx" if args.replicas else (
-        "one app process" if not args.url else args.url)
-    print(f"{args.sessions} concurrent sessions x {args.rounds} round(s) over "
-          f"{len(result['pages'])} pages, {pause}, {where}: {result['wall_s']:.1f} s; server "
-          f"healthy after {startup:.1f} s, warm and idle after {settled:.1f} s more; load average "
-          f"{load_start:.1f} at the start, "
-          f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs")
+    pause = (
+        f"think time U[0, {2 * args.think:g}] s before each step"
+        if args.think
+        else "no pause (burst)"
+    )
+    where = (
+        f"{args.replicas} app processes behind nginx"
+        if args.replicas
+        else ("one app process" if not args.url else args.url)
+    )
+    print(
+        f"{args.sessions} concurrent sessions x {args.rounds} round(s) over "
+        f"{len(result['pages'])} pages, {pause}, {where}: {result['wall_s']:.1f} s; server "
+        f"healthy after {startup:.1f} s, warm and idle after {settled:.1f} s more; load average "
+        f"{load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"
+    )
     print_table(rows)
-    print(f"all steps: p50 {overall.get('p50_s', '-')} s, p95 {overall.get('p95_s', '-')} s, "
-          f"max {overall.get('max_s', '-')} s"
-          + (f"; server CPU {server_cpu:.1f} s ({1000 * server_cpu / len(times):.0f} ms per "
-             "step)" if server_cpu and times else "") + f"; this client's CPU {client_cpu:.1f} s")
+    print(
+        f"all steps: p50 {overall.get('p50_s', '-')} s, p95 {overall.get('p95_s', '-')} s, "
+        f"max {overall.get('max_s', '-')} s"
+        + (
+            f"; server CPU {server_cpu:.1f} s ({1000 * server_cpu / len(times):.0f} ms per step)"
+            if server_cpu and times
+            else ""
+        )
+        + f"; this client's CPU {client_cpu:.1f} s"
+    )
     if replicas:
-        print("per replica (sessions / steps / errors): " + ", ".join(
-            f"{k} {v['sessions']} / {v['steps']} / {v['errors']}"
-            + (f" (reloaded on {v['reloaded_on']})" if "reloaded_on" in v else "")
-            for k, v in replicas.items()))
+        print(
+            "per replica (sessions / steps / errors): "
+            + ", ".join(
+                f"{k} {v['sessions']} / {v['steps']} / {v['errors']}"
+                + (f" (reloaded on {v['reloaded_on']})" if "reloaded_on" in v else "")
+                for k, v in replicas.items()
+            )
+        )
     if result["killed_at_s"] is not None:
-        print(f"replica {args.kill_replica} was killed (SIGKILL) {result['killed_at_s']:g} s "
-              "into the test")
-    summary = {"sessions": args.sessions, "rounds": args.rounds, "pages": result["pages"],
-               "think_s": args.think, "seed": args.seed, "replicas": args.replicas or None,
-               "server_threads": "not set here (--url)" if args.url else (
-                   args.threads or os.environ.get("DLGM_TORCH_THREADS", "1 (app default)")),
-               "wall_s": round(result["wall_s"], 2), "server_startup_s": round(startup, 2),
-               "settled_s": round(settled, 1),
-               "sessions_unfinished": result["sessions_unfinished"],
-               "errors": sum(r["errors"] for r in rows), "cpus": os.cpu_count(),
-               "server_log": None if log_path is None else str(log_path),
-               "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
-               "client_cpu_s": round(client_cpu, 2),
-               "all_steps": overall, "worst_p95_s": max((r.get("p95_s", 0) for r in rows),
-                                                        default=None),
-               "per_replica": replicas, "killed": None if result["killed_at_s"] is None else {
-                   "replica": args.kill_replica, "at_s": result["killed_at_s"]},
-               "load_average_1m_at_start": round(load_start, 2),
-               "load_average_1m_at_end": round(os.getloadavg()[0], 2), "interactions": rows}
+        print(
+            f"replica {args.kill_replica} was killed (SIGKILL) {result['killed_at_s']:g} s "
+            "into the test"
+        )
+    summary = {
+        "sessions": args.sessions,
+        "rounds": args.rounds,
+        "pages": result["pages"],
+        "think_s": args.think,
+        "seed": args.seed,
+        "replicas": args.replicas or None,
+        "server_threads": "not set here (--url)"
+        if args.url
+        else (args.threads or os.environ.get("DLGM_TORCH_THREADS", "1 (app default)")),
+        "wall_s": round(result["wall_s"], 2),
+        "server_startup_s": round(startup, 2),
+        "settled_s": round(settled, 1),
+        "sessions_unfinished": result["sessions_unfinished"],
+        "errors": sum(r["errors"] for r in rows),
+        "cpus": os.cpu_count(),
+        "server_log": None if log_path is None else str(log_path),
+        "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+        "client_cpu_s": round(client_cpu, 2),
+        "all_steps": overall,
+        "worst_p95_s": max((r.get("p95_s", 0) for r in rows), default=None),
+        "per_replica": replicas,
+        "killed": None
+        if result["killed_at_s"] is None
+        else {"replica": args.kill_replica, "at_s": result["killed_at_s"]},
+        "load_average_1m_at_start": round(load_start, 2),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "interactions": rows,
+    }
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))

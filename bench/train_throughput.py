@@ -64,8 +64,9 @@ class PlainVAE(nn.Module):
         self.loc = nn.Linear(H, K)
         self.prec = nn.Linear(H, K)  # softplus -> diagonal precision
         self.G = nn.Linear(K, K, bias=False)  # h_1 = G xi
-        self.gen = nn.Sequential(nn.Linear(K, H), nn.ReLU(), nn.Linear(H, H), nn.ReLU(),
-                                 nn.Linear(H, D))
+        self.gen = nn.Sequential(
+            nn.Linear(K, H), nn.ReLU(), nn.Linear(H, H), nn.ReLU(), nn.Linear(H, D)
+        )
 
     def loss(self, x, eps):
         a = self.rec(x)
@@ -93,7 +94,7 @@ class PlainLoop:
             if self.pos + BATCH > len(self.x):
                 self.perm = torch.randperm(len(self.x), device=self.device, generator=self.gen)
                 self.pos = 0
-            xb = self.x[self.perm[self.pos:self.pos + BATCH]]  # (B, D)
+            xb = self.x[self.perm[self.pos : self.pos + BATCH]]  # (B, D)
             self.pos += BATCH
             eps = torch.randn((len(xb), K), device=self.device, generator=self.gen)
             loss = self.model.loss(xb, eps)
@@ -110,13 +111,29 @@ class DlgmLoop:
         from dlgm.model import DLGM, DLGMConfig
         from dlgm.train import Trainer
 
-        cfg = DLGMConfig(data_shape=(28, 28), n_latent=(K,), gen_hidden=(H, H),
-                         rec_hidden=(H, H), covariance="diag", likelihood="bernoulli",
-                         kappa=kappa)
+        cfg = DLGMConfig(
+            data_shape=(28, 28),
+            n_latent=(K,),
+            gen_hidden=(H, H),
+            rec_hidden=(H, H),
+            covariance="diag",
+            likelihood="bernoulli",
+            kappa=kappa,
+        )
         model = DLGM(cfg, seed=seed)
-        self.trainer = Trainer(model, x, batch_size=BATCH, n_samples=1, optimizer="rmsprop",
-                               lr=LR, binarize="none", seed=seed, device=device,
-                               report_every=50, fast=fast)
+        self.trainer = Trainer(
+            model,
+            x,
+            batch_size=BATCH,
+            n_samples=1,
+            optimizer="rmsprop",
+            lr=LR,
+            binarize="none",
+            seed=seed,
+            device=device,
+            report_every=50,
+            fast=fast,
+        )
         self.mode = mode
 
     def run(self, steps):
@@ -162,16 +179,29 @@ def timed(loop, steps, device) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     loop.run(steps)
     _sync(device)
-    return (steps * BATCH / (time.perf_counter() - t0),
-            steps * BATCH / (time.process_time() - c0))
+    return (steps * BATCH / (time.perf_counter() - t0), steps * BATCH / (time.process_time() - c0))
 
 
 def machine(device) -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                .splitlines() if ln.startswith("model name")), platform.processor()) \
-        if Path("/proc/cpuinfo").exists() else platform.processor()
-    info = {"nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": str(device)}
+    cpu = (
+        next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    info = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -195,8 +225,14 @@ def breakdown(plain, x, device, reps) -> dict:
     sys.path.insert(0, str(ROOT))
     from dlgm.model import DLGM, DLGMConfig
 
-    cfg = dict(data_shape=(28, 28), n_latent=(K,), gen_hidden=(H, H), rec_hidden=(H, H),
-               covariance="diag", likelihood="bernoulli")
+    cfg = dict(
+        data_shape=(28, 28),
+        n_latent=(K,),
+        gen_hidden=(H, H),
+        rec_hidden=(H, H),
+        covariance="diag",
+        likelihood="bernoulli",
+    )
     m1 = DLGM(DLGMConfig(**cfg, kappa=1.0), seed=0).to(device)
     m0 = DLGM(DLGMConfig(**cfg, kappa=None), seed=0).to(device)
     xb = x[:BATCH]
@@ -205,15 +241,17 @@ def breakdown(plain, x, device, reps) -> dict:
 
     def dlgm_fb(m):
         # the weight prior in the loss (autograd), as the Trainer's fused gradient replaces
-        return lambda: (m.free_energy(xb, eps=eps)["loss"]
-                        + m.weight_penalty() / 60000).backward()
+        return lambda: (m.free_energy(xb, eps=eps)["loss"] + m.weight_penalty() / 60000).backward()
 
     def ll_softplus():  # dlgm.model.log_likelihood's form: x * out - softplus(out)
         ((logits * xb).sum(-1) - F.softplus(logits).sum(-1)).mean().backward()
 
     def ll_bce():  # the fused kernel
-        (-F.binary_cross_entropy_with_logits(logits, xb.expand_as(logits), reduction="none")
-         .sum(-1)).mean().backward()
+        (
+            -F.binary_cross_entropy_with_logits(logits, xb.expand_as(logits), reduction="none").sum(
+                -1
+            )
+        ).mean().backward()
 
     def penalty():
         m1.weight_penalty().backward()
@@ -263,8 +301,13 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["dlgm"], choices=list(VARIANTS))
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables")
-    p.add_argument("--breakdown", type=int, metavar="REPS", default=0,
-                   help="also time the pieces of one update (median of REPS, CPU ms)")
+    p.add_argument(
+        "--breakdown",
+        type=int,
+        metavar="REPS",
+        default=0,
+        help="also time the pieces of one update (median of REPS, CPU ms)",
+    )
     p.add_argument("--json", help="also write the JSON result to this file")
     args = p.parse_args(argv)
     if args.threads:
@@ -290,23 +333,33 @@ def main(argv=None) -> int:
             cpu_rates[name].append(cpu)
     med = {k: statistics.median(v) for k, v in rates.items()}
     cmed = {k: statistics.median(v) for k, v in cpu_rates.items()}
-    result = {"machine": machine(device), "data": args.data, "batch": BATCH,
-              "steps": args.steps, "rounds": args.rounds, "parameters": n_plain,
-              "samples_per_s": {k: round(v, 1) for k, v in med.items()},
-              "ratio_to_plain": {k: round(v / med["plain"], 3) for k, v in med.items()
-                                 if k != "plain"},
-              "samples_per_cpu_s": {k: round(v, 1) for k, v in cmed.items()},
-              "cpu_ratio_to_plain": {k: round(v / cmed["plain"], 3) for k, v in cmed.items()
-                                     if k != "plain"},
-              "all_runs": {k: [round(r, 1) for r in v] for k, v in rates.items()},
-              "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]])}
-    print(f"{'loop':<16}{'samples/s':>11}{'min':>8}{'max':>8}{'vs plain':>10}"
-          f"{'samples/CPU-s':>15}{'vs plain':>10}")
+    result = {
+        "machine": machine(device),
+        "data": args.data,
+        "batch": BATCH,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "parameters": n_plain,
+        "samples_per_s": {k: round(v, 1) for k, v in med.items()},
+        "ratio_to_plain": {k: round(v / med["plain"], 3) for k, v in med.items() if k != "plain"},
+        "samples_per_cpu_s": {k: round(v, 1) for k, v in cmed.items()},
+        "cpu_ratio_to_plain": {
+            k: round(v / cmed["plain"], 3) for k, v in cmed.items() if k != "plain"
+        },
+        "all_runs": {k: [round(r, 1) for r in v] for k, v in rates.items()},
+        "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
+    }
+    print(
+        f"{'loop':<16}{'samples/s':>11}{'min':>8}{'max':>8}{'vs plain':>10}"
+        f"{'samples/CPU-s':>15}{'vs plain':>10}"
+    )
     for k, v in med.items():
         r = 1.0 if k == "plain" else v / med["plain"]
         rc = 1.0 if k == "plain" else cmed[k] / cmed["plain"]
-        print(f"{k:<16}{v:>11.0f}{min(rates[k]):>8.0f}{max(rates[k]):>8.0f}{r:>10.3f}"
-              f"{cmed[k]:>15.0f}{rc:>10.3f}")
+        print(
+            f"{k:<16}{v:>11.0f}{min(rates[k]):>8.0f}{max(rates[k]):>8.0f}{r:>10.3f}"
+            f"{cmed[k]:>15.0f}{rc:>10.3f}"
+        )
     print(json.dumps(result))
     if args.breakdown:
         result["breakdown_ms"] = breakdown(loops["plain"], x, device, args.breakdown)

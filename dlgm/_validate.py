@@ -38,8 +38,10 @@ def parse_sizes(text, what: str = "sizes") -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"{what}: {text!r} is not a list of whole numbers; give "
-                          "comma-separated integers, e.g. 200,200") from None
+        raise ConfigError(
+            f"{what}: {text!r} is not a list of whole numbers; give "
+            "comma-separated integers, e.g. 200,200"
+        ) from None
 
 
 def binarization_for(likelihood: str, binarize: str = "dynamic") -> str:

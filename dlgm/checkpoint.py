@@ -35,19 +35,25 @@ def _sniff(data: bytes) -> None:
         if n <= _MAX_HEADER and 8 + n <= len(data) and data[8:9] == b"{":
             return  # a well-formed safetensors header (its length may start with any byte)
     if data[:1] == b"\x80" or data[:2] in (b"(d", b"(l", b"}q", b"]q"):
-        raise CheckpointError("this is a Python pickle, not a DLGM Lab checkpoint; pickles are "
-                              "never loaded (they can run code). Save models with "
-                              "dlgm.save(model, path).")
+        raise CheckpointError(
+            "this is a Python pickle, not a DLGM Lab checkpoint; pickles are "
+            "never loaded (they can run code). Save models with "
+            "dlgm.save(model, path)."
+        )
     if data[:4] == b"PK\x03\x04":
-        raise CheckpointError("this is a zip archive (a PyTorch .pt/.pth file?), not a DLGM Lab "
-                              "checkpoint; .pt files are pickles and are never loaded. "
-                              "Save models with dlgm.save(model, path) to get a .safetensors file.")
+        raise CheckpointError(
+            "this is a zip archive (a PyTorch .pt/.pth file?), not a DLGM Lab "
+            "checkpoint; .pt files are pickles and are never loaded. "
+            "Save models with dlgm.save(model, path) to get a .safetensors file."
+        )
     if len(data) < 8:
         raise CheckpointError(f"file is {len(data)} bytes: too short to be a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
     if n > _MAX_HEADER or 8 + n > len(data):
-        raise CheckpointError(f"header length {n} does not fit a {len(data)}-byte file: the file "
-                              "is truncated or not a safetensors checkpoint")
+        raise CheckpointError(
+            f"header length {n} does not fit a {len(data)}-byte file: the file "
+            "is truncated or not a safetensors checkpoint"
+        )
 
 
 def encode_tensors(tensors: dict, meta: dict) -> bytes:
@@ -67,21 +73,25 @@ def decode_tensors(data: bytes) -> tuple[dict, dict]:
     _sniff(data)
     (n,) = struct.unpack("<Q", data[:8])
     try:
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
         tensors = load(data)
     except Exception as e:  # safetensors raises its own error types on malformed files
         raise CheckpointError(f"not a valid safetensors file: {e}") from None
     raw = header.get("__metadata__") or {}
     if raw.get("format") != FORMAT:
-        raise CheckpointError("safetensors file without DLGM Lab metadata (format != 'dlgm'): "
-                              "it was not written by dlgm.save()")
+        raise CheckpointError(
+            "safetensors file without DLGM Lab metadata (format != 'dlgm'): "
+            "it was not written by dlgm.save()"
+        )
     try:
         version = int(raw.get("version", "?"))
     except ValueError:
         raise CheckpointError(f"unreadable checkpoint version {raw.get('version')!r}") from None
     if version > VERSION:
-        raise CheckpointError(f"checkpoint version {version} is newer than this dlgm "
-                              f"(reads up to {VERSION}); upgrade dlgm")
+        raise CheckpointError(
+            f"checkpoint version {version} is newer than this dlgm "
+            f"(reads up to {VERSION}); upgrade dlgm"
+        )
     try:
         meta = {k: json.loads(v) for k, v in raw.items() if k not in ("format", "version")}
     except json.JSONDecodeError as e:
@@ -157,13 +167,15 @@ def from_bytes(data: bytes, *, device="cpu"):
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"weights do not match the config: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for name, shape in expected.items():
         t = tensors[name]
         if tuple(t.shape) != shape:
-            raise CheckpointError(f"weight {name} has shape {tuple(t.shape)}, but the config "
-                                  f"needs {shape}")
+            raise CheckpointError(
+                f"weight {name} has shape {tuple(t.shape)}, but the config needs {shape}"
+            )
         if not t.is_floating_point():
             raise CheckpointError(f"weight {name} has dtype {t.dtype}; expected floats")
         if not torch.isfinite(t).all():
@@ -183,4 +195,3 @@ def load(path, *, device="cpu", max_bytes: int = MAX_BYTES):
         If the file is missing, too large, a pickle, truncated, malformed or mismatched.
     """
     return from_bytes(read_bytes(path, max_bytes), device=device)
-

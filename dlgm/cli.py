@@ -29,8 +29,9 @@ from .train import INPUT_NOISE, OPTIMIZERS, TRAIN_DEFAULTS, resolve_device, run_
 def _bar(total, desc, quiet):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=quiet, unit="ex", dynamic_ncols=True,
-                file=sys.stderr)
+    return tqdm(
+        total=total, desc=desc, disable=quiet, unit="ex", dynamic_ncols=True, file=sys.stderr
+    )
 
 
 # ---------------------------------------------------------------------------- train
@@ -62,8 +63,9 @@ def cmd_train(args) -> dict:
         bar = bars["train"]
         bar.update((p.step - bars["done"]) * bars["batch"])
         bars["done"] = p.step
-        bar.set_postfix(F=f"{p.free_energy:.2f}", elbo=f"{p.elbo:.2f}",
-                        ex_s=f"{p.samples_per_s:.0f}")
+        bar.set_postfix(
+            F=f"{p.free_energy:.2f}", elbo=f"{p.elbo:.2f}", ex_s=f"{p.samples_per_s:.0f}"
+        )
         if p.message:
             bar.write(p.message)
 
@@ -75,9 +77,13 @@ def cmd_train(args) -> dict:
 
     command = "python -m dlgm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        result = run_training({k: v for k, v in s.items() if k in TRAIN_DEFAULTS},
-                              progress=report, on_start=on_start, command=command,
-                              eval_progress=eval_report)
+        result = run_training(
+            {k: v for k, v in s.items() if k in TRAIN_DEFAULTS},
+            progress=report,
+            on_start=on_start,
+            command=command,
+            eval_progress=eval_report,
+        )
     finally:
         for bar in bars.values():
             if hasattr(bar, "close"):
@@ -94,8 +100,15 @@ def _evaluate(model, data_name, split, k, limit, device, quiet) -> dict:
         b.update(done - b.n)
 
     try:
-        return evaluate_split(model, split, data_name=data_name, n_samples=k, limit=limit,
-                              device=device, progress=report)
+        return evaluate_split(
+            model,
+            split,
+            data_name=data_name,
+            n_samples=k,
+            limit=limit,
+            device=device,
+            progress=report,
+        )
     finally:
         if "eval" in bar:
             bar["eval"].close()
@@ -126,11 +139,13 @@ def _save_images(path: Path, images: np.ndarray, shape, ncol: int) -> None:
     canvas = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1), dtype=np.float32)
     for i, img in enumerate(images):
         r, c = divmod(i, ncol)
-        canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = \
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = (
             img.reshape(h, w)
+        )
     scale = max(1, 256 // max(h, w))
     Image.fromarray(((1 - canvas) * 255).astype(np.uint8)).resize(
-        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(path)
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST
+    ).save(path)
 
 
 def cmd_sample(args) -> dict:
@@ -154,7 +169,7 @@ def cmd_impute(args) -> dict:
     x, _ = _data.model_images(model, "test", data_name=data_name)
     if not 0 <= args.index < len(x):
         raise ConfigError(f"--index {args.index}: must be in [0, {len(x) - 1}]")
-    x = torch.tensor(x[args.index:args.index + 1])
+    x = torch.tensor(x[args.index : args.index + 1])
     g = torch.Generator().manual_seed(args.seed)
     kind, _, value = args.mask.partition(":")
     if kind == "random":
@@ -163,15 +178,21 @@ def cmd_impute(args) -> dict:
         mask = mask_square(model.data_shape, int(value or model.data_shape[0] // 2))
     else:
         raise ConfigError(f"--mask {args.mask}: use random:RATE or square:SIZE")
-    result = impute(model, x, mask, method=args.method, n_steps=args.steps, init=args.init,
-                    generator=g)
+    result = impute(
+        model, x, mask, method=args.method, n_steps=args.steps, init=args.init, generator=g
+    )
     err = missing_error(result, x, mask)
     if args.out:
         strip = result.probs[:, 0].numpy()
         _save_images(Path(args.out), strip, model.data_shape, ncol=len(strip))
-    return {"method": args.method, "steps": args.steps, "missing": int(mask.sum()),
-            "cross_entropy": [round(float(v), 4) for v in err["cross_entropy"]],
-            "acceptance_rate": result.acceptance_rate, "out": args.out}
+    return {
+        "method": args.method,
+        "steps": args.steps,
+        "missing": int(mask.sum()),
+        "cross_entropy": [round(float(v), 4) for v in err["cross_entropy"]],
+        "acceptance_rate": result.acceptance_rate,
+        "out": args.out,
+    }
 
 
 def cmd_data(args) -> dict:
@@ -197,8 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gen-hidden", help="hidden widths of each generative MLP, e.g. 200,200")
     t.add_argument("--rec-hidden", help="hidden widths of the recognition MLP")
     t.add_argument("--covariance", choices=COVARIANCES)
-    t.add_argument("--input-activation", choices=("relu", "probit"),
-                   help="f in T(h) = MLP(f(h)); with --gen-hidden none: the NLGBN, A f(h) + b")
+    t.add_argument(
+        "--input-activation",
+        choices=("relu", "probit"),
+        help="f in T(h) = MLP(f(h)); with --gen-hidden none: the NLGBN, A f(h) + b",
+    )
     t.add_argument("--likelihood", choices=LIKELIHOODS)
     t.add_argument("--kappa", type=float, help="prior variance of generative weights (0: none)")
     t.add_argument("--epochs", type=float)
@@ -207,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--lr", type=float)
     t.add_argument("--lr-decay", type=float, help="multiply lr by this at every new epoch")
-    t.add_argument("--u-delay", type=int,
-                   help="rank-one q: keep u = 0 for this many epochs, then train it")
+    t.add_argument(
+        "--u-delay", type=int, help="rank-one q: keep u = 0 for this many epochs, then train it"
+    )
     t.add_argument("--binarize", choices=("dynamic", "static", "none"))
     t.add_argument("--static-seed", type=int)
     t.add_argument("--input-noise", choices=INPUT_NOISE)
@@ -217,11 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--clip-grad", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--fast", action="store_true", default=None,
-                   help="torch.compile the step; on CUDA replay it as one CUDA graph")
+    t.add_argument(
+        "--fast",
+        action="store_true",
+        default=None,
+        help="torch.compile the step; on CUDA replay it as one CUDA graph",
+    )
     t.add_argument("--out", help="output directory")
-    t.add_argument("--resume", action="store_true", default=None,
-                   help="continue from OUT's checkpoint if there is one")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue from OUT's checkpoint if there is one",
+    )
     t.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints")
     t.add_argument("--eval-k", type=int, help="after training, test NLL with K samples")
     t.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
@@ -255,11 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--data")
     i.add_argument("--index", type=int, default=0)
     i.add_argument("--mask", default="random:0.6", help="random:RATE or square:SIZE")
-    i.add_argument("--method", default="pseudo-gibbs", choices=("pseudo-gibbs", "mwg",
-                                                                "importance"))
+    i.add_argument(
+        "--method", default="pseudo-gibbs", choices=("pseudo-gibbs", "mwg", "importance")
+    )
     i.add_argument("--steps", type=int, default=15)
-    i.add_argument("--init", default="noise", choices=("noise", "zeros", "mean", "pseudo-gibbs"),
-                   help="initial fill; pseudo-gibbs: a warm start for mwg / importance")
+    i.add_argument(
+        "--init",
+        default="noise",
+        choices=("noise", "zeros", "mean", "pseudo-gibbs"),
+        help="initial fill; pseudo-gibbs: a warm start for mwg / importance",
+    )
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", help="PNG strip of the iterations")
     i.set_defaults(func=cmd_impute)

@@ -46,8 +46,14 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, ShapeError
 
-__all__ = ["ESTIMATORS", "FUNCTIONS", "Integrand", "closed_form", "gradient_estimates",
-           "variance_vs_dimension"]
+__all__ = [
+    "ESTIMATORS",
+    "FUNCTIONS",
+    "Integrand",
+    "closed_form",
+    "gradient_estimates",
+    "variance_vs_dimension",
+]
 
 ESTIMATORS = ("score", "reparam", "price")
 
@@ -80,19 +86,47 @@ def _gauss_factor(sigma):
     return torch.exp(-0.5 * sigma.pow(2))  # E[cos(sigma eps)] = exp(-sigma^2 / 2)
 
 
-FUNCTIONS: dict[str, Integrand] = {f.name: f for f in (
-    Integrand("quadratic", lambda xi: xi.pow(2).sum(-1), "f = sum_k xi_k^2; E f = |mu|^2 + "
-              "sum sigma^2", True, lambda mu, s: 2 * mu, lambda mu, s: 2 * s),
-    Integrand("linear", lambda xi: xi.sum(-1), "f = sum_k xi_k; E f = sum mu", True,
-              lambda mu, s: torch.ones_like(mu), lambda mu, s: torch.zeros_like(s)),
-    Integrand("sin", lambda xi: xi.sin().sum(-1), "f = sum_k sin(xi_k); E f = sum sin(mu) "
-              "exp(-sigma^2 / 2)", True, lambda mu, s: mu.cos() * _gauss_factor(s),
-              lambda mu, s: -s * mu.sin() * _gauss_factor(s)),
-    Integrand("softplus", lambda xi: F.softplus(xi).sum(-1), "f = sum_k log(1 + exp(xi_k)) "
-              "(no closed form)", True),
-    Integrand("logistic-loss", lambda xi: F.softplus(-xi.sum(-1)), "f = log(1 + exp(-sum_k "
-              "xi_k)), the logistic loss of the margin sum(xi) (not separable; no closed form)"),
-)}
+FUNCTIONS: dict[str, Integrand] = {
+    f.name: f
+    for f in (
+        Integrand(
+            "quadratic",
+            lambda xi: xi.pow(2).sum(-1),
+            "f = sum_k xi_k^2; E f = |mu|^2 + sum sigma^2",
+            True,
+            lambda mu, s: 2 * mu,
+            lambda mu, s: 2 * s,
+        ),
+        Integrand(
+            "linear",
+            lambda xi: xi.sum(-1),
+            "f = sum_k xi_k; E f = sum mu",
+            True,
+            lambda mu, s: torch.ones_like(mu),
+            lambda mu, s: torch.zeros_like(s),
+        ),
+        Integrand(
+            "sin",
+            lambda xi: xi.sin().sum(-1),
+            "f = sum_k sin(xi_k); E f = sum sin(mu) exp(-sigma^2 / 2)",
+            True,
+            lambda mu, s: mu.cos() * _gauss_factor(s),
+            lambda mu, s: -s * mu.sin() * _gauss_factor(s),
+        ),
+        Integrand(
+            "softplus",
+            lambda xi: F.softplus(xi).sum(-1),
+            "f = sum_k log(1 + exp(xi_k)) (no closed form)",
+            True,
+        ),
+        Integrand(
+            "logistic-loss",
+            lambda xi: F.softplus(-xi.sum(-1)),
+            "f = log(1 + exp(-sum_k "
+            "xi_k)), the logistic loss of the margin sum(xi) (not separable; no closed form)",
+        ),
+    )
+}
 
 
 def _integrand(f) -> Integrand:
@@ -112,8 +146,10 @@ def _params(mu, sigma) -> tuple[torch.Tensor, torch.Tensor]:
     mu = mu.to(torch.get_default_dtype()) if not mu.is_floating_point() else mu
     sigma = torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device)
     if mu.dim() != 1 or mu.numel() == 0 or sigma.dim() > 1 or sigma.numel() not in (1, mu.numel()):
-        raise ShapeError(f"mu has shape {tuple(mu.shape)} and sigma {tuple(sigma.shape)}; give "
-                         "mu of shape (K,) and sigma of shape (K,) or a scalar (isotropic)")
+        raise ShapeError(
+            f"mu has shape {tuple(mu.shape)} and sigma {tuple(sigma.shape)}; give "
+            "mu of shape (K,) and sigma of shape (K,) or a scalar (isotropic)"
+        )
     sigma = sigma.expand_as(mu)
     if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all() and (sigma > 0).all()):
         raise ConfigError("mu must be finite and sigma finite and > 0")
@@ -137,14 +173,23 @@ def _diag_hessian(fn: Integrand, xi, g) -> torch.Tensor:
         return torch.autograd.grad(g.sum(), xi)[0]
     k = xi.shape[-1]
     basis = torch.eye(k, dtype=xi.dtype, device=xi.device).view(k, *[1] * (xi.dim() - 1), k)
-    hess_cols = torch.autograd.grad(g, xi, grad_outputs=basis.expand(k, *g.shape),
-                                    is_grads_batched=True)[0]  # H e_j for every j, (K, ..., K)
+    hess_cols = torch.autograd.grad(
+        g, xi, grad_outputs=basis.expand(k, *g.shape), is_grads_batched=True
+    )[0]  # H e_j for every j, (K, ..., K)
     return hess_cols.diagonal(dim1=0, dim2=-1)  # (..., K)
 
 
-def gradient_estimates(f, mu, sigma, *, estimator: str, n_samples: int = 10,
-                       n_repeats: int = 200, baseline=None,
-                       generator: torch.Generator | None = None) -> dict:
+def gradient_estimates(
+    f,
+    mu,
+    sigma,
+    *,
+    estimator: str,
+    n_samples: int = 10,
+    n_repeats: int = 200,
+    baseline=None,
+    generator: torch.Generator | None = None,
+) -> dict:
     """``n_repeats`` independent estimates of the gradient of E[f(xi)], xi ~ N(mu, sigma^2).
 
     Parameters
@@ -178,8 +223,14 @@ def gradient_estimates(f, mu, sigma, *, estimator: str, n_samples: int = 10,
     if baseline is not None and estimator != "score":
         raise ConfigError("baseline applies to estimator='score' only")
     fn, (mu, sigma) = _integrand(f), _params(mu, sigma)
-    eps = torch.randn(int(n_repeats), int(n_samples), mu.shape[0], generator=generator,
-                      dtype=mu.dtype, device=mu.device)  # (R, S, K)
+    eps = torch.randn(
+        int(n_repeats),
+        int(n_samples),
+        mu.shape[0],
+        generator=generator,
+        dtype=mu.dtype,
+        device=mu.device,
+    )  # (R, S, K)
     if estimator == "score":
         return _score(fn, mu, sigma, eps, baseline)
     if estimator == "reparam":
@@ -192,14 +243,17 @@ def _score(fn, mu, sigma, eps, baseline) -> dict:
         fx = fn.f(mu + sigma * eps)  # (R, S)
         if isinstance(baseline, str):
             if baseline != "loo" or eps.shape[1] < 2:
-                raise ConfigError(f"baseline={baseline!r}: use a number, None, or 'loo' with "
-                                  "n_samples >= 2")
+                raise ConfigError(
+                    f"baseline={baseline!r}: use a number, None, or 'loo' with n_samples >= 2"
+                )
             fx = fx - (fx.sum(1, keepdim=True) - fx) / (eps.shape[1] - 1)  # leave-one-out
         elif baseline is not None:
             fx = fx - float(baseline)
         w = fx.unsqueeze(-1)  # (R, S, 1)
-        return {"mu": (w * eps / sigma).mean(1),  # d log N / d mu = eps / sigma
-                "sigma": (w * (eps.pow(2) - 1) / sigma).mean(1)}  # (R, K)
+        return {
+            "mu": (w * eps / sigma).mean(1),  # d log N / d mu = eps / sigma
+            "sigma": (w * (eps.pow(2) - 1) / sigma).mean(1),
+        }  # (R, K)
 
 
 def _reparam(fn, mu, sigma, eps) -> dict:
@@ -215,13 +269,24 @@ def _price(fn, mu, sigma, eps) -> dict:
     xi = (mu + sigma * eps).requires_grad_(True)  # (R, S, K)
     g = torch.autograd.grad(fn.f(xi).sum(), xi, create_graph=True)[0]  # grad f, (R, S, K)
     h = _diag_hessian(fn, xi, g)  # (R, S, K)
-    return {"mu": g.detach().mean(1),  # Bonnet, eq. 7
-            "sigma": (sigma * h.detach()).mean(1)}  # Price, eq. 8, via d sigma^2 / d sigma
+    return {
+        "mu": g.detach().mean(1),  # Bonnet, eq. 7
+        "sigma": (sigma * h.detach()).mean(1),
+    }  # Price, eq. 8, via d sigma^2 / d sigma
 
 
-def variance_vs_dimension(f, ks, *, n_samples: int = 10, n_repeats: int = 200, mu: float = 0.0,
-                          sigma: float = 1.0, estimators=ESTIMATORS, baseline=None,
-                          generator: torch.Generator | None = None) -> dict:
+def variance_vs_dimension(
+    f,
+    ks,
+    *,
+    n_samples: int = 10,
+    n_repeats: int = 200,
+    mu: float = 0.0,
+    sigma: float = 1.0,
+    estimators=ESTIMATORS,
+    baseline=None,
+    generator: torch.Generator | None = None,
+) -> dict:
     """Variance of each gradient estimator as the dimension K grows (appendix D).
 
     For each K, xi ~ N(mu 1_K, sigma^2 I_K). The variance of an estimator is measured across
@@ -268,9 +333,16 @@ def variance_vs_dimension(f, ks, *, n_samples: int = 10, n_repeats: int = 200, m
     for i, k in enumerate(ks):
         mu_k = torch.full((k,), float(mu))
         for e in estimators:
-            est = gradient_estimates(f, mu_k, float(sigma), estimator=e, n_samples=n_samples,
-                                     n_repeats=n_repeats, generator=generator,
-                                     baseline=baseline if e == "score" else None)
+            est = gradient_estimates(
+                f,
+                mu_k,
+                float(sigma),
+                estimator=e,
+                n_samples=n_samples,
+                n_repeats=n_repeats,
+                generator=generator,
+                baseline=baseline if e == "score" else None,
+            )
             var_mu = est["mu"].var(0)  # (K,)
             out["variance_mu"][e][i] = float(var_mu.mean())
             out["variance_mu_1"][e][i] = float(var_mu[0])

@@ -45,8 +45,11 @@ def _start(q: Distribution, family: str, generator) -> dict:
     if family == "full":
         chol = torch.linalg.cholesky(q.covariance_matrix.detach())  # (B, K, K)
         diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-        return {"loc": loc, "tril": torch.tril(chol, -1).clone(),
-                "rho": _inv_softplus(diag.clamp_min(1e-6)).clone()}
+        return {
+            "loc": loc,
+            "tril": torch.tril(chol, -1).clone(),
+            "rho": _inv_softplus(diag.clamp_min(1e-6)).clone(),
+        }
     d = q.d if isinstance(q, RankOneNormal) else q.scale.pow(-2)
     out = {"loc": loc, "rho": _inv_softplus((d.detach() - _D_FLOOR).clamp_min(1e-6)).clone()}
     if family == "rank1":
@@ -71,8 +74,9 @@ def _kl_prior(model, q: Distribution) -> torch.Tensor:
     if isinstance(q, MultivariateNormal):
         k = q.loc.shape[-1]
         eye = torch.eye(k, dtype=q.loc.dtype)
-        return kl_divergence(q, MultivariateNormal(torch.zeros(k, dtype=q.loc.dtype),
-                                                   scale_tril=eye))
+        return kl_divergence(
+            q, MultivariateNormal(torch.zeros(k, dtype=q.loc.dtype), scale_tril=eye)
+        )
     return kl_divergence(q, model.prior())
 
 
@@ -95,9 +99,17 @@ def _mean_elbo(model, x, q, eps, chunk: int = 100) -> torch.Tensor:
     return rec / len(eps) - _kl_prior(model, q)
 
 
-def optimal_q(model, x: torch.Tensor, *, family: str | None = None, steps: int = 300,
-              n_samples: int = 16, lr: float = 0.01, generator: torch.Generator | None = None,
-              progress=None) -> Distribution:
+def optimal_q(
+    model,
+    x: torch.Tensor,
+    *,
+    family: str | None = None,
+    steps: int = 300,
+    n_samples: int = 16,
+    lr: float = 0.01,
+    generator: torch.Generator | None = None,
+    progress=None,
+) -> Distribution:
     """q* for each image on its own: the member of ``family`` with the highest ELBO.
 
     Adam on a reparameterised Monte Carlo estimate of each image's ELBO (``n_samples`` draws
@@ -141,8 +153,9 @@ def optimal_q(model, x: torch.Tensor, *, family: str | None = None, steps: int =
         p.requires_grad_(False)
     try:
         for step in range(steps):
-            eps = torch.randn((n_samples, *x.shape[:1], model.latent_dim), generator=generator,
-                              dtype=x.dtype)
+            eps = torch.randn(
+                (n_samples, *x.shape[:1], model.latent_dim), generator=generator, dtype=x.dtype
+            )
             loss = -elbo_of(model, x, _build(params, family, blocks), eps).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,10 +171,20 @@ def optimal_q(model, x: torch.Tensor, *, family: str | None = None, steps: int =
 
 
 @torch.no_grad()
-def inference_gaps(model, x: torch.Tensor, *, family: str | None = None, k: int = 1000,
-                   elbo_samples: int = 1000, steps: int = 300, n_samples: int = 16,
-                   lr: float = 0.01, generator: torch.Generator | None = None,
-                   log_px: torch.Tensor | None = None, progress=None) -> dict:
+def inference_gaps(
+    model,
+    x: torch.Tensor,
+    *,
+    family: str | None = None,
+    k: int = 1000,
+    elbo_samples: int = 1000,
+    steps: int = 300,
+    n_samples: int = 16,
+    lr: float = 0.01,
+    generator: torch.Generator | None = None,
+    log_px: torch.Tensor | None = None,
+    progress=None,
+) -> dict:
     """log p(v), ELBO(q), ELBO(q*) and the two gaps for each image, nats.
 
     Parameters
@@ -188,21 +211,39 @@ def inference_gaps(model, x: torch.Tensor, *, family: str | None = None, k: int 
 
     x = model.check_input(x)
     with torch.enable_grad():
-        q_star = optimal_q(model, x, family=family, steps=steps, n_samples=n_samples, lr=lr,
-                           generator=generator, progress=progress)
+        q_star = optimal_q(
+            model,
+            x,
+            family=family,
+            steps=steps,
+            n_samples=n_samples,
+            lr=lr,
+            generator=generator,
+            progress=progress,
+        )
     q = model.encode(x)
-    eps = torch.randn((elbo_samples, len(x), model.latent_dim), generator=generator,
-                      dtype=x.dtype)
+    eps = torch.randn((elbo_samples, len(x), model.latent_dim), generator=generator, dtype=x.dtype)
     elbo_q, elbo_s = (_mean_elbo(model, x, dist, eps) for dist in (q, q_star))
     if log_px is None:
         log_px = log_likelihood(model, x, n_samples=k, generator=generator)
-    out = {"log_px": log_px, "elbo_q": elbo_q, "elbo_qstar": elbo_s,
-           "approximation_gap": log_px - elbo_s, "amortisation_gap": elbo_s - elbo_q,
-           "total_gap": log_px - elbo_q}
+    out = {
+        "log_px": log_px,
+        "elbo_q": elbo_q,
+        "elbo_qstar": elbo_s,
+        "approximation_gap": log_px - elbo_s,
+        "amortisation_gap": elbo_s - elbo_q,
+        "total_gap": log_px - elbo_q,
+    }
     out = {key: v.double().cpu().numpy() for key, v in out.items()}
     family = family or ("diag" if model.config.covariance == "diag" else "rank1")
-    return out | {"family": family, "k": k, "elbo_samples": elbo_samples, "steps": steps,
-                  "n_samples": n_samples, "lr": lr}
+    return out | {
+        "family": family,
+        "k": k,
+        "elbo_samples": elbo_samples,
+        "steps": steps,
+        "n_samples": n_samples,
+        "lr": lr,
+    }
 
 
 __all__ = ["FAMILIES", "elbo_of", "inference_gaps", "optimal_q"]

@@ -148,36 +148,51 @@ def grid_basis(model, *, grid_size=101, radius=5.0, center=(0.0, 0.0), chunk=Non
     xs, ys, nodes = _nodes(g, r, center, p.dtype, p.device)
     lin, const = [], []
     for s in range(0, g * g, chunk):
-        obs = model.observation(nodes[s:s + chunk, 0])  # pi(v | h(xi)), batch (C,)
+        obs = model.observation(nodes[s : s + chunk, 0])  # pi(v | h(xi)), batch (C,)
         lin_c, const_c, quad = obs.linear_form()  # log pi(x | h) = x.lin + quad.x^2 + const
         lin.append(lin_c)
         const.append(const_c)
     log_prior = -0.5 * (nodes[:, 0].pow(2).sum(-1) + 2 * math.log(2 * math.pi))  # (G*G,)
-    return GridBasis(grid_size=g, radius=r, center=center, xs=xs, ys=ys, nodes=nodes,
-                     lin=torch.cat(lin),
-                     quad=quad, const=torch.cat(const) + log_prior)
+    return GridBasis(
+        grid_size=g,
+        radius=r,
+        center=center,
+        xs=xs,
+        ys=ys,
+        nodes=nodes,
+        lin=torch.cat(lin),
+        quad=quad,
+        const=torch.cat(const) + log_prior,
+    )
 
 
 def _check(model, x, grid_size, radius, chunk) -> torch.Tensor:
     if getattr(model, "latent_dim", None) != 2:
-        raise ConfigError(f"posterior_grid needs a model with exactly 2 latents in total; this "
-                          f"one has K={getattr(model, 'latent_dim', '?')} "
-                          f"(n_latent={getattr(getattr(model, 'config', None), 'n_latent', '?')})")
+        raise ConfigError(
+            f"posterior_grid needs a model with exactly 2 latents in total; this "
+            f"one has K={getattr(model, 'latent_dim', '?')} "
+            f"(n_latent={getattr(getattr(model, 'config', None), 'n_latent', '?')})"
+        )
     lo, hi = GRID_SIZES
-    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) \
-            or not lo <= grid_size <= hi:
+    if (
+        isinstance(grid_size, bool)
+        or not isinstance(grid_size, (int, np.integer))
+        or not lo <= grid_size <= hi
+    ):
         raise ConfigError(f"grid_size={grid_size!r}: must be an integer in [{lo}, {hi}]")
     if not isinstance(radius, (int, float, np.number)) or not (0 < radius < math.inf):
         raise ConfigError(f"radius={radius!r}: must be a finite number > 0")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(
-            chunk, (int, np.integer)) or chunk < 1):
+    if chunk is not None and (
+        isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1
+    ):
         raise ConfigError(f"chunk={chunk!r}: must be an integer >= 1, or None")
     if isinstance(x, torch.Tensor) and x.dim() == 1:
         x = x.unsqueeze(0)  # (1, D)
     x = model.check_input(x)
     if x.shape[0] != 1:
-        raise ShapeError(f"posterior_grid takes one image, shape (D,) or (1, D); got "
-                         f"{x.shape[0]} images")
+        raise ShapeError(
+            f"posterior_grid takes one image, shape (D,) or (1, D); got {x.shape[0]} images"
+        )
     p = next(model.parameters())
     return x.to(dtype=p.dtype, device=p.device)
 
@@ -195,7 +210,7 @@ def _map(model, x, log_joint, xs, ys, refine: bool) -> torch.Tensor:
     best = torch.stack([xs[j], ys[i]])  # (2,), a[i, j] is at (xs[j], ys[i])
     if not (refine and 0 < i < g - 1 and 0 < j < g - 1):
         return best
-    f = log_joint[i - 1:i + 2, j - 1:j + 2].double()  # (3, 3), rows follow y, columns x
+    f = log_joint[i - 1 : i + 2, j - 1 : j + 2].double()  # (3, 3), rows follow y, columns x
     grad = torch.stack([f[1, 2] - f[1, 0], f[2, 1] - f[0, 1]]) / (2 * h)  # (2,)
     hxx = (f[1, 2] - 2 * f[1, 1] + f[1, 0]) / h**2
     hyy = (f[2, 1] - 2 * f[1, 1] + f[0, 1]) / h**2
@@ -227,8 +242,18 @@ def _q_moments(q) -> tuple[np.ndarray, np.ndarray]:
     return mean.double().cpu().numpy(), cov.double().cpu().numpy()
 
 
-def posterior_grid(model, x, *, grid_size=101, radius=5.0, center=(0.0, 0.0), chunk=None,
-                   refine_map=True, q=None, basis: GridBasis | None = None) -> GridPosterior:
+def posterior_grid(
+    model,
+    x,
+    *,
+    grid_size=101,
+    radius=5.0,
+    center=(0.0, 0.0),
+    chunk=None,
+    refine_map=True,
+    q=None,
+    basis: GridBasis | None = None,
+) -> GridPosterior:
     """Evaluate the true posterior p(xi | x) and q(xi | x) of one image on a grid.
 
     Parameters
@@ -278,8 +303,9 @@ def posterior_grid(model, x, *, grid_size=101, radius=5.0, center=(0.0, 0.0), ch
     with torch.no_grad():
         if basis is None:
             xs, ys, nodes = _nodes(g, r, _center(center), x.dtype, x.device)  # (G*G, 1, 2)
-            log_joint = torch.cat([model.log_joint(x, nodes[s:s + chunk])
-                                   for s in range(0, g * g, chunk)]).reshape(g, g)  # (G, G)
+            log_joint = torch.cat(
+                [model.log_joint(x, nodes[s : s + chunk]) for s in range(0, g * g, chunk)]
+            ).reshape(g, g)  # (G, G)
         else:
             xs, ys, nodes = basis.xs, basis.ys, basis.nodes
             log_joint = basis.log_joint(x)  # (G, G)
@@ -304,7 +330,19 @@ def posterior_grid(model, x, *, grid_size=101, radius=5.0, center=(0.0, 0.0), ch
         return t.detach().double().cpu().numpy()
 
     return GridPosterior(
-        xs=np64(xs), ys=np64(ys), log_joint=np64(log_joint), log_post=np64(log_post),
-        log_q=np64(log_q), log_px=float(log_px), kl_q_p=float(kl_q_p), kl_p_q=float(kl_p_q),
-        q_mass=float(q_mass), elbo=float(log_px - kl_q_p), map=np64(best), q_mean=q_mean,
-        q_cov=q_cov, post_mean=np64(post_mean), post_cov=np64(post_cov))
+        xs=np64(xs),
+        ys=np64(ys),
+        log_joint=np64(log_joint),
+        log_post=np64(log_post),
+        log_q=np64(log_q),
+        log_px=float(log_px),
+        kl_q_p=float(kl_q_p),
+        kl_p_q=float(kl_p_q),
+        q_mass=float(q_mass),
+        elbo=float(log_px - kl_q_p),
+        map=np64(best),
+        q_mean=q_mean,
+        q_cov=q_cov,
+        post_mean=np64(post_mean),
+        post_cov=np64(post_cov),
+    )

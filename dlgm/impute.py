@@ -52,8 +52,16 @@ import torch
 from .errors import ConfigError, ShapeError
 
 __all__ = [
-    "METHODS", "INITS", "ChainState", "ImputationChain", "ImputationResult", "as_mask",
-    "impute", "mask_random", "mask_square", "missing_error",
+    "METHODS",
+    "INITS",
+    "ChainState",
+    "ImputationChain",
+    "ImputationResult",
+    "as_mask",
+    "impute",
+    "mask_random",
+    "mask_square",
+    "missing_error",
 ]
 
 METHODS = ("pseudo-gibbs", "mwg", "importance")
@@ -114,8 +122,10 @@ def mask_square(data_shape, size, top: int | None = None, left: int | None = Non
     left = (W - w) // 2 if left is None else int(left)
     r0, r1, c0, c1 = max(top, 0), min(top + h, H), max(left, 0), min(left + w, W)
     if r0 >= r1 or c0 >= c1:
-        raise ConfigError(f"square rows [{top}, {top + h}) x cols [{left}, {left + w}) lies "
-                          f"outside the {H} x {W} image")
+        raise ConfigError(
+            f"square rows [{top}, {top + h}) x cols [{left}, {left + w}) lies "
+            f"outside the {H} x {W} image"
+        )
     m = torch.zeros(H, W, dtype=torch.bool)
     m[r0:r1, c0:c1] = True
     return m.flatten()
@@ -155,8 +165,9 @@ def as_mask(m, n_pixels: int) -> torch.Tensor:
         return t.flatten()
     if t.dim() == 3 and s[1] * s[2] == D and s[0] >= 1:
         return t.flatten(1)
-    raise ShapeError(f"mask has shape {s}; expected ({D},), (H, W) with H*W={D}, "
-                     f"(B, {D}) or (B, H, W)")
+    raise ShapeError(
+        f"mask has shape {s}; expected ({D},), (H, W) with H*W={D}, (B, {D}) or (B, H, W)"
+    )
 
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -169,8 +180,10 @@ def _prepare(model, x, mask) -> tuple[torch.Tensor, torch.Tensor]:
     device = model.head_loc.weight.device
     x = torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x))
     if x.dim() not in (1, 2) or x.shape[-1] != model.n_pixels or x.numel() == 0:
-        raise ShapeError(f"x has shape {tuple(x.shape)}; expected ({model.n_pixels},) or "
-                         f"(B, {model.n_pixels}) for images of shape {model.data_shape}")
+        raise ShapeError(
+            f"x has shape {tuple(x.shape)}; expected ({model.n_pixels},) or "
+            f"(B, {model.n_pixels}) for images of shape {model.data_shape}"
+        )
     x = x.to(device=device, dtype=dtype).reshape(-1, model.n_pixels)  # (B, D)
     mask = as_mask(mask, model.n_pixels).to(device)
     if mask.dim() == 1 or mask.shape[0] == 1:
@@ -181,8 +194,10 @@ def _prepare(model, x, mask) -> tuple[torch.Tensor, torch.Tensor]:
         raise ShapeError(f"mask has {mask.shape[0]} rows but x has {x.shape[0]} images")
     bad = ~torch.isfinite(x) & ~mask
     if bad.any():
-        raise ShapeError(f"x has {int(bad.sum())} NaN or infinite observed pixels; non-finite "
-                         "values are allowed only where mask is True (missing)")
+        raise ShapeError(
+            f"x has {int(bad.sum())} NaN or infinite observed pixels; non-finite "
+            "values are allowed only where mask is True (missing)"
+        )
     return torch.where(mask, torch.zeros((), dtype=dtype, device=device), x), mask.clone()
 
 
@@ -191,8 +206,9 @@ def _initial_fill(model, x, mask, init, generator) -> tuple[torch.Tensor, torch.
     if isinstance(init, (torch.Tensor, np.ndarray)):
         fill = torch.as_tensor(init).to(x)
         if fill.shape not in ((x.shape[1],), (1, x.shape[1]), tuple(x.shape)):
-            raise ShapeError(f"init has shape {tuple(fill.shape)}; expected ({x.shape[1]},) or "
-                             f"{tuple(x.shape)}")
+            raise ShapeError(
+                f"init has shape {tuple(fill.shape)}; expected ({x.shape[1]},) or {tuple(x.shape)}"
+            )
         fill = fill.expand_as(x)  # (B, D)
         if not torch.isfinite(fill[mask]).all():
             raise ShapeError("init contains NaN or infinite values at missing pixels")
@@ -210,8 +226,15 @@ def _initial_fill(model, x, mask, init, generator) -> tuple[torch.Tensor, torch.
         xi = model.prior().rsample((_N_MEAN_DRAWS,), generator=generator)  # (S, K)
         fill = mean = model.pixel_mean(xi).mean(0).expand_as(x)  # (B, D)
     elif init == "pseudo-gibbs":  # warm start: the exact chains mix from here, not from noise
-        warm = ImputationChain(model, x, mask, method="pseudo-gibbs", init="noise",
-                               generator=generator, keep_history=False)
+        warm = ImputationChain(
+            model,
+            x,
+            mask,
+            method="pseudo-gibbs",
+            init="noise",
+            generator=generator,
+            keep_history=False,
+        )
         state = warm.run(WARM_STEPS)
         return warm._v, state.probs
     else:
@@ -345,8 +368,18 @@ class ImputationChain:
         Keep every step (needed by :meth:`result` with ``every=True``).
     """
 
-    def __init__(self, model, x, mask, *, method="pseudo-gibbs", init="noise", n_particles=None,
-                 generator=None, keep_history=True):
+    def __init__(
+        self,
+        model,
+        x,
+        mask,
+        *,
+        method="pseudo-gibbs",
+        init="noise",
+        n_particles=None,
+        generator=None,
+        keep_history=True,
+    ):
         self.n_particles = _check_method(method, n_particles)
         self.model, self.method, self.generator = model, method, generator
         self.keep_history = keep_history
@@ -368,8 +401,9 @@ class ImputationChain:
     # ---- public API
     @property
     def state(self) -> ChainState:
-        return ChainState(self._t, self._display(self._v), self._probs, self._xi,
-                          self._accept_history())
+        return ChainState(
+            self._t, self._display(self._v), self._probs, self._xi, self._accept_history()
+        )
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -415,10 +449,17 @@ class ImputationChain:
             rows = [first, (self._display(self._v), self._probs)]
             steps, xi = torch.tensor([0, self._t]), None
         return ImputationResult(
-            images=torch.stack([r[0] for r in rows]), probs=torch.stack([r[1] for r in rows]),
-            mask=self.mask, method=self.method, steps=steps, xi=xi, accept=self._accept_history(),
-            acceptance_rate=self.acceptance_rate, ess=self.ess,
-            mean_imputation=self.mean_imputation)
+            images=torch.stack([r[0] for r in rows]),
+            probs=torch.stack([r[1] for r in rows]),
+            mask=self.mask,
+            method=self.method,
+            steps=steps,
+            xi=xi,
+            accept=self._accept_history(),
+            acceptance_rate=self.acceptance_rate,
+            ess=self.ess,
+            mean_imputation=self.mean_imputation,
+        )
 
     # ---- internals
     def _accept_history(self) -> torch.Tensor | None:
@@ -443,10 +484,14 @@ class ImputationChain:
         params_new = model.decode(xi_new)  # (B, D)
         log_prior = model.prior().log_prob
         # log p(v, xi) - log q(xi | v) = log pi(v | h(xi)) + log N(xi; 0, I) - log q   (eq. 6)
-        log_r_new = (model.log_likelihood(v, xi_new, params=params_new) + log_prior(xi_new)
-                     - q.log_prob(xi_new))  # (B,)
-        log_r_old = (model.log_likelihood(v, xi_t, params=self._params) + log_prior(xi_t)
-                     - q.log_prob(xi_t))  # (B,)
+        log_r_new = (
+            model.log_likelihood(v, xi_new, params=params_new)
+            + log_prior(xi_new)
+            - q.log_prob(xi_new)
+        )  # (B,)
+        log_r_old = (
+            model.log_likelihood(v, xi_t, params=self._params) + log_prior(xi_t) - q.log_prob(xi_t)
+        )  # (B,)
         u = torch.rand(log_r_new.shape, generator=self.generator, dtype=v.dtype, device=v.device)
         accept = torch.log(u) < log_r_new - log_r_old  # (B,)
         self._accepts = torch.cat([self._accepts, accept.unsqueeze(0)])  # (t, B)
@@ -475,8 +520,18 @@ class ImputationChain:
         return self._particles[idx, b], self._params[idx, b]
 
 
-def impute(model, x, mask, *, method="pseudo-gibbs", n_steps=15, init="noise", n_particles=None,
-           generator=None, return_every=True) -> ImputationResult:
+def impute(
+    model,
+    x,
+    mask,
+    *,
+    method="pseudo-gibbs",
+    n_steps=15,
+    init="noise",
+    n_particles=None,
+    generator=None,
+    return_every=True,
+) -> ImputationResult:
     """Impute the missing pixels of ``x`` with a chain of ``n_steps`` steps (sec. 5.4, app. F).
 
     Parameters
@@ -507,8 +562,16 @@ def impute(model, x, mask, *, method="pseudo-gibbs", n_steps=15, init="noise", n
     """
     if not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
         raise ConfigError(f"n_steps={n_steps!r}: must be an integer >= 0")
-    chain = ImputationChain(model, x, mask, method=method, init=init, n_particles=n_particles,
-                            generator=generator, keep_history=return_every)
+    chain = ImputationChain(
+        model,
+        x,
+        mask,
+        method=method,
+        init=init,
+        n_particles=n_particles,
+        generator=generator,
+        keep_history=return_every,
+    )
     chain.run(int(n_steps))
     return chain.result(every=return_every)
 
@@ -561,7 +624,8 @@ def missing_error(result: ImputationResult, x_true, mask=None, *, eps: float = 1
         good = per_image[:, valid]
         k = good.shape[1]
         out[name] = good.mean(1) if k else np.full(per_image.shape[0], np.nan)
-        out[f"{name}_sem"] = (good.std(1, ddof=1) / math.sqrt(k) if k > 1
-                              else np.full(per_image.shape[0], np.nan))
+        out[f"{name}_sem"] = (
+            good.std(1, ddof=1) / math.sqrt(k) if k > 1 else np.full(per_image.shape[0], np.nan)
+        )
         out[f"{name}_per_image"] = per_image
     return out

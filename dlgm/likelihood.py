@@ -33,8 +33,9 @@ _DEFAULT_BATCH = 100  # examples per batch when batch_size is None
 
 def _check_int(name: str, value, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name}={value!r}: must be an integer >= {low} "
-                          f"(allowed range [{low}, inf))")
+        raise ConfigError(
+            f"{name}={value!r}: must be an integer >= {low} (allowed range [{low}, inf))"
+        )
     return int(value)
 
 
@@ -57,8 +58,9 @@ class _NoiseStream:
     def take(self, n: int) -> torch.Tensor:
         parts, have = [self.buffer], self.buffer.shape[0]
         while have < n:
-            block = torch.randn(self.shape, generator=self.generator, dtype=self.dtype,
-                                device=self.device)  # (_NOISE_BLOCK, B, K)
+            block = torch.randn(
+                self.shape, generator=self.generator, dtype=self.dtype, device=self.device
+            )  # (_NOISE_BLOCK, B, K)
             parts.append(block)
             have += _NOISE_BLOCK
         eps = torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -70,20 +72,24 @@ def _log_weights(model, xb, q, eps, e_chunk: int) -> torch.Tensor:
     """log w = log p(x, xi) - log q(xi | x) for xi = mu + R eps; (S, B), nats."""
     xi = q.reparameterize(eps)  # (S, B, K)
     log_q = q.log_prob(xi)  # (S, B)
-    log_p = torch.cat([model.log_joint(xb[e:e + e_chunk], xi[:, e:e + e_chunk])
-                       for e in range(0, xb.shape[0], e_chunk)], dim=1)  # (S, B)
+    log_p = torch.cat(
+        [
+            model.log_joint(xb[e : e + e_chunk], xi[:, e : e + e_chunk])
+            for e in range(0, xb.shape[0], e_chunk)
+        ],
+        dim=1,
+    )  # (S, B)
     return log_p - log_q
 
 
-def _importance(model, x, n_samples, batch_size, max_elements, generator, progress,
-                differentiable):
+def _importance(model, x, n_samples, batch_size, max_elements, generator, progress, differentiable):
     """Streaming importance sampling; returns (log p(x) estimate, effective sample size), (N,)."""
     n, d = x.shape
     lse_all, ess_all = [], []
     ctx = contextlib.nullcontext() if differentiable else torch.no_grad()
     with ctx:
         for start in range(0, n, batch_size):
-            xb = x[start:start + batch_size]  # (B, D)
+            xb = x[start : start + batch_size]  # (B, D)
             b = xb.shape[0]
             q = model.encode(xb)  # batch_shape (B,), event_shape (K,)
             noise = _NoiseStream(b, model.latent_dim, generator, x.dtype, x.device)
@@ -91,8 +97,9 @@ def _importance(model, x, n_samples, batch_size, max_elements, generator, progre
             e_chunk = max(1, min(b, max_elements // (s_chunk * d)))
             lse = lse2 = None  # running logsumexp of log w and of 2 log w, (B,)
             for k0 in range(0, n_samples, s_chunk):
-                lw = _log_weights(model, xb, q, noise.take(min(s_chunk, n_samples - k0)),
-                                  e_chunk)  # (S, B)
+                lw = _log_weights(
+                    model, xb, q, noise.take(min(s_chunk, n_samples - k0)), e_chunk
+                )  # (S, B)
                 c, c2 = lw.logsumexp(0), (2.0 * lw).logsumexp(0)  # (B,)
                 lse = c if lse is None else torch.logaddexp(lse, c)
                 lse2 = c2 if lse2 is None else torch.logaddexp(lse2, c2)
@@ -106,8 +113,17 @@ def _importance(model, x, n_samples, batch_size, max_elements, generator, progre
     return torch.cat(lse_all), torch.cat(ess_all)
 
 
-def log_likelihood(model, x, *, n_samples=5000, batch_size=None, max_elements=None,
-                   generator=None, iwae=False, progress=None) -> torch.Tensor:
+def log_likelihood(
+    model,
+    x,
+    *,
+    n_samples=5000,
+    batch_size=None,
+    max_elements=None,
+    generator=None,
+    iwae=False,
+    progress=None,
+) -> torch.Tensor:
     """Importance-sampled log p(x) per example, in nats.
 
     log p(x) ~= logsumexp_k [log p(x, xi_k) - log q(xi_k | x)] - log K, xi_k ~ q(xi | x),
@@ -167,12 +183,14 @@ def _run(model, x, n_samples, batch_size, max_elements, generator, progress, dif
     max_elements = _default_elements(model, max_elements)
     batch_size = _DEFAULT_BATCH if batch_size is None else _check_int("batch_size", batch_size)
     x = _prepare(model, x)
-    return _importance(model, x, n_samples, batch_size, max_elements, generator, progress,
-                       differentiable)
+    return _importance(
+        model, x, n_samples, batch_size, max_elements, generator, progress, differentiable
+    )
 
 
-def iwae_bound(model, x, k, *, batch_size=None, max_elements=None, generator=None,
-               differentiable=False) -> torch.Tensor:
+def iwae_bound(
+    model, x, k, *, batch_size=None, max_elements=None, generator=None, differentiable=False
+) -> torch.Tensor:
     """The importance-weighted bound IWAE_k (Burda et al., 2016), mean over examples, nats.
 
     It is the estimator of :func:`log_likelihood` with K = k; k = 1 is the (one-sample) ELBO,
@@ -196,8 +214,18 @@ def iwae_bound(model, x, k, *, batch_size=None, max_elements=None, generator=Non
     return log_px.mean()
 
 
-def evaluate(model, x, *, n_samples=5000, elbo_samples=10, batch_size=None, max_elements=None,
-             generator=None, progress=None, return_per_example=False) -> dict:
+def evaluate(
+    model,
+    x,
+    *,
+    n_samples=5000,
+    elbo_samples=10,
+    batch_size=None,
+    max_elements=None,
+    generator=None,
+    progress=None,
+    return_per_example=False,
+) -> dict:
     """Test-set metrics: importance-sampled NLL and the ELBO, in nats per example.
 
     Parameters
@@ -234,16 +262,30 @@ def evaluate(model, x, *, n_samples=5000, elbo_samples=10, batch_size=None, max_
     nll = -log_px.double().cpu().numpy()
     elbo = elbo.double().cpu().numpy()
     ess = ess.double().cpu().numpy()
-    out = {"nll": float(nll.mean()), "elbo": float(elbo.mean()),
-           "gap": float((-nll - elbo).mean()), "ess": float(ess.mean()),
-           "n_samples": int(n_samples), "n_examples": int(len(nll))}
+    out = {
+        "nll": float(nll.mean()),
+        "elbo": float(elbo.mean()),
+        "gap": float((-nll - elbo).mean()),
+        "ess": float(ess.mean()),
+        "n_samples": int(n_samples),
+        "n_examples": int(len(nll)),
+    }
     if return_per_example:
         out.update(nll_per_example=nll, elbo_per_example=elbo, ess_per_example=ess)
     return out
 
 
-def evaluate_split(model, split="test", *, data_name=None, n_samples=5000, limit=None,
-                   device=None, seed=0, progress=None) -> dict:
+def evaluate_split(
+    model,
+    split="test",
+    *,
+    data_name=None,
+    n_samples=5000,
+    limit=None,
+    device=None,
+    seed=0,
+    progress=None,
+) -> dict:
     """:func:`evaluate` on a data set's split as the model sees it (``dlgm.data.model_images``:
     the model's data set, statically binarised with its evaluation seed), timed.
 
@@ -285,7 +327,16 @@ def evaluate_split(model, split="test", *, data_name=None, n_samples=5000, limit
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    return {"nll": res["nll"], "elbo": res["elbo"], "gap": res["gap"], "ess": res["ess"],
-            "k": n_samples, "n": len(x), "split": split,
-            "data": data_name or model.metadata.get("data"), "binarization": how,
-            "seconds": round(seconds, 2), "device": str(device)}
+    return {
+        "nll": res["nll"],
+        "elbo": res["elbo"],
+        "gap": res["gap"],
+        "ess": res["ess"],
+        "k": n_samples,
+        "n": len(x),
+        "split": split,
+        "data": data_name or model.metadata.get("data"),
+        "binarization": how,
+        "seconds": round(seconds, 2),
+        "device": str(device),
+    }

@@ -98,8 +98,9 @@ class DLGMConfig:
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood={self.likelihood!r}: choose one of {LIKELIHOODS}")
         if self.input_activation not in INPUT_ACTIVATIONS:
-            raise ConfigError(f"input_activation={self.input_activation!r}: choose one of "
-                              f"{INPUT_ACTIVATIONS}")
+            raise ConfigError(
+                f"input_activation={self.input_activation!r}: choose one of {INPUT_ACTIVATIONS}"
+            )
         if self.kappa is not None and not (self.kappa > 0 and math.isfinite(self.kappa)):
             raise ConfigError(f"kappa={self.kappa}: must be a finite number > 0, or None")
 
@@ -212,8 +213,10 @@ class DLGM(nn.Module):
         f = c.input_activation
         self.T = nn.ModuleList(
             [_mlp((ks[0], *c.gen_hidden, self.n_pixels), input_activation=f)]
-            + [_mlp((ks[l + 1], *c.gen_hidden, ks[l]), input_activation=f)
-               for l in range(len(ks) - 1)]
+            + [
+                _mlp((ks[l + 1], *c.gen_hidden, ks[l]), input_activation=f)
+                for l in range(len(ks) - 1)
+            ]
         )
         self.G = nn.ParameterList([nn.Parameter(torch.eye(k)) for k in ks])
         if c.likelihood == "gaussian":
@@ -256,8 +259,10 @@ class DLGM(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[-1] != self.n_pixels:
-            raise ShapeError(f"{name} has shape {tuple(x.shape)}; expected (B, {self.n_pixels}) "
-                             f"for images of shape {self.data_shape}")
+            raise ShapeError(
+                f"{name} has shape {tuple(x.shape)}; expected (B, {self.n_pixels}) "
+                f"for images of shape {self.data_shape}"
+            )
         x = x.to(self.head_loc.weight.dtype)
         if not torch.isfinite(x).all():
             raise ShapeError(f"{name} contains NaN or infinite values")
@@ -331,8 +336,11 @@ class DLGM(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral samples: pixel probabilities (or means) E[v | xi], xi ~ N(0, I); (n, D)."""
-        xi = self.prior().sample((n,)) if generator is None else self.prior().rsample(
-            (n,), generator=generator)
+        xi = (
+            self.prior().sample((n,))
+            if generator is None
+            else self.prior().rsample((n,), generator=generator)
+        )
         return self.pixel_mean(xi)
 
     # ------------------------------------------------------------------ recognition model
@@ -382,8 +390,9 @@ class DLGM(nn.Module):
         params = [p for p in self.generative_parameters() if p.grad is not None]
         torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / (kappa * n_data))
 
-    def free_energy(self, x, *, n_samples=1, x_rec=None, eps=None, xi_noise=None,
-                    generator=None) -> dict:
+    def free_energy(
+        self, x, *, n_samples=1, x_rec=None, eps=None, xi_noise=None, generator=None
+    ) -> dict:
         """The data terms of the free energy of eq. 13 on a minibatch, per example, in nats.
 
         Training (``dlgm.train.Trainer``, Algorithm 1) minimises, per example,
@@ -424,8 +433,12 @@ class DLGM(nn.Module):
         rec = self.log_likelihood(x, xi).mean(0)  # (B,)
         kl = kl_divergence(q, self.prior())  # (B,), analytic (eq. 13)
         elbo = (rec - kl).mean()
-        return {"loss": -elbo, "elbo": elbo.detach(), "rec": rec.mean().detach(),
-                "kl": kl.mean().detach()}
+        return {
+            "loss": -elbo,
+            "elbo": elbo.detach(),
+            "rec": rec.mean().detach(),
+            "kl": kl.mean().detach(),
+        }
 
     def forward(self, x, **kwargs) -> dict:
         """``free_energy`` (so that DistributedDataParallel can wrap the model)."""

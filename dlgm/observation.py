@@ -98,8 +98,9 @@ class GaussianPixels(Independent):
 
     def __init__(self, loc: torch.Tensor, log_sigma: torch.Tensor):
         self.params, self.log_sigma = loc, log_sigma
-        super().__init__(Normal(loc, torch.exp(log_sigma), validate_args=False), 1,
-                         validate_args=False)
+        super().__init__(
+            Normal(loc, torch.exp(log_sigma), validate_args=False), 1, validate_args=False
+        )
 
     def log_prob(self, x, mask=None) -> torch.Tensor:
         """log pi(x | h) in nats, summed over pixels (only where ``mask`` is true), (...)."""
@@ -119,8 +120,9 @@ class GaussianPixels(Independent):
         """v ~ pi(v | h), (*sample_shape, ..., D). ``clip=True`` clips to [0, 1] for display
         (then a draw from a censored Gaussian, not from pi)."""
         shape = self._extended_shape(sample_shape)
-        noise = torch.randn(shape, generator=generator, dtype=self.params.dtype,
-                            device=self.params.device)
+        noise = torch.randn(
+            shape, generator=generator, dtype=self.params.dtype, device=self.params.device
+        )
         v = self.params + noise * torch.exp(self.log_sigma)
         return v.clamp(0, 1) if clip else v
 
@@ -128,8 +130,11 @@ class GaussianPixels(Independent):
         """log pi(x | h) = x . lin + sum(quad * x^2) + const, for many x at once."""
         inv_var = torch.exp(-2 * self.log_sigma)  # (D,)
         d = self.params.shape[-1]
-        const = (-0.5 * (self.params.pow(2) * inv_var).sum(-1) - self.log_sigma.sum()
-                 - 0.5 * d * _LOG_2PI)
+        const = (
+            -0.5 * (self.params.pow(2) * inv_var).sum(-1)
+            - self.log_sigma.sum()
+            - 0.5 * d * _LOG_2PI
+        )
         return self.params * inv_var, const, -0.5 * inv_var
 
 

@@ -50,16 +50,17 @@ class StandardNormal(Distribution):
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, n_latent: int, *, dtype=torch.float32, device=None,
-                 batch_shape=torch.Size()):
+    def __init__(
+        self, n_latent: int, *, dtype=torch.float32, device=None, batch_shape=torch.Size()
+    ):
         self.n_latent = int(n_latent)
         self._dtype, self._device = dtype, device
-        super().__init__(torch.Size(batch_shape), torch.Size([self.n_latent]),
-                         validate_args=False)
+        super().__init__(torch.Size(batch_shape), torch.Size([self.n_latent]), validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
-        return StandardNormal(self.n_latent, dtype=self._dtype, device=self._device,
-                              batch_shape=batch_shape)
+        return StandardNormal(
+            self.n_latent, dtype=self._dtype, device=self._device, batch_shape=batch_shape
+        )
 
     @property
     def mean(self):
@@ -77,8 +78,12 @@ class StandardNormal(Distribution):
         return -0.5 * (value.pow(2).sum(-1) + self.n_latent * _LOG_2PI)
 
     def entropy(self):
-        return torch.full(self.batch_shape, 0.5 * self.n_latent * (1.0 + _LOG_2PI),
-                          dtype=self._dtype, device=self._device)
+        return torch.full(
+            self.batch_shape,
+            0.5 * self.n_latent * (1.0 + _LOG_2PI),
+            dtype=self._dtype,
+            device=self._device,
+        )
 
 
 class DiagonalNormal(Distribution):
@@ -90,8 +95,10 @@ class DiagonalNormal(Distribution):
         Mean and standard deviations (scale > 0).
     """
 
-    arg_constraints = {"loc": constraints.real_vector, "scale": constraints.independent(
-        constraints.positive, 1)}
+    arg_constraints = {
+        "loc": constraints.real_vector,
+        "scale": constraints.independent(constraints.positive, 1),
+    }
     support = constraints.real_vector
     has_rsample = True
 
@@ -103,8 +110,9 @@ class DiagonalNormal(Distribution):
         new = self._get_checked_instance(DiagonalNormal, _instance)
         shape = torch.Size(batch_shape) + self.event_shape
         new.loc, new.scale = self.loc.expand(shape), self.scale.expand(shape)
-        super(DiagonalNormal, new).__init__(torch.Size(batch_shape), self.event_shape,
-                                            validate_args=False)
+        super(DiagonalNormal, new).__init__(
+            torch.Size(batch_shape), self.event_shape, validate_args=False
+        )
         new._validate_args = self._validate_args
         return new
 
@@ -126,8 +134,7 @@ class DiagonalNormal(Distribution):
 
     def rsample(self, sample_shape=torch.Size(), generator=None):
         shape = self._extended_shape(sample_shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device,
-                          generator=generator)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return self.reparameterize(eps)  # (*S, *B, K)
 
     def log_prob(self, value):
@@ -157,9 +164,11 @@ class RankOneNormal(Distribution):
         one block over all K latents (the joint parameterisation of sec. 4.3).
     """
 
-    arg_constraints = {"loc": constraints.real_vector,
-                       "d": constraints.independent(constraints.positive, 1),
-                       "u": constraints.real_vector}
+    arg_constraints = {
+        "loc": constraints.real_vector,
+        "d": constraints.independent(constraints.positive, 1),
+        "u": constraints.real_vector,
+    }
     support = constraints.real_vector
     has_rsample = True
 
@@ -176,8 +185,9 @@ class RankOneNormal(Distribution):
         shape = torch.Size(batch_shape) + self.event_shape
         new.loc, new.d, new.u = (t.expand(shape) for t in (self.loc, self.d, self.u))
         new.blocks = self.blocks
-        super(RankOneNormal, new).__init__(torch.Size(batch_shape), self.event_shape,
-                                           validate_args=False)
+        super(RankOneNormal, new).__init__(
+            torch.Size(batch_shape), self.event_shape, validate_args=False
+        )
         new._validate_args = self._validate_args
         return new
 
@@ -217,8 +227,8 @@ class RankOneNormal(Distribution):
         uu = torch.zeros(*self.u.shape, k, dtype=self.u.dtype, device=self.u.device)
         start = 0
         for b in self.blocks:
-            ub = self.u[..., start:start + b]
-            uu[..., start:start + b, start:start + b] = ub.unsqueeze(-1) * ub.unsqueeze(-2)
+            ub = self.u[..., start : start + b]
+            uu[..., start : start + b, start : start + b] = ub.unsqueeze(-1) * ub.unsqueeze(-2)
             start += b
         return torch.diag_embed(self.d) + uu
 
@@ -257,8 +267,7 @@ class RankOneNormal(Distribution):
 
     def rsample(self, sample_shape=torch.Size(), generator=None):
         shape = self._extended_shape(sample_shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device,
-                          generator=generator)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return self.reparameterize(eps)  # (*S, *B, K)
 
     def log_prob(self, value):
@@ -299,10 +308,12 @@ def _kl_rank_one_standard(q, p):
 #   sum_b u2_b^T C1 u2_b = sum_i u2_i^2 / d1_i - sum_{c,b} eta_c (w_c . u2_b)^2,
 # Blocks of q1 and q2 may differ: w_c . u2_b sums u1 u2 / d1 over the overlap of c and b.
 
+
 def _membership(blocks, like) -> torch.Tensor:
     """(K, L) 0/1 matrix: entry [i, b] is 1 when latent i lies in block b."""
-    ids = torch.repeat_interleave(torch.arange(len(blocks), device=like.device),
-                                  torch.tensor(blocks, device=like.device))
+    ids = torch.repeat_interleave(
+        torch.arange(len(blocks), device=like.device), torch.tensor(blocks, device=like.device)
+    )
     return torch.nn.functional.one_hot(ids, len(blocks)).to(like.dtype)
 
 
@@ -329,8 +340,11 @@ def _kl_structured(q1, q2):
         else:  # C1 = D1^-1 - sum_c eta_c w_c w_c^T
             m1 = _membership(blocks1, r)  # (K, L1)
             overlap = torch.einsum("...i,ic,ib->...cb", u1 * u2 / d1, m1, m2)  # (..., L1, L2)
-            trace = trace + (u2.pow(2) / d1).sum(-1) - (q1.eta.unsqueeze(-1)
-                                                        * overlap.pow(2)).sum((-2, -1))
+            trace = (
+                trace
+                + (u2.pow(2) / d1).sum(-1)
+                - (q1.eta.unsqueeze(-1) * overlap.pow(2)).sum((-2, -1))
+            )
     return 0.5 * (trace + quad - k + logdet2 - logdet1)
 
 

@@ -70,8 +70,9 @@ def ancestral(model, n: int, *, generator: torch.Generator | None = None) -> Sam
 
 
 @torch.no_grad()
-def resample_from_layer(model, xi, layer: int, *, n: int | None = None,
-                        generator: torch.Generator | None = None) -> Samples:
+def resample_from_layer(
+    model, xi, layer: int, *, n: int | None = None, generator: torch.Generator | None = None
+) -> Samples:
     """Keep xi_{l+1}, ..., xi_L fixed, redraw xi_1, ..., xi_l from N(0, I) and decode.
 
     Shows what each layer encodes: the top layers fix the "identity" of a sample, the lower
@@ -96,12 +97,15 @@ def resample_from_layer(model, xi, layer: int, *, n: int | None = None,
     """
     L = len(model.config.n_latent)
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= L:
-        raise ConfigError(f"layer={layer!r}: must be an integer in [1, {L}] (1 = nearest the "
-                          f"data, {L} = top)")
+        raise ConfigError(
+            f"layer={layer!r}: must be an integer in [1, {L}] (1 = nearest the data, {L} = top)"
+        )
     xi = torch.as_tensor(xi, dtype=model.head_loc.weight.dtype, device=model.head_loc.weight.device)
     if xi.dim() not in (1, 2) or xi.shape[-1] != model.latent_dim or xi.numel() == 0:
-        raise ShapeError(f"xi has shape {tuple(xi.shape)}; expected ({model.latent_dim},) or "
-                         f"(n, {model.latent_dim})")
+        raise ShapeError(
+            f"xi has shape {tuple(xi.shape)}; expected ({model.latent_dim},) or "
+            f"(n, {model.latent_dim})"
+        )
     if not torch.isfinite(xi).all():
         raise ShapeError("xi contains NaN or infinite values")
     xi = xi.reshape(-1, model.latent_dim)  # (n, K)
@@ -110,7 +114,8 @@ def resample_from_layer(model, xi, layer: int, *, n: int | None = None,
             raise ConfigError(f"n={n!r}: give an integer >= 1, with a single xi of shape (K,)")
         xi = xi.expand(int(n), -1)
     k_low = sum(model.config.n_latent[:layer])  # K_1 + ... + K_l
-    low = torch.randn(xi.shape[0], k_low, generator=generator, dtype=xi.dtype,
-                      device=xi.device)  # (n, K_1 + ... + K_l)
+    low = torch.randn(
+        xi.shape[0], k_low, generator=generator, dtype=xi.dtype, device=xi.device
+    )  # (n, K_1 + ... + K_l)
     new_xi = torch.cat([low, xi[:, k_low:]], dim=-1)  # (n, K)
     return _decode_and_sample(model, new_xi, generator)

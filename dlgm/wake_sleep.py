@@ -138,14 +138,27 @@ class WakeSleepTrainer(Trainer):
         (wake["loss"] + sleep).backward()  # disjoint graphs: each phase's own gradient
         self._clip_and_step()  # + the weight prior's gradient (eq. 13), as in Algorithm 1
         self.step_count += 1
-        return {"loss": -wake["elbo"], "elbo": wake["elbo"], "rec": wake["rec"],
-                "kl": wake["kl"], "sleep": sleep.detach(), "x": xb, "eps": eps}
+        return {
+            "loss": -wake["elbo"],
+            "elbo": wake["elbo"],
+            "rec": wake["rec"],
+            "kl": wake["kl"],
+            "sleep": sleep.detach(),
+            "x": xb,
+            "eps": eps,
+        }
 
 
-def fit_wake_sleep(model, x_train, *, epochs=10, callback=None, checkpoint_dir=None,
-                   checkpoint_every=1, **settings) -> WakeSleepTrainer:
+def fit_wake_sleep(
+    model, x_train, *, epochs=10, callback=None, checkpoint_dir=None, checkpoint_every=1, **settings
+) -> WakeSleepTrainer:
     """Train ``model`` by wake-sleep for ``epochs``; the arguments are those of
     :func:`dlgm.train.fit`. Returns the trainer (its ``history`` holds per-epoch reports)."""
     trainer = WakeSleepTrainer(model, x_train, **settings)
-    return continue_fit(trainer, epochs=epochs, callback=callback, checkpoint_dir=checkpoint_dir,
-                        checkpoint_every=checkpoint_every)
+    return continue_fit(
+        trainer,
+        epochs=epochs,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+    )

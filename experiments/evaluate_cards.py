@@ -59,15 +59,28 @@ def evaluate_model(path: Path, k: int = 5000, limit: int | None = None) -> dict:
         if hit.get("sha256") == digest:
             return hit
     t0 = time.perf_counter()
-    res = evaluate(model, torch.tensor(x), n_samples=k, generator=torch.Generator().manual_seed(0),
-                   return_per_example=True)
+    res = evaluate(
+        model,
+        torch.tensor(x),
+        n_samples=k,
+        generator=torch.Generator().manual_seed(0),
+        return_per_example=True,
+    )
     nll = res["nll_per_example"]
-    out = {"model": path.name, "sha256": digest, "nll": res["nll"],
-           "nll_se": float(nll.std(ddof=1) / math.sqrt(len(nll))), "elbo": res["elbo"],
-           "ess": res["ess"], "k": k, "n": len(x), "eval_binarization": how,
-           "eval_seconds": round(time.perf_counter() - t0, 1),
-           "nll_per_image": np.round(nll, 5).tolist(),
-           "elbo_per_image": np.round(res["elbo_per_example"], 5).tolist()}
+    out = {
+        "model": path.name,
+        "sha256": digest,
+        "nll": res["nll"],
+        "nll_se": float(nll.std(ddof=1) / math.sqrt(len(nll))),
+        "elbo": res["elbo"],
+        "ess": res["ess"],
+        "k": k,
+        "n": len(x),
+        "eval_binarization": how,
+        "eval_seconds": round(time.perf_counter() - t0, 1),
+        "nll_per_image": np.round(nll, 5).tolist(),
+        "elbo_per_image": np.round(res["elbo_per_example"], 5).tolist(),
+    }
     CACHE.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out))
     return out
@@ -76,9 +89,15 @@ def evaluate_model(path: Path, k: int = 5000, limit: int | None = None) -> dict:
 def update_card(path: Path, r: dict) -> None:
     """Write the evaluation ``r`` into the model's card and checkpoint metadata."""
     model = dlgm.load(path)
-    model.metadata.update(test_nll=r["nll"], test_nll_se=r["nll_se"], test_elbo=r["elbo"],
-                          eval_k=r["k"], eval_n=r["n"], eval_seconds=r["eval_seconds"],
-                          eval_binarization=r["eval_binarization"])
+    model.metadata.update(
+        test_nll=r["nll"],
+        test_nll_se=r["nll_se"],
+        test_elbo=r["elbo"],
+        eval_k=r["k"],
+        eval_n=r["n"],
+        eval_seconds=r["eval_seconds"],
+        eval_binarization=r["eval_binarization"],
+    )
     save(model, path)
 
 
@@ -93,13 +112,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     names = list(args.names)
     if args.all_mnist:
-        names += [c.parent.name for c in sorted(PRETRAINED.glob("*/card.json"))
-                  if json.loads(c.read_text()).get("data") == "mnist"]
+        names += [
+            c.parent.name
+            for c in sorted(PRETRAINED.glob("*/card.json"))
+            if json.loads(c.read_text()).get("data") == "mnist"
+        ]
     for name in names:
         path = Path(name) if Path(name).is_dir() else PRETRAINED / name
         r = evaluate_model(path, args.k, args.limit)
-        print(json.dumps({k: v for k, v in r.items() if not k.endswith("per_image")}),
-              flush=True)
+        print(json.dumps({k: v for k, v in r.items() if not k.endswith("per_image")}), flush=True)
         if args.update_cards:
             update_card(path, r)
     return 0

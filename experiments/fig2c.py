@@ -46,8 +46,12 @@ from table1 import (  # noqa: E402
 from dlgm.model import DLGMConfig  # noqa: E402
 
 FIGURES = ROOT / "experiments" / "figures"
-COLOURS = {"factor analysis": (120, 120, 120), "wake-sleep": (0, 150, 0),
-           "DLGM diagonal": (30, 90, 230), "DLGM rank-one": (220, 30, 30)}
+COLOURS = {
+    "factor analysis": (120, 120, 120),
+    "wake-sleep": (0, 150, 0),
+    "DLGM diagonal": (30, 90, 230),
+    "DLGM rank-one": (220, 30, 30),
+}
 
 
 def bar_chart(rows: list[dict], path: Path, title: str) -> None:
@@ -71,8 +75,13 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> None:
         colour = COLOURS.get(r["method"].split(" (")[0], (0, 0, 0))
         draw.rectangle([left, top, px(nll[i]), top + bar_h], fill=colour)
         mid = top + bar_h // 2
-        draw.text((10, mid - 6), f"{r['method']}, {r['epochs']:g} ep." if isinstance(
-            r["epochs"], (int, float)) else r["method"], fill="black")
+        draw.text(
+            (10, mid - 6),
+            f"{r['method']}, {r['epochs']:g} ep."
+            if isinstance(r["epochs"], (int, float))
+            else r["method"],
+            fill="black",
+        )
         if not on_scale[i]:
             draw.text((px(hi) + 6, mid - 6), f"{nll[i]:.1f} (off scale)", fill="black")
             continue
@@ -83,8 +92,9 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> None:
     for v in range(lo, hi + 1, 10 if hi - lo <= 100 else 50):
         draw.line([(px(v), bottom), (px(v), bottom + 4)], fill="black")
         draw.text((px(v) - 10, bottom + 6), f"{v:.0f}", fill="black")
-    draw.text((left + width // 2 - 80, bottom + 22), "-ln p(v), nats (lower is better)",
-              fill="black")
+    draw.text(
+        (left + width // 2 - 80, bottom + 22), "-ln p(v), nats (lower is better)", fill="black"
+    )
     canvas.save(path, optimize=True)
 
 
@@ -104,25 +114,32 @@ def main(argv=None) -> int:
     cache, k, n, e = RUNS / "fig2c", args.k, args.limit, args.epochs
     specs = {
         "fa": lambda: factor_analysis_row(100, n, args.fa_train),
-        "wake-sleep": lambda: trained_row("wake-sleep", diag, settings, e, k, n,
-                                          cache / "wake-sleep-model"),
-        "diag": lambda: trained_row("DLGM diagonal", diag, settings, e, k, n,
-                                    cache / "diag-model"),
-        "rank1": lambda: trained_row("DLGM rank-one", rank1, settings, e, k, n,
-                                     cache / "rank1-model"),
-        "rank1-pretrained": lambda: pretrained_row("DLGM rank-one (pretrained)",
-                                                   "mnist-fig2c-rank1", k, n),
+        "wake-sleep": lambda: trained_row(
+            "wake-sleep", diag, settings, e, k, n, cache / "wake-sleep-model"
+        ),
+        "diag": lambda: trained_row("DLGM diagonal", diag, settings, e, k, n, cache / "diag-model"),
+        "rank1": lambda: trained_row(
+            "DLGM rank-one", rank1, settings, e, k, n, cache / "rank1-model"
+        ),
+        "rank1-pretrained": lambda: pretrained_row(
+            "DLGM rank-one (pretrained)", "mnist-fig2c-rank1", k, n
+        ),
     }
     rows = run_rows(specs, cache, args.fresh)
     print(markdown(rows, {}, reference="DLGM rank-one"))
     fa = next((r for r in rows if r["method"] == "factor analysis"), None)
     if fa:
-        print(f"\nfactor analysis, literal Gaussian density at the binary test points: mean "
-              f"-log p = {fa['nll_literal_mean']:.4g}, median {fa['nll_literal_median']:.4g} "
-              f"nats ({fa['n_degenerate_pixels']} pixels with noise variance < 1e-6)")
+        print(
+            f"\nfactor analysis, literal Gaussian density at the binary test points: mean "
+            f"-log p = {fa['nll_literal_mean']:.4g}, median {fa['nll_literal_median']:.4g} "
+            f"nats ({fa['n_degenerate_pixels']} pixels with noise variance < 1e-6)"
+        )
     FIGURES.mkdir(parents=True, exist_ok=True)
-    bar_chart(rows, FIGURES / "fig2c.png",
-              f"Fig. 2c: 100-300 architecture, first {n} MNIST test images, K = {k}")
+    bar_chart(
+        rows,
+        FIGURES / "fig2c.png",
+        f"Fig. 2c: 100-300 architecture, first {n} MNIST test images, K = {k}",
+    )
     print(f"\nmachine: {machine()}")
     return 0
 

@@ -53,8 +53,13 @@ FIGURES = ROOT / "experiments" / "figures"
 RUNS = ROOT / "runs" / "experiments" / "imputation"
 METHODS = ("pseudo-gibbs", "mwg", "importance")
 WARM = ("mwg", "importance")  # rerun from pseudo-Gibbs's last state
-COLOURS = {"pseudo-gibbs": (30, 90, 230), "mwg": (220, 30, 30), "importance": (0, 150, 0),
-           "mwg (warm)": (240, 140, 0), "importance (warm)": (150, 0, 190)}
+COLOURS = {
+    "pseudo-gibbs": (30, 90, 230),
+    "mwg": (220, 30, 30),
+    "importance": (0, 150, 0),
+    "mwg (warm)": (240, 140, 0),
+    "importance (warm)": (150, 0, 190),
+}
 PREFERRED = ("mnist-table1-rank1", "mnist-fig2c-rank1", "mnist-2d-rank1")
 
 
@@ -62,9 +67,11 @@ def masks(n: int, shape=(28, 28)) -> dict:
     """The three kinds of missing pixels, each (n, D) bool (True = missing)."""
     d = shape[0] * shape[1]
     g = torch.Generator().manual_seed(0)
-    return {"MAR 60%": mask_random((n, d), 0.6, generator=g),
-            "MAR 80%": mask_random((n, d), 0.8, generator=g),
-            "square 14x14": mask_square(shape, 14).expand(n, d)}
+    return {
+        "MAR 60%": mask_random((n, d), 0.6, generator=g),
+        "MAR 80%": mask_random((n, d), 0.8, generator=g),
+        "square 14x14": mask_square(shape, 14).expand(n, d),
+    }
 
 
 def _measure(model, x, mask, method, steps, burn, init) -> tuple[dict, torch.Tensor]:
@@ -73,7 +80,7 @@ def _measure(model, x, mask, method, steps, burn, init) -> tuple[dict, torch.Ten
     t0 = time.perf_counter()
     res = impute(model, x, mask, method=method, n_steps=steps, init=init, generator=g)
     err = missing_error(res, x)
-    avg = res.probs[burn + 1:].mean(0)  # (B, D): mean of E[v | xi_t] after burn-in
+    avg = res.probs[burn + 1 :].mean(0)  # (B, D): mean of E[v | xi_t] after burn-in
     avg_err = missing_error(_single(res, avg), x)
     entry = {"steps": err["steps"], "seconds": round(time.perf_counter() - t0, 2)}
     for m in ("cross_entropy", "accuracy"):
@@ -106,8 +113,7 @@ def run_model(model, x: torch.Tensor, kinds: dict, steps: int, burn: int) -> dic
             if method == "pseudo-gibbs":
                 warm = last
         for method in WARM:
-            out[(kind, f"{method} (warm)")], _ = _measure(model, x, mask, method, steps, burn,
-                                                          warm)
+            out[(kind, f"{method} (warm)")], _ = _measure(model, x, mask, method, steps, burn, warm)
     return out
 
 
@@ -115,8 +121,13 @@ def _single(res, probs):
     """An ImputationResult-like holder of one (B, D) array of probabilities."""
     from dlgm.impute import ImputationResult
 
-    return ImputationResult(images=probs[None], probs=probs[None], mask=res.mask,
-                            method=res.method, steps=torch.tensor([0]))
+    return ImputationResult(
+        images=probs[None],
+        probs=probs[None],
+        mask=res.mask,
+        method=res.method,
+        steps=torch.tensor([0]),
+    )
 
 
 def baseline(x: torch.Tensor, kinds: dict) -> str:
@@ -128,31 +139,40 @@ def baseline(x: torch.Tensor, kinds: dict) -> str:
     mean = torch.tensor(load_dataset("mnist", "train").x.mean(0)).expand_as(x)  # (B, D)
     lines = []
     for kind, mask in kinds.items():
-        res = ImputationResult(images=mean[None], probs=mean[None], mask=mask, method="mean",
-                               steps=torch.tensor([0]))
+        res = ImputationResult(
+            images=mean[None], probs=mean[None], mask=mask, method="mean", steps=torch.tensor([0])
+        )
         err = missing_error(res, x)
         zero = float(((x < 0.5) & mask).sum() / mask.sum())
-        lines.append(f"{kind}: training pixel means CE {err['cross_entropy'][0]:.3f}, "
-                     f"accuracy {err['accuracy'][0]:.3f}; all-background accuracy {zero:.3f}")
+        lines.append(
+            f"{kind}: training pixel means CE {err['cross_entropy'][0]:.3f}, "
+            f"accuracy {err['accuracy'][0]:.3f}; all-background accuracy {zero:.3f}"
+        )
     return "\n".join(lines)
 
 
 def table(results: dict, steps: int, burn: int) -> str:
     """Markdown: error at steps 1, 5, 15, T and of the averaged imputation, per kind/method."""
     show = [s for s in (1, 5, 15, steps) if s <= steps]
-    head = ("| mask | method | " + " | ".join(f"CE step {s}" for s in show)
-            + f" | CE of mean over steps {burn + 1}-{steps} | accuracy step {steps} | "
-            f"accuracy of mean | MWG acceptance | s/run |")
+    head = (
+        "| mask | method | "
+        + " | ".join(f"CE step {s}" for s in show)
+        + f" | CE of mean over steps {burn + 1}-{steps} | accuracy step {steps} | "
+        f"accuracy of mean | MWG acceptance | s/run |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for (kind, method), e in results.items():
-        ce = " | ".join(f"{e['cross_entropy'][s]:.3f} ± {e['cross_entropy_sem'][s]:.3f}"
-                        for s in show)
+        ce = " | ".join(
+            f"{e['cross_entropy'][s]:.3f} ± {e['cross_entropy_sem'][s]:.3f}" for s in show
+        )
         acc = f"{e['accuracy'][steps]:.3f} ± {e['accuracy_sem'][steps]:.3f}"
         acc_avg = f"{e['accuracy_avg']:.3f} ± {e['accuracy_avg_sem']:.3f}"
         rate = f"{e['acceptance_rate']:.2f}" if "acceptance_rate" in e else "-"
-        lines.append(f"| {kind} | {method} | {ce} | {e['cross_entropy_avg']:.3f} ± "
-                     f"{e['cross_entropy_avg_sem']:.3f} | {acc} | {acc_avg} | {rate} | "
-                     f"{e['seconds']:.1f} |")
+        lines.append(
+            f"| {kind} | {method} | {ce} | {e['cross_entropy_avg']:.3f} ± "
+            f"{e['cross_entropy_avg_sem']:.3f} | {acc} | {acc_avg} | {rate} | "
+            f"{e['seconds']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -169,8 +189,12 @@ def _grey(img: np.ndarray, mask: np.ndarray | None = None, scale: int = 2) -> Im
 def chains_figure(x, kinds, results, path: Path, images=(0, 1), n_cols=15, scale=2) -> None:
     """Fig. 5-like grid: truth, masked, then E[v | xi_t] for t = 1..n_cols."""
     side, pad, label_w = 28 * scale, 2, 150
-    rows = [(kind, i, method) for kind in kinds for i in images
-            for method in ("pseudo-gibbs", "mwg", "mwg (warm)")]
+    rows = [
+        (kind, i, method)
+        for kind in kinds
+        for i in images
+        for method in ("pseudo-gibbs", "mwg", "mwg (warm)")
+    ]
     w = label_w + (n_cols + 2) * (side + pad)
     h = 20 + len(rows) * (side + pad)
     canvas = Image.new("RGB", (w, h), "white")
@@ -210,8 +234,10 @@ def _axes(draw, box, x_max, y_lo, y_hi, title, y_label):
     draw.text((left - 40, top - 28), y_label, fill="black")
 
     def to_px(t, v):
-        return (left + t / x_max * (right - left),
-                bottom - (v - y_lo) / (y_hi - y_lo) * (bottom - top))
+        return (
+            left + t / x_max * (right - left),
+            bottom - (v - y_lo) / (y_hi - y_lo) * (bottom - top),
+        )
 
     return to_px
 
@@ -219,8 +245,10 @@ def _axes(draw, box, x_max, y_lo, y_hi, title, y_label):
 def error_figure(results: dict, kinds, steps: int, path: Path) -> None:
     """Per mask kind: cross-entropy and accuracy against step, one line per method, +- 1 s.e."""
     pw, ph, mx, my = 300, 200, 70, 60
-    metrics = (("cross_entropy", "cross-entropy (nats / missing pixel)"),
-               ("accuracy", "accuracy on missing pixels"))
+    metrics = (
+        ("cross_entropy", "cross-entropy (nats / missing pixel)"),
+        ("accuracy", "accuracy on missing pixels"),
+    )
     canvas = Image.new("RGB", (len(kinds) * (pw + mx) + 20, 2 * (ph + my) + 50), "white")
     draw = ImageDraw.Draw(canvas)
     for j, (metric, label) in enumerate(metrics):
@@ -229,8 +257,12 @@ def error_figure(results: dict, kinds, steps: int, path: Path) -> None:
             lo = min(float(np.min(e[metric][1:] - e[f"{metric}_sem"][1:])) for e in series)
             hi = max(float(np.max(e[metric][1:] + e[f"{metric}_sem"][1:])) for e in series)
             lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
-            box = (mx + i * (pw + mx), my + j * (ph + my), mx + i * (pw + mx) + pw,
-                   my + j * (ph + my) + ph)
+            box = (
+                mx + i * (pw + mx),
+                my + j * (ph + my),
+                mx + i * (pw + mx) + pw,
+                my + j * (ph + my) + ph,
+            )
             to_px = _axes(draw, box, steps, lo, hi, kind, label if i == 0 else "")
             for method, e in zip(COLOURS, series, strict=True):
                 pts = [to_px(t, float(e[metric][t])) for t in range(1, steps + 1)]
@@ -249,15 +281,21 @@ def error_figure(results: dict, kinds, steps: int, path: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default=None,
-                   help="comma-separated pretrained names (default: every one of "
-                        f"{', '.join(PREFERRED)} that exists; figures from the first)")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated pretrained names (default: every one of "
+        f"{', '.join(PREFERRED)} that exists; figures from the first)",
+    )
     p.add_argument("--n", type=int, default=200, help="number of test images")
     p.add_argument("--steps", type=int, default=30)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    names = (args.models.split(",") if args.models else
-             [m for m in PREFERRED if finished(ROOT / "pretrained" / m)])
+    names = (
+        args.models.split(",")
+        if args.models
+        else [m for m in PREFERRED if finished(ROOT / "pretrained" / m)]
+    )
     x, how = model_images(dlgm.load(ROOT / "pretrained" / names[0]), limit=args.n)  # shared
     x = torch.tensor(x)
     kinds = masks(len(x))
@@ -274,14 +312,20 @@ def main(argv=None) -> int:
         print(table(results, args.steps, burn) + "\n")
         for (kind, method), e in results.items():
             if method.startswith("importance"):
-                print(f"{kind}, {method}: weighted mean CE {e['cross_entropy_weighted_mean']:.3f}"
-                      f", accuracy {e['accuracy_weighted_mean']:.3f}, mean ESS "
-                      f"{e['ess_mean']:.1f} of 100")
+                print(
+                    f"{kind}, {method}: weighted mean CE {e['cross_entropy_weighted_mean']:.3f}"
+                    f", accuracy {e['accuracy_weighted_mean']:.3f}, mean ESS "
+                    f"{e['ess_mean']:.1f} of 100"
+                )
         print()
-        summary[name] = {f"{kind}|{method}": {key: (v.tolist() if isinstance(v, np.ndarray)
-                                                    else v)
-                                              for key, v in e.items() if key != "probs"}
-                         for (kind, method), e in results.items()}
+        summary[name] = {
+            f"{kind}|{method}": {
+                key: (v.tolist() if isinstance(v, np.ndarray) else v)
+                for key, v in e.items()
+                if key != "probs"
+            }
+            for (kind, method), e in results.items()
+        }
         if k == 0:
             FIGURES.mkdir(parents=True, exist_ok=True)
             chains_figure(x, kinds, results, FIGURES / "imputation_chains.png")

@@ -51,10 +51,14 @@ def make_sample(name: str, n: int, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}-test.npz"
     np.savez_compressed(path, x=x, y=y, shape=np.asarray(data.shape, dtype=np.int64))
-    return {"data": name, "out": str(path.relative_to(ROOT) if path.is_relative_to(ROOT)
-                                      else path),
-            "n": n, "shape": list(data.shape), "bytes": path.stat().st_size,
-            "classes": np.bincount(y, minlength=10).tolist()}
+    return {
+        "data": name,
+        "out": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+        "n": n,
+        "shape": list(data.shape),
+        "bytes": path.stat().st_size,
+        "classes": np.bincount(y, minlength=10).tolist(),
+    }
 
 
 def main(argv=None) -> int:

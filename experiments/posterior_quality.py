@@ -93,8 +93,15 @@ def _window(coarse, q) -> tuple[torch.Tensor, torch.Tensor]:
     posterior mean +- 8 sd and its MAP; s = half-width / RADIUS, equal on both axes."""
     q_sd = np.sqrt(np.diag(coarse.q_cov))
     p_sd = np.sqrt(np.maximum(np.diag(coarse.post_cov), 1e-8))
-    pts = np.stack([coarse.q_mean - SPAN * q_sd, coarse.q_mean + SPAN * q_sd,
-                    coarse.post_mean - SPAN * p_sd, coarse.post_mean + SPAN * p_sd, coarse.map])
+    pts = np.stack(
+        [
+            coarse.q_mean - SPAN * q_sd,
+            coarse.q_mean + SPAN * q_sd,
+            coarse.post_mean - SPAN * p_sd,
+            coarse.post_mean + SPAN * p_sd,
+            coarse.map,
+        ]
+    )
     lo, hi = pts.min(0), pts.max(0)
     c, s = (lo + hi) / 2, np.full(2, (hi - lo).max() / 2 / RADIUS)  # square: true aspect
     return torch.tensor(c, dtype=torch.float32), torch.tensor(s, dtype=torch.float32)
@@ -116,12 +123,18 @@ def _refine(coarse, zoom, c, s) -> dict:
     log_px = float(np.logaddexp(zoom.log_px, log_out))
     p_in = math.exp(zoom.log_px - log_px)
     log_post_out = lj - log_px  # log p(xi | v) at the outside nodes
-    kl_pq_out = float(np.sum(np.exp(log_post_out) * coarse.cell_area
-                             * (log_post_out - coarse.log_q[out]))) if lj.size else 0.0
+    kl_pq_out = (
+        float(np.sum(np.exp(log_post_out) * coarse.cell_area * (log_post_out - coarse.log_q[out])))
+        if lj.size
+        else 0.0
+    )
     log_p_in = math.log(p_in) if p_in > 0 else 0.0  # p_in log p_in -> 0
-    return {"log_px": log_px, "mass_outside": 1.0 - p_in,
-            "kl_qp": zoom.kl_q_p + log_px - zoom.log_px,
-            "kl_pq": p_in * (log_p_in + zoom.kl_p_q) + kl_pq_out}
+    return {
+        "log_px": log_px,
+        "mass_outside": 1.0 - p_in,
+        "kl_qp": zoom.kl_q_p + log_px - zoom.log_px,
+        "kl_pq": p_in * (log_p_in + zoom.kl_p_q) + kl_pq_out,
+    }
 
 
 @torch.no_grad()
@@ -131,23 +144,40 @@ def refined_grid(model, v: torch.Tensor, basis) -> tuple:
     coarse = posterior_grid(model, v, basis=basis)
     q = model.encode(v.unsqueeze(0))
     c, s = _window(coarse, q)
-    zoom = posterior_grid(_Zoomed(model, c, s), v, grid_size=GRID, radius=RADIUS,
-                          q=_q_in_z(q, c, s))
+    zoom = posterior_grid(
+        _Zoomed(model, c, s), v, grid_size=GRID, radius=RADIUS, q=_q_in_z(q, c, s)
+    )
     return coarse, zoom, c, s, _refine(coarse, zoom, c.double().numpy(), s.double().numpy())
 
 
 @torch.no_grad()
 def analyse(model, x: torch.Tensor, elbo_samples: int, k: int) -> tuple[dict, list]:
     """Per-image metrics of one model on images x (N, D); returns arrays and zoomed grids."""
-    out = {key: [] for key in ("kl_qp_coarse", "kl_pq_coarse", "log_px_coarse", "kl_qp",
-                               "kl_pq", "log_px", "mass_outside", "log_px_zoom", "q_mass")}
+    out = {
+        key: []
+        for key in (
+            "kl_qp_coarse",
+            "kl_pq_coarse",
+            "log_px_coarse",
+            "kl_qp",
+            "kl_pq",
+            "log_px",
+            "mass_outside",
+            "log_px_zoom",
+            "q_mass",
+        )
+    }
     grids = []
     basis = grid_basis(model, grid_size=GRID, radius=RADIUS)  # the coarse grid, decoded once
     for v in x:
         coarse, zoom, c, s, refined = refined_grid(model, v, basis)
         vals = refined | {
-            "kl_qp_coarse": coarse.kl_q_p, "kl_pq_coarse": coarse.kl_p_q,
-            "log_px_coarse": coarse.log_px, "log_px_zoom": zoom.log_px, "q_mass": zoom.q_mass}
+            "kl_qp_coarse": coarse.kl_q_p,
+            "kl_pq_coarse": coarse.kl_p_q,
+            "log_px_coarse": coarse.log_px,
+            "log_px_zoom": zoom.log_px,
+            "q_mass": zoom.q_mass,
+        }
         for key, val in vals.items():
             out[key].append(val)
         grids.append((zoom, c.numpy(), s.numpy()))
@@ -164,30 +194,44 @@ def _mean_sem(a) -> str:
 
 def summary(res: dict, k: int) -> str:
     """Markdown table of the per-model means and the paired difference."""
-    rows = [("KL(q ‖ p), coarse grid G=101 over [-5, 5]²", "kl_qp_coarse"),
-            ("KL(p ‖ q), coarse grid", "kl_pq_coarse"),
-            ("KL(q ‖ p), refined (zoomed + coarse outside)", "kl_qp"),
-            ("KL(p ‖ q), refined", "kl_pq"),
-            ("ELBO gap: log p(v) (refined quadrature) − ELBO (Monte Carlo)", "gap"),
-            ("log p(v), refined quadrature", "log_px"),
-            ("log p(v), coarse quadrature − refined", "coarse_minus_refined"),
-            (f"log p(v), importance sampling K={k} − refined", "is_minus_refined"),
-            ("posterior mass outside the zoomed window", "mass_outside"),
-            ("mass of q inside the zoomed window", "q_mass")]
+    rows = [
+        ("KL(q ‖ p), coarse grid G=101 over [-5, 5]²", "kl_qp_coarse"),
+        ("KL(p ‖ q), coarse grid", "kl_pq_coarse"),
+        ("KL(q ‖ p), refined (zoomed + coarse outside)", "kl_qp"),
+        ("KL(p ‖ q), refined", "kl_pq"),
+        ("ELBO gap: log p(v) (refined quadrature) − ELBO (Monte Carlo)", "gap"),
+        ("log p(v), refined quadrature", "log_px"),
+        ("log p(v), coarse quadrature − refined", "coarse_minus_refined"),
+        (f"log p(v), importance sampling K={k} − refined", "is_minus_refined"),
+        ("posterior mass outside the zoomed window", "mass_outside"),
+        ("mass of q inside the zoomed window", "q_mass"),
+    ]
     names = list(res)
-    lines = ["| quantity (nats, mean ± s.e. over images) | " + " | ".join(names)
-             + " | diagonal − rank-one (paired) |", "|---" * (len(names) + 2) + "|"]
+    lines = [
+        "| quantity (nats, mean ± s.e. over images) | "
+        + " | ".join(names)
+        + " | diagonal − rank-one (paired) |",
+        "|---" * (len(names) + 2) + "|",
+    ]
     for label, key in rows:
         vals = [res[n][key] for n in names]
         diff = _mean_sem(vals[0] - vals[1]) if len(vals) == 2 else "-"
         lines.append(f"| {label} | " + " | ".join(_mean_sem(v) for v in vals) + f" | {diff} |")
-    for label, key in (("KL(q ‖ p) refined", "kl_qp"), ("KL(p ‖ q) refined", "kl_pq"),
-                       ("KL(q ‖ p) coarse", "kl_qp_coarse")):
+    for label, key in (
+        ("KL(q ‖ p) refined", "kl_qp"),
+        ("KL(p ‖ q) refined", "kl_pq"),
+        ("KL(q ‖ p) coarse", "kl_qp_coarse"),
+    ):
         vals = [res[n][key] for n in names]
         diff = f"{np.median(vals[0] - vals[1]):.3f}" if len(vals) == 2 else "-"
-        lines.append(f"| {label}: median [10%, 90% quantiles] | " + " | ".join(
-            f"{np.median(v):.3f} [{np.quantile(v, 0.1):.2f}, {np.quantile(v, 0.9):.2f}]"
-            for v in vals) + f" | {diff} |")
+        lines.append(
+            f"| {label}: median [10%, 90% quantiles] | "
+            + " | ".join(
+                f"{np.median(v):.3f} [{np.quantile(v, 0.1):.2f}, {np.quantile(v, 0.9):.2f}]"
+                for v in vals
+            )
+            + f" | {diff} |"
+        )
     return "\n".join(lines)
 
 
@@ -215,8 +259,9 @@ def _panel(zoom, c, s, colour, up=2) -> Image.Image:
     rgb[_contours(zoom.log_q - zoom.log_q.max(), levels, up)] = colour
     img = Image.fromarray(rgb[::-1].astype(np.uint8))  # row i = ys[i]: flip so y goes up
     m = (zoom.map - (-RADIUS)) / (2 * RADIUS) * (img.width - 1)
-    ImageDraw.Draw(img).ellipse([m[0] - 3, img.height - 1 - m[1] - 3, m[0] + 3,
-                                 img.height - 1 - m[1] + 3], fill=(0, 170, 0))
+    ImageDraw.Draw(img).ellipse(
+        [m[0] - 3, img.height - 1 - m[1] - 3, m[0] + 3, img.height - 1 - m[1] + 3], fill=(0, 170, 0)
+    )
     return img
 
 
@@ -228,21 +273,26 @@ def figure(x, grids: dict, shape, path: Path, n_show: int = 4) -> None:
     w, h = 20 + (1 + len(names)) * (cell + 10), 30 + n_show * (cell + 26)
     canvas = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(canvas)
-    for j, name in enumerate(["digit", *[f"{n} (q: {('blue', 'red')[i]})"
-                                         for i, n in enumerate(names)]]):
+    for j, name in enumerate(
+        ["digit", *[f"{n} (q: {('blue', 'red')[i]})" for i, n in enumerate(names)]]
+    ):
         draw.text((10 + j * (cell + 10), 8), name, fill="black")
     for i in range(n_show):
         top = 26 + i * (cell + 26)
         digit = x[i].reshape(shape).numpy()
-        im = Image.fromarray((255 * (1 - digit)).astype(np.uint8)).resize((cell, cell),
-                                                                          Image.NEAREST)
+        im = Image.fromarray((255 * (1 - digit)).astype(np.uint8)).resize(
+            (cell, cell), Image.NEAREST
+        )
         canvas.paste(im, (10, top))
         for j, name in enumerate(names):
             zoom, c, s = grids[name][i]
             canvas.paste(_panel(zoom, c, s, COLOURS[name], up), (10 + (j + 1) * (cell + 10), top))
             lo, hi = c - RADIUS * s, c + RADIUS * s
-            draw.text((10 + (j + 1) * (cell + 10), top + cell + 2),
-                      f"x [{lo[0]:.2f}, {hi[0]:.2f}]  y [{lo[1]:.2f}, {hi[1]:.2f}]", fill="black")
+            draw.text(
+                (10 + (j + 1) * (cell + 10), top + cell + 2),
+                f"x [{lo[0]:.2f}, {hi[0]:.2f}]  y [{lo[1]:.2f}, {hi[1]:.2f}]",
+                fill="black",
+            )
     canvas.save(path, optimize=True)
 
 
@@ -266,22 +316,27 @@ def main(argv=None) -> int:
         r["is_minus_refined"] = r["log_px_is"] - r["log_px"]
         res[name] = r
         t = model.metadata.get("training", {})
-        info[name] = {"model": f"pretrained/{folder}", "epochs": t.get("epochs"),
-                      "seconds": round(time.perf_counter() - t0, 1),
-                      "images_with_mass_outside_window_over_1%": int(
-                          (r["mass_outside"] > 0.01).sum()),
-                      "max_abs_gap_minus_kl": float(np.abs(r["gap"] - r["kl_qp"]).max())}
+        info[name] = {
+            "model": f"pretrained/{folder}",
+            "epochs": t.get("epochs"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "images_with_mass_outside_window_over_1%": int((r["mass_outside"] > 0.01).sum()),
+            "max_abs_gap_minus_kl": float(np.abs(r["gap"] - r["kl_qp"]).max()),
+        }
     print(f"{args.n} test images, binarisation {how}\n")
     print(summary(res, args.k))
     both = res["diagonal"]["kl_qp"] - res["rank-one"]["kl_qp"]
-    print(f"\nrank-one has the smaller KL(q || p) (refined) on {int((both > 0).sum())} of "
-          f"{len(both)} images")
+    print(
+        f"\nrank-one has the smaller KL(q || p) (refined) on {int((both > 0).sum())} of "
+        f"{len(both)} images"
+    )
     print(json.dumps(info))
     FIGURES.mkdir(parents=True, exist_ok=True)
     figure(x, grids, (28, 28), FIGURES / "posterior_grid.png")
     RUNS.mkdir(parents=True, exist_ok=True)
-    (RUNS / "per_image.json").write_text(json.dumps(
-        {n: {k: v.tolist() for k, v in r.items()} for n, r in res.items()}))
+    (RUNS / "per_image.json").write_text(
+        json.dumps({n: {k: v.tolist() for k, v in r.items()} for n, r in res.items()})
+    )
     return 0
 
 

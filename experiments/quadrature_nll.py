@@ -39,8 +39,13 @@ import dlgm  # noqa: E402
 from dlgm.data import model_images  # noqa: E402
 from dlgm.grid import grid_basis  # noqa: E402
 
-MODELS = ("digits-2d-diag", "digits-2d-rank1", "mnist-2d-diag", "mnist-2d-rank1",
-          "fashion-2d-rank1")
+MODELS = (
+    "digits-2d-diag",
+    "digits-2d-rank1",
+    "mnist-2d-diag",
+    "mnist-2d-rank1",
+    "fashion-2d-rank1",
+)
 
 
 @torch.no_grad()
@@ -61,15 +66,24 @@ def run(name: str, update: bool) -> dict:
     seconds = time.perf_counter() - t0
     nll = float(-log_px.mean())
     sem = float(log_px.std(ddof=1) / np.sqrt(len(log_px)))
-    res = {"model": name, "n": len(x), "test_nll_is": meta.get("test_nll"),
-           "eval_k": meta.get("eval_k"), "test_nll_quadrature": round(nll, 3),
-           "sem": round(sem, 3), "seconds": round(seconds, 1), "binarization": how}
+    res = {
+        "model": name,
+        "n": len(x),
+        "test_nll_is": meta.get("test_nll"),
+        "eval_k": meta.get("eval_k"),
+        "test_nll_quadrature": round(nll, 3),
+        "sem": round(sem, 3),
+        "seconds": round(seconds, 1),
+        "binarization": how,
+    }
     if update:
         meta["test_nll_quadrature"] = round(nll, 3)
-        meta["quadrature"] = ("refined grid quadrature of log p(v) on the same "
-                              f"{len(x)} test images: 101 x 101 over [-5, 5]^2 plus a zoomed "
-                              "101 x 101 grid around each posterior "
-                              "(experiments/quadrature_nll.py)")
+        meta["quadrature"] = (
+            "refined grid quadrature of log p(v) on the same "
+            f"{len(x)} test images: 101 x 101 over [-5, 5]^2 plus a zoomed "
+            "101 x 101 grid around each posterior "
+            "(experiments/quadrature_nll.py)"
+        )
         dlgm.save(model, path)
     return res
 
@@ -83,8 +97,11 @@ def main(argv=None) -> int:
     for name in args.names:
         r = run(name, args.update_cards)
         gap = r["test_nll_is"] - r["test_nll_quadrature"] if r["test_nll_is"] else float("nan")
-        print(f"{name:<20}{r['n']:>6}{r['test_nll_is']:>11.2f} ({r['eval_k']})"
-              f"{r['test_nll_quadrature']:>13.2f} +- {r['sem']:.2f}{gap:>11.2f}", flush=True)
+        print(
+            f"{name:<20}{r['n']:>6}{r['test_nll_is']:>11.2f} ({r['eval_k']})"
+            f"{r['test_nll_quadrature']:>13.2f} +- {r['sem']:.2f}{gap:>11.2f}",
+            flush=True,
+        )
         print(json.dumps(r))
     return 0
 

@@ -92,23 +92,29 @@ def posterior_shape(model, x: torch.Tensor) -> dict:
         d = q.scale.pow(-2)
     eig = torch.linalg.eigvalsh(torch.cov(mean.T.double()))  # (K,)
     sharp = (d > 2).sum(-1).double()  # (N,)
-    out = {"active_latents": int(active.sum()), "active_directions": int((eig > 0.01).sum()),
-           "sharp_latents_q50": float(sharp.median()), "sharp_latents_mean": float(sharp.mean()),
-           "d_active_q50": float(d[:, active].median()) if active.any() else None,
-           "d_active_q90": float(d[:, active].quantile(0.9)) if active.any() else None}
+    out = {
+        "active_latents": int(active.sum()),
+        "active_directions": int((eig > 0.01).sum()),
+        "sharp_latents_q50": float(sharp.median()),
+        "sharp_latents_mean": float(sharp.mean()),
+        "d_active_q50": float(d[:, active].median()) if active.any() else None,
+        "d_active_q90": float(d[:, active].quantile(0.9)) if active.any() else None,
+    }
     if hasattr(q, "u"):
         s = q._s.squeeze(-1)  # (N,) one block
         levels = (10, 50, 90)
         qs = torch.tensor([p / 100 for p in levels], dtype=s.dtype)
         eta = 1.0 / (1.0 + s)
         for name, v in (("uDu", s), ("eta", eta)):
-            out.update({f"{name}_q{p}": float(x)
-                        for p, x in zip(levels, v.quantile(qs), strict=True)})
+            out.update(
+                {f"{name}_q{p}": float(x) for p, x in zip(levels, v.quantile(qs), strict=True)}
+            )
     return out
 
 
-def head_gradients(model, x: np.ndarray, n_batches: int = 20, batch: int = 100,
-                   seed: int = 0) -> dict:
+def head_gradients(
+    model, x: np.ndarray, n_batches: int = 20, batch: int = 100, seed: int = 0
+) -> dict:
     """Norm of the mean gradient and total variance across minibatches of each recognition
     head's weight (the free energy without the weight prior, as Algorithm 1 sees it)."""
     g = torch.Generator().manual_seed(seed)
@@ -140,8 +146,10 @@ def elbo_terms(model, x: torch.Tensor, seed: int = 0) -> dict:
 
     q = model.encode(x)
     xi = q.rsample(generator=torch.Generator().manual_seed(seed))
-    return {"test_rec": float(model.log_likelihood(x, xi).mean()),
-            "test_kl": float(kl_divergence(q, model.prior()).mean())}
+    return {
+        "test_rec": float(model.log_likelihood(x, xi).mean()),
+        "test_kl": float(kl_divergence(q, model.prior()).mean()),
+    }
 
 
 def measure(model, test_x: np.ndarray, train_x: np.ndarray) -> dict:
@@ -151,10 +159,14 @@ def measure(model, test_x: np.ndarray, train_x: np.ndarray) -> dict:
     g = torch.Generator().manual_seed(0)
     test_elbo = model.elbo(x_test, generator=g).double().numpy()
     train_elbo = model.elbo(x_train, generator=g).double().numpy()
-    return {"test_elbo": float(test_elbo.mean()), "train_elbo": float(train_elbo.mean()),
-            "test_elbo_per_image": test_elbo.round(4).tolist(),
-            **elbo_terms(model, x_test), **posterior_shape(model, x_test),
-            **head_gradients(model, train_x)}
+    return {
+        "test_elbo": float(test_elbo.mean()),
+        "train_elbo": float(train_elbo.mean()),
+        "test_elbo_per_image": test_elbo.round(4).tolist(),
+        **elbo_terms(model, x_test),
+        **posterior_shape(model, x_test),
+        **head_gradients(model, train_x),
+    }
 
 
 def nll_of(model, test_x: np.ndarray, k: int, n: int) -> dict:
@@ -162,8 +174,12 @@ def nll_of(model, test_x: np.ndarray, k: int, n: int) -> dict:
     x = torch.tensor(static_binarize(test_x[:n], 1))
     g = torch.Generator().manual_seed(1)
     nll = -log_likelihood(model, x, n_samples=k, generator=g).double().numpy()
-    return {"nll_k": k, "nll_images": n, "nll": float(nll.mean()),
-            "nll_per_image": nll.round(4).tolist()}
+    return {
+        "nll_k": k,
+        "nll_images": n,
+        "nll": float(nll.mean()),
+        "nll_per_image": nll.round(4).tolist(),
+    }
 
 
 def remeasure(args) -> None:
@@ -201,22 +217,35 @@ def run(args) -> dict:
         wall = 0.0
     steps_per_epoch = math.ceil(trainer.n_data / trainer.settings["batch_size"])
     t0 = time.perf_counter()
-    epoch_wall = list(json.loads((out / "epoch_wall.json").read_text())) if (
-        out / "epoch_wall.json").is_file() else []
+    epoch_wall = (
+        list(json.loads((out / "epoch_wall.json").read_text()))
+        if (out / "epoch_wall.json").is_file()
+        else []
+    )
     for p in trainer.run(steps=max(0, args.epochs * steps_per_epoch - trainer.step_count)):
         if p.end_of_epoch:
             epoch_wall.append(round(wall + time.perf_counter() - t0, 2))
             trainer.save(out, wall_time_s=epoch_wall[-1])
             (out / "epoch_wall.json").write_text(json.dumps(epoch_wall))
-            print(f"{args.arm} s{args.seed} epoch {p.epoch:.0f}: valid ELBO {p.valid_elbo:.2f} "
-                  f"({epoch_wall[-1]:.0f} s)", flush=True)
+            print(
+                f"{args.arm} s{args.seed} epoch {p.epoch:.0f}: valid ELBO {p.valid_elbo:.2f} "
+                f"({epoch_wall[-1]:.0f} s)",
+                flush=True,
+            )
     model = trainer.model.eval()
     measured = measure(model, test.x, train.x)
-    result = {"arm": args.arm, "seed": args.seed, "epochs": args.epochs,
-              "settings": trainer.settings, "config": model.config.to_dict(),
-              "wall_time_s": epoch_wall[-1] if epoch_wall else None, "epoch_wall_s": epoch_wall,
-              "valid_elbo": [h["valid_elbo"] for h in trainer.history],
-              **nll_of(model, test.x, args.k, args.nll_images), **measured}
+    result = {
+        "arm": args.arm,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "settings": trainer.settings,
+        "config": model.config.to_dict(),
+        "wall_time_s": epoch_wall[-1] if epoch_wall else None,
+        "epoch_wall_s": epoch_wall,
+        "valid_elbo": [h["valid_elbo"] for h in trainer.history],
+        **nll_of(model, test.x, args.k, args.nll_images),
+        **measured,
+    }
     (out / "result.json").write_text(json.dumps(result))
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}), flush=True)
     return result
@@ -239,18 +268,30 @@ def gaps(args) -> None:
         log_px = is_log_px(model, x, n_samples=args.k, generator=torch.Generator().manual_seed(7))
         res = {"run": name, "n": args.n, "k": args.k, "steps": args.steps}
         for family in ("diag", "rank1"):
-            r = inference_gaps(model, x, family=family, log_px=log_px, steps=args.steps,
-                               n_samples=16, lr=0.01, elbo_samples=1000,
-                               generator=torch.Generator().manual_seed(0))
-            res[family] = {k: v.round(4).tolist() if isinstance(v, np.ndarray) else v
-                           for k, v in r.items()}
+            r = inference_gaps(
+                model,
+                x,
+                family=family,
+                log_px=log_px,
+                steps=args.steps,
+                n_samples=16,
+                lr=0.01,
+                elbo_samples=1000,
+                generator=torch.Generator().manual_seed(0),
+            )
+            res[family] = {
+                k: v.round(4).tolist() if isinstance(v, np.ndarray) else v for k, v in r.items()
+            }
         (folder / "gaps.json").write_text(json.dumps(res))
         d, r1 = (np.array(res[f]["elbo_qstar"]) for f in ("diag", "rank1"))
         own = np.array(res["diag"]["elbo_q"])
         head, se = paired(r1, d)
-        print(f"{name}: log p {np.mean(log_px.numpy()):.2f}; ELBO(q) {own.mean():.2f}; "
-              f"ELBO(q*diag) {d.mean():.2f}; ELBO(q*rank1) {r1.mean():.2f}; "
-              f"rank-one headroom {head:+.3f} ± {se:.3f}", flush=True)
+        print(
+            f"{name}: log p {np.mean(log_px.numpy()):.2f}; ELBO(q) {own.mean():.2f}; "
+            f"ELBO(q*diag) {d.mean():.2f}; ELBO(q*rank1) {r1.mean():.2f}; "
+            f"rank-one headroom {head:+.3f} ± {se:.3f}",
+            flush=True,
+        )
 
 
 # ---------------------------------------------------------------------------- the table
@@ -288,10 +329,21 @@ def report(args) -> None:
                     a = [by_seed[s][k] for s in common]
                     b = [res[base][s][k] for s in common]
                     row[f"{k}_vs_{base}"] = paired(a, b)
-        for k in ("active_latents", "active_directions", "sharp_latents_q50", "test_rec",
-                  "test_kl", "d_active_q90", "uDu_q50", "eta_q50", "wall_time_s",
-                  "grad_u_mean_norm", "grad_u_total_var", "grad_d_mean_norm",
-                  "grad_mu_mean_norm"):
+        for k in (
+            "active_latents",
+            "active_directions",
+            "sharp_latents_q50",
+            "test_rec",
+            "test_kl",
+            "d_active_q90",
+            "uDu_q50",
+            "eta_q50",
+            "wall_time_s",
+            "grad_u_mean_norm",
+            "grad_u_total_var",
+            "grad_d_mean_norm",
+            "grad_mu_mean_norm",
+        ):
             vals = [by_seed[s].get(k) for s in seeds]
             row[k] = float(np.mean(vals)) if all(v is not None for v in vals) else None
         rows.append(row)
@@ -307,17 +359,21 @@ def report(args) -> None:
     def num(v, spec):
         return "-" if v is None else format(v, spec)
 
-    print(f"| arm | seeds | test ELBO (vs {base}) | train ELBO (vs {base}) | NLL (vs {base}) | "
-          "E log p(v|xi) | KL | active latents / directions | sharp latents q50 | d q90 | "
-          "u'D⁻¹u q50 | eta q50 | wall s |")
+    print(
+        f"| arm | seeds | test ELBO (vs {base}) | train ELBO (vs {base}) | NLL (vs {base}) | "
+        "E log p(v|xi) | KL | active latents / directions | sharp latents q50 | d q90 | "
+        "u'D⁻¹u q50 | eta q50 | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['arm']} | {len(r['seeds'])} | {fmt(r, 'test_elbo')} | "
-              f"{fmt(r, 'train_elbo')} | {fmt(r, 'nll')} | {num(r['test_rec'], '.2f')} | "
-              f"{num(r['test_kl'], '.2f')} | {num(r['active_latents'], '.0f')} / "
-              f"{num(r['active_directions'], '.0f')} | {num(r['sharp_latents_q50'], '.0f')} | "
-              f"{num(r['d_active_q90'], '.2f')} | {num(r['uDu_q50'], '.1f')} | "
-              f"{num(r['eta_q50'], '.4f')} | {num(r['wall_time_s'], '.0f')} |")
+        print(
+            f"| {r['arm']} | {len(r['seeds'])} | {fmt(r, 'test_elbo')} | "
+            f"{fmt(r, 'train_elbo')} | {fmt(r, 'nll')} | {num(r['test_rec'], '.2f')} | "
+            f"{num(r['test_kl'], '.2f')} | {num(r['active_latents'], '.0f')} / "
+            f"{num(r['active_directions'], '.0f')} | {num(r['sharp_latents_q50'], '.0f')} | "
+            f"{num(r['d_active_q90'], '.2f')} | {num(r['uDu_q50'], '.1f')} | "
+            f"{num(r['eta_q50'], '.4f')} | {num(r['wall_time_s'], '.0f')} |"
+        )
 
 
 def main(argv=None) -> None:

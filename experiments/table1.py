@@ -66,8 +66,13 @@ PRETRAINED = ROOT / "pretrained"
 CONFIGS = ROOT / "experiments" / "configs"
 TRAIN_KEYS = ("batch_size", "optimizer", "lr", "seed")
 ROWS = ("fa", "nlgbn", "wake-sleep", "diag", "rank1", "diag-long", "rank1-long", "fa-gaussian")
-PAPER_TABLE1 = {"factor analysis": 106.00, "NLGBN": 95.80, "wake-sleep": 91.3,
-                "DLGM diagonal": 87.30, "DLGM rank-one": 86.60}
+PAPER_TABLE1 = {
+    "factor analysis": 106.00,
+    "NLGBN": 95.80,
+    "wake-sleep": 91.3,
+    "DLGM diagonal": 87.30,
+    "DLGM rank-one": 86.60,
+}
 
 
 def machine() -> str:
@@ -82,8 +87,10 @@ def machine() -> str:
         pass
     import os
 
-    return (f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)")
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)"
+    )
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -98,9 +105,16 @@ def evaluate_model(path: Path, k: int, limit: int | None) -> dict:
     """NLL (nats per image) of the model saved in ``path`` by the CLI's protocol, with
     per-image values (``evaluate_cards.evaluate_model``, cached)."""
     r = evaluate_cards.evaluate_model(path, k, limit)
-    return {"nll": r["nll"], "elbo": r["elbo"], "ess": r["ess"], "k": k, "n": r["n"],
-            "eval_binarization": r["eval_binarization"], "eval_s": r["eval_seconds"],
-            "nll_per_image": r["nll_per_image"]}
+    return {
+        "nll": r["nll"],
+        "elbo": r["elbo"],
+        "ess": r["ess"],
+        "k": k,
+        "n": r["n"],
+        "eval_binarization": r["eval_binarization"],
+        "eval_s": r["eval_seconds"],
+        "nll_per_image": r["nll_per_image"],
+    }
 
 
 def _train_config(name: str) -> dict:
@@ -125,22 +139,31 @@ def factor_analysis_row(n_components: int, limit: int, n_train: int) -> dict:
     # -log P(v) for the discrete model P(v) = mass of the cell [v, v + 1).
     bound = -fa_u.score_samples(x_test + 0.5) + np.trace(fa_u.get_precision()) / 24.0
     wall = time.perf_counter() - t0
-    return {"method": "Gaussian FA on dequantised pixels (side note)",
-            "nll": float(bound.mean()), "nll_per_image": bound.tolist(),
-            "nll_literal_mean": float(literal.mean()),
-            "nll_literal_median": float(np.median(literal)),
-            "literal_min_noise_var": float(fa.noise_variance_.min()),
-            "n_degenerate_pixels": int((fa.noise_variance_ < 1e-6).sum()),
-            "k": "exact", "n": len(x_test), "epochs": f"EM, {fa_u.n_iter_} iterations",
-            "train_images": int(n_train), "train_binarization": "static, seed 0 (one draw)",
-            "wall_s": round(wall, 1), "elbo": None, "ess": None}
+    return {
+        "method": "Gaussian FA on dequantised pixels (side note)",
+        "nll": float(bound.mean()),
+        "nll_per_image": bound.tolist(),
+        "nll_literal_mean": float(literal.mean()),
+        "nll_literal_median": float(np.median(literal)),
+        "literal_min_noise_var": float(fa.noise_variance_.min()),
+        "n_degenerate_pixels": int((fa.noise_variance_ < 1e-6).sum()),
+        "k": "exact",
+        "n": len(x_test),
+        "epochs": f"EM, {fa_u.n_iter_} iterations",
+        "train_images": int(n_train),
+        "train_binarization": "static, seed 0 (one draw)",
+        "wall_s": round(wall, 1),
+        "elbo": None,
+        "ess": None,
+    }
 
 
 def finished(path: Path) -> bool:
     """A model folder whose training has ended (``train_pretrained.py`` deletes the training
     state ``train_state.safetensors`` when a run is over)."""
     return (path / "model.safetensors").is_file() and not (
-        path / "train_state.safetensors").is_file()
+        path / "train_state.safetensors"
+    ).is_file()
 
 
 def _cached_model(path: Path, make, epochs: float):
@@ -158,8 +181,9 @@ def _cached_model(path: Path, make, epochs: float):
     return trainer.model, wall
 
 
-def trained_row(method: str, config: DLGMConfig, settings: dict, epochs: float, k: int,
-                limit: int, out: Path) -> dict:
+def trained_row(
+    method: str, config: DLGMConfig, settings: dict, epochs: float, k: int, limit: int, out: Path
+) -> dict:
     """Train (or reuse) a model with wake-sleep or Algorithm 1 and evaluate it."""
     x_train = load_dataset("mnist", "train").x
     meta = {"data": "mnist", "binarization": {"kind": "dynamic"}}
@@ -167,12 +191,25 @@ def trained_row(method: str, config: DLGMConfig, settings: dict, epochs: float, 
 
     def make():
         model = DLGM(config, metadata=meta, seed=settings["seed"])
-        return trainer_fn(model, x_train, epochs=epochs, binarize="dynamic", device="cpu",
-                          report_every=100, **settings)
+        return trainer_fn(
+            model,
+            x_train,
+            epochs=epochs,
+            binarize="dynamic",
+            device="cpu",
+            report_every=100,
+            **settings,
+        )
 
     _, wall = _cached_model(out, make, epochs)
-    row = {"method": method, "epochs": epochs, "wall_s": wall, "model_dir": str(out.relative_to(
-        ROOT)), "train_binarization": "dynamic", "settings": settings}
+    row = {
+        "method": method,
+        "epochs": epochs,
+        "wall_s": wall,
+        "model_dir": str(out.relative_to(ROOT)),
+        "train_binarization": "dynamic",
+        "settings": settings,
+    }
     return row | evaluate_model(out, k, limit)
 
 
@@ -183,10 +220,15 @@ def pretrained_row(method: str, name: str, k: int, limit: int) -> dict | None:
         return None
     model = dlgm.load(path)
     t = model.metadata.get("training", {})
-    row = {"method": method, "epochs": t.get("epochs"), "wall_s": model.metadata.get(
-        "wall_time_s"), "model_dir": f"pretrained/{name}", "train_binarization": "dynamic",
+    row = {
+        "method": method,
+        "epochs": t.get("epochs"),
+        "wall_s": model.metadata.get("wall_time_s"),
+        "model_dir": f"pretrained/{name}",
+        "train_binarization": "dynamic",
         "card_test_nll": model.metadata.get("test_nll"),
-        "settings": {key: t.get(key) for key in TRAIN_KEYS}}
+        "settings": {key: t.get(key) for key in TRAIN_KEYS},
+    }
     return row | evaluate_model(path, k, limit)
 
 
@@ -201,8 +243,9 @@ def throughput(config: DLGMConfig, settings: dict, steps: int, rounds: int = 3) 
     best = {"wake-sleep": 0.0, "Algorithm 1": 0.0}
     for _ in range(rounds):
         for name, cls in (("wake-sleep", WakeSleepTrainer), ("Algorithm 1", Trainer)):
-            trainer = cls(DLGM(config, seed=0), x_train, device="cpu", report_every=steps,
-                          **settings)
+            trainer = cls(
+                DLGM(config, seed=0), x_train, device="cpu", report_every=steps, **settings
+            )
             t0 = time.perf_counter()
             for _ in trainer.run(steps=steps):
                 pass
@@ -220,9 +263,12 @@ def paired_sem(a, b) -> float:
 
 def markdown(rows: list[dict], paper: dict, reference: str | None = None) -> str:
     """The results as a markdown table (NLL +- standard error over images)."""
-    head = ("| method | paper | -ln p(v) (nats) | ± s.e. | diff. vs. " + (reference or "-") +
-            " | −ELBO | ESS | K | test images | epochs | train wall time | model |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| method | paper | -ln p(v) (nats) | ± s.e. | diff. vs. "
+        + (reference or "-")
+        + " | −ELBO | ESS | K | test images | epochs | train wall time | model |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     ref = next((r for r in rows if r["method"] == reference), None)
     lines = [head]
     for r in rows:
@@ -230,15 +276,19 @@ def markdown(rows: list[dict], paper: dict, reference: str | None = None) -> str
         sem = per.std(ddof=1) / math.sqrt(len(per))
         diff = "-"
         if ref is not None and r is not ref:
-            diff = (f"{r['nll'] - ref['nll']:+.2f} ± "
-                    f"{paired_sem(r['nll_per_image'], ref['nll_per_image']):.2f}")
+            diff = (
+                f"{r['nll'] - ref['nll']:+.2f} ± "
+                f"{paired_sem(r['nll_per_image'], ref['nll_per_image']):.2f}"
+            )
         elbo = "-" if r.get("elbo") is None else f"{-r['elbo']:.2f}"
         ess = "-" if r.get("ess") is None else f"{r['ess']:.0f}"
         wall = "-" if r.get("wall_s") is None else f"{r['wall_s']:.0f} s"
         p = paper.get(r["method"].split(" (")[0])
-        lines.append(f"| {r['method']} | {'-' if p is None else f'{p:.2f}'} | {r['nll']:.2f} | "
-                     f"{sem:.2f} | {diff} | {elbo} | {ess} | {r['k']} | {r['n']} | "
-                     f"{r['epochs']} | {wall} | {r.get('model_dir', 'sklearn')} |")
+        lines.append(
+            f"| {r['method']} | {'-' if p is None else f'{p:.2f}'} | {r['nll']:.2f} | "
+            f"{sem:.2f} | {diff} | {elbo} | {ess} | {r['k']} | {r['n']} | "
+            f"{r['epochs']} | {wall} | {r.get('model_dir', 'sklearn')} |"
+        )
     return "\n".join(lines)
 
 
@@ -263,17 +313,27 @@ def run_rows(specs: dict, cache: Path, fresh: bool) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", default=",".join(ROWS),
-                   help=f"comma-separated subset of {', '.join(ROWS)}")
+    p.add_argument(
+        "--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}"
+    )
     p.add_argument("--k", type=int, default=5000, help="importance samples per image")
     p.add_argument("--limit", type=int, default=None, help="first N test images (default all)")
-    p.add_argument("--epochs", type=float, default=None,
-                   help="wake-sleep epochs (default: those of mnist-table1-diag's config)")
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="wake-sleep epochs (default: those of mnist-table1-diag's config)",
+    )
     p.add_argument("--fa-train", type=int, default=60000, help="training images for FA")
     p.add_argument("--fresh", action="store_true", help="recompute cached rows")
-    p.add_argument("--throughput", type=int, default=0, metavar="STEPS",
-                   help="only measure training speed (examples/s) of wake-sleep and "
-                        "Algorithm 1 over STEPS steps each, and stop")
+    p.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="only measure training speed (examples/s) of wake-sleep and "
+        "Algorithm 1 over STEPS steps each, and stop",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     settings = _train_config("mnist-table1-diag")
@@ -281,22 +341,29 @@ def main(argv=None) -> int:
     settings.pop("epochs", None)
     config = DLGMConfig(n_latent=(200,), gen_hidden=(200, 200), rec_hidden=(200, 200))
     if args.throughput:
-        print(json.dumps({"examples_per_s": throughput(config, settings, args.throughput),
-                          "machine": machine()}))
+        print(
+            json.dumps(
+                {
+                    "examples_per_s": throughput(config, settings, args.throughput),
+                    "machine": machine(),
+                }
+            )
+        )
         return 0
     cache = RUNS / "table1"
     k, n = args.k, args.limit
     specs = {
         "fa": lambda: pretrained_row("factor analysis", "mnist-table1-fa", k, n),
         "nlgbn": lambda: pretrained_row("NLGBN", "mnist-table1-nlgbn", k, n),
-        "wake-sleep": lambda: trained_row("wake-sleep", config, settings, epochs, k, n,
-                                          cache / "wake-sleep-model"),
+        "wake-sleep": lambda: trained_row(
+            "wake-sleep", config, settings, epochs, k, n, cache / "wake-sleep-model"
+        ),
         "diag": lambda: pretrained_row("DLGM diagonal", "mnist-table1-diag", k, n),
         "rank1": lambda: pretrained_row("DLGM rank-one", "mnist-table1-rank1", k, n),
-        "diag-long": lambda: pretrained_row("DLGM diagonal (long)", "mnist-table1-diag-long",
-                                            k, n),
-        "rank1-long": lambda: pretrained_row("DLGM rank-one (long)", "mnist-table1-rank1-long",
-                                             k, n),
+        "diag-long": lambda: pretrained_row("DLGM diagonal (long)", "mnist-table1-diag-long", k, n),
+        "rank1-long": lambda: pretrained_row(
+            "DLGM rank-one (long)", "mnist-table1-rank1-long", k, n
+        ),
         "fa-gaussian": lambda: factor_analysis_row(200, n, args.fa_train),
     }
     assert tuple(specs) == ROWS
@@ -305,9 +372,11 @@ def main(argv=None) -> int:
     print(markdown(rows, PAPER_TABLE1, reference="DLGM rank-one"))
     fa = next((r for r in rows if r["method"].startswith("Gaussian FA")), None)
     if fa:
-        print(f"\nGaussian FA, literal Gaussian density at the binary test points: mean "
-              f"-log p = {fa['nll_literal_mean']:.4g}, median {fa['nll_literal_median']:.4g} "
-              f"nats ({fa['n_degenerate_pixels']} pixels with noise variance < 1e-6)")
+        print(
+            f"\nGaussian FA, literal Gaussian density at the binary test points: mean "
+            f"-log p = {fa['nll_literal_mean']:.4g}, median {fa['nll_literal_median']:.4g} "
+            f"nats ({fa['n_degenerate_pixels']} pixels with noise variance < 1e-6)"
+        )
     print(f"\nmachine: {machine()}")
     return 0
 

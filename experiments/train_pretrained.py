@@ -47,8 +47,17 @@ def model_names() -> list[str]:
 
 def command(name: str) -> list[str]:
     """The training command of one model, relative to the repository root."""
-    return [sys.executable, "-m", "dlgm", "train", "--config",
-            f"experiments/configs/{name}.json", "--out", f"pretrained/{name}", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "dlgm",
+        "train",
+        "--config",
+        f"experiments/configs/{name}.json",
+        "--out",
+        f"pretrained/{name}",
+        "--quiet",
+    ]
 
 
 def train(name: str, nice: int = 0, threads: int = 1) -> dict:
@@ -100,15 +109,19 @@ def _row(name: str) -> str | None:
     if card.get("test_nll_quadrature") is not None:  # 2 latents: also by quadrature
         nll += f" (quadrature {card['test_nll_quadrature']:.2f})"
     cmd = card.get("command", "")
-    return (f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {c['covariance']} | {opt} | "
-            f"{t.get('epochs', 0):g} | {card.get('wall_time_s', 0):.0f} s | {card.get('device')} | "
-            f"{num('test_elbo')} | {nll} | {ev} | `{cmd}` |")
+    return (
+        f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {c['covariance']} | {opt} | "
+        f"{t.get('epochs', 0):g} | {card.get('wall_time_s', 0):.0f} s | {card.get('device')} | "
+        f"{num('test_elbo')} | {nll} | {ev} | `{cmd}` |"
+    )
 
 
 def table(names: list[str]) -> str:
-    head = ("| model | data | binarisation | architecture | covariance | optimiser | epochs | "
-            "wall time | device | test ELBO | test NLL | NLL estimate (K, N) | command |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| model | data | binarisation | architecture | covariance | optimiser | epochs | "
+        "wall time | device | test ELBO | test NLL | NLL estimate (K, N) | command |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     rows = [r for r in (_row(n) for n in names) if r]
     return "\n".join([head, *rows])
 
@@ -124,13 +137,23 @@ def main(argv=None) -> int:
     p.add_argument("models", nargs="*", help="models to train (default: all with a config)")
     p.add_argument("--list", action="store_true", help="print the models' commands and stop")
     p.add_argument("--table", action="store_true", help="print the README table and stop")
-    p.add_argument("--update-readme", action="store_true",
-                   help="rewrite the table in pretrained/README.md from the cards and stop")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="do not retrain models whose model.safetensors exists")
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="rewrite the table in pretrained/README.md from the cards and stop",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="do not retrain models whose model.safetensors exists",
+    )
     p.add_argument("--nice", type=int, default=0, help="run training under nice -n N")
-    p.add_argument("--threads", type=int, default=1,
-                   help="OMP_NUM_THREADS of the runs (default 1; 0: torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS of the runs (default 1; 0: torch's default)",
+    )
     args = p.parse_args(argv)
     known = model_names()
     unknown = [m for m in args.models if m not in known]

@@ -46,8 +46,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COOKIE = "dlgm_replica"
-NGINX_MISSING = ("nginx is not installed: `apt-get install nginx` (Debian/Ubuntu; "
-                 "`brew install nginx` on macOS), or pass its path with --nginx")
+NGINX_MISSING = (
+    "nginx is not installed: `apt-get install nginx` (Debian/Ubuntu; "
+    "`brew install nginx` on macOS), or pass its path with --nginx"
+)
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,16 @@ def _server_address(r: Replica) -> str:
     return f"[{r.host}]:{r.port}" if ":" in r.host else r.address
 
 
-def nginx_config(replicas: list[Replica], *, listen: str = "127.0.0.1:8501", run_dir: str,
-                 cookie: str = COOKIE, fail_timeout_s: int = 10, max_body_mb: int = 64,
-                 user: str | None = None) -> str:
+def nginx_config(
+    replicas: list[Replica],
+    *,
+    listen: str = "127.0.0.1:8501",
+    run_dir: str,
+    cookie: str = COOKIE,
+    fail_timeout_s: int = 10,
+    max_body_mb: int = 64,
+    user: str | None = None,
+) -> str:
     """The whole nginx configuration of the balancer, as text (pure: no I/O).
 
     Parameters
@@ -109,8 +118,11 @@ def nginx_config(replicas: list[Replica], *, listen: str = "127.0.0.1:8501", run
     if not replicas:
         raise ValueError("nginx_config needs at least one replica")
     names = [r.name for r in replicas]
-    if len(set(names)) != len(names) or "new" in names or not all(
-            re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names):
+    if (
+        len(set(names)) != len(names)
+        or "new" in names
+        or not all(re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names)
+    ):
         raise ValueError(f"replica names must be distinct words other than 'new': {names}")
     run = run_dir.rstrip("/")
     health = f"max_fails=1 fail_timeout={fail_timeout_s}s"
@@ -155,8 +167,9 @@ def nginx_config(replicas: list[Replica], *, listen: str = "127.0.0.1:8501", run
     for r in replicas:
         lines.append(f"    upstream dlgm_{r.name} {{")
         lines.append(f"        server {_server_address(r)} {health};")
-        lines += [f"        server {_server_address(o)} backup {health};"
-                  for o in replicas if o is not r]
+        lines += [
+            f"        server {_server_address(o)} backup {health};" for o in replicas if o is not r
+        ]
         lines.append("    }")
     proxy = [
         "proxy_pass http://dlgm_$dlgm_replica;",
@@ -227,15 +240,34 @@ def port_is_free(host: str, port: int) -> bool:
 
 def start_replica(port: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
     """``streamlit run streamlit_app.py`` on 127.0.0.1:port, in its own process group."""
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-           "--server.headless", "true", "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     full_env = {"OMP_NUM_THREADS": "1", **os.environ, **(env or {})}
     log = open(log_path, "ab")  # noqa: SIM115 - the child keeps it
     try:
-        return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     finally:
         log.close()
 
@@ -303,8 +335,16 @@ def _has_group(grp, name: str) -> bool:
 class Balancer:
     """The replicas this script started, nginx, and the loop that watches them."""
 
-    def __init__(self, replicas: list[Replica], local: int, run_dir: Path, nginx: str,
-                 listen: str, fail_timeout_s: int = 10, log=print):
+    def __init__(
+        self,
+        replicas: list[Replica],
+        local: int,
+        run_dir: Path,
+        nginx: str,
+        listen: str,
+        fail_timeout_s: int = 10,
+        log=print,
+    ):
         self.replicas, self.local, self.run_dir = replicas, local, run_dir
         self.nginx, self.listen, self.fail_timeout_s, self.log = nginx, listen, fail_timeout_s, log
         self.procs: dict[str, subprocess.Popen] = {}
@@ -326,44 +366,59 @@ class Balancer:
 
     def write_pids(self) -> None:
         """``replicas.txt``: name, address, pid (local) per line, for tools and tests."""
-        rows = [f"{r.name} {r.address} {self.procs[r.name].pid if r.name in self.procs else '-'}"
-                for r in self.replicas]
+        rows = [
+            f"{r.name} {r.address} {self.procs[r.name].pid if r.name in self.procs else '-'}"
+            for r in self.replicas
+        ]
         (self.run_dir / "replicas.txt").write_text("\n".join(rows) + "\n")
 
     def config(self) -> str:
-        return nginx_config(self.replicas, listen=self.listen, run_dir=str(self.run_dir),
-                            fail_timeout_s=self.fail_timeout_s,
-                            max_body_mb=int(os.environ.get("DLGM_MAX_UPLOAD_MB", 64)),
-                            user=self.worker_user)
+        return nginx_config(
+            self.replicas,
+            listen=self.listen,
+            run_dir=str(self.run_dir),
+            fail_timeout_s=self.fail_timeout_s,
+            max_body_mb=int(os.environ.get("DLGM_MAX_UPLOAD_MB", 64)),
+            user=self.worker_user,
+        )
 
     def start(self, startup_timeout: float = 120) -> None:
         self.worker_user = _prepare_run_dir(self.run_dir)
-        for r in self.replicas[:self.local]:
+        for r in self.replicas[: self.local]:
             self.start_local(r)
         deadline = time.monotonic() + startup_timeout
         for r in self.replicas:
             while not healthy(r.url, 2):
                 proc = self.procs.get(r.name)
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"replica {r.name} exited with code {proc.returncode}; "
-                                       f"see {self.log_path(r)}")
+                    raise RuntimeError(
+                        f"replica {r.name} exited with code {proc.returncode}; "
+                        f"see {self.log_path(r)}"
+                    )
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"replica {r.name} ({r.address}) not healthy after "
-                                       f"{startup_timeout:.0f} s")
+                    raise TimeoutError(
+                        f"replica {r.name} ({r.address}) not healthy after {startup_timeout:.0f} s"
+                    )
                 time.sleep(0.3)
             self.health[r.name] = True
             self.log(f"replica {r.name} at {r.address} is healthy")
         conf = self.run_dir / "nginx.conf"
         conf.write_text(self.config())
-        check = subprocess.run([self.nginx, "-t", "-q", "-p", str(self.run_dir), "-c", str(conf)],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [self.nginx, "-t", "-q", "-p", str(self.run_dir), "-c", str(conf)],
+            capture_output=True,
+            text=True,
+        )
         if check.returncode:
             raise RuntimeError(f"nginx rejected {conf}:\n{check.stderr}")
         log = open(self.run_dir / "nginx.out", "ab")  # noqa: SIM115 - the child keeps it
         try:
             self.nginx_proc = subprocess.Popen(
-                [self.nginx, "-p", str(self.run_dir), "-c", str(conf)], stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                [self.nginx, "-p", str(self.run_dir), "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log.close()
         host, port = parse_address(self.listen) if ":" in self.listen else ("", self.listen)
@@ -371,8 +426,10 @@ class Balancer:
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         while not healthy(url, 2):
             if self.nginx_proc.poll() is not None:
-                raise RuntimeError(f"nginx exited with code {self.nginx_proc.returncode}; see "
-                                   f"{self.run_dir / 'error.log'}")
+                raise RuntimeError(
+                    f"nginx exited with code {self.nginx_proc.returncode}; see "
+                    f"{self.run_dir / 'error.log'}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the balancer at {url} did not answer")
             time.sleep(0.2)
@@ -383,8 +440,10 @@ class Balancer:
         2, 4, ... ``max_backoff_s`` seconds while they keep exiting within ``min_uptime_s``),
         log every change of health."""
         if self.nginx_proc is not None and self.nginx_proc.poll() is not None:
-            raise RuntimeError(f"nginx exited with code {self.nginx_proc.returncode}; see "
-                               f"{self.run_dir / 'error.log'}")
+            raise RuntimeError(
+                f"nginx exited with code {self.nginx_proc.returncode}; see "
+                f"{self.run_dir / 'error.log'}"
+            )
         now = time.monotonic()
         for r in self.replicas:
             proc = self.procs.get(r.name)
@@ -392,17 +451,21 @@ class Balancer:
                 if r.name not in self.next_start:
                     quick = now - self.started_at[r.name] < min_uptime_s
                     n = self.restarts[r.name] = self.restarts.get(r.name, 0) + 1 if quick else 0
-                    wait = min(max_backoff_s, 2.0 ** n) if n else 0.0
+                    wait = min(max_backoff_s, 2.0**n) if n else 0.0
                     self.next_start[r.name] = now + wait
-                    self.log(f"replica {r.name} exited with code {proc.returncode}; restarting "
-                             f"it{f' in {wait:.0f} s' if wait else ''} (log: {self.log_path(r)})")
+                    self.log(
+                        f"replica {r.name} exited with code {proc.returncode}; restarting "
+                        f"it{f' in {wait:.0f} s' if wait else ''} (log: {self.log_path(r)})"
+                    )
                 if now >= self.next_start[r.name]:
                     del self.next_start[r.name]
                     self.start_local(r)
             ok = healthy(r.url, 3)
             if ok != self.health[r.name]:
-                self.log(f"replica {r.name} at {r.address} is "
-                         f"{'healthy' if ok else 'not answering /_stcore/health'}")
+                self.log(
+                    f"replica {r.name} at {r.address} is "
+                    f"{'healthy' if ok else 'not answering /_stcore/health'}"
+                )
                 self.health[r.name] = ok
 
     def stop(self) -> None:
@@ -426,24 +489,48 @@ def _raise_stop(signum, frame):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="See docs/serving.md.")
-    p.add_argument("-n", "--replicas", type=int, default=default_replicas(),
-                   help="app processes to start here (default: one per core, "
-                        f"{default_replicas()} here); 0 with --replica: remote ones only")
-    p.add_argument("--replica", action="append", default=[], metavar="HOST:PORT",
-                   help="an app already running elsewhere (repeatable)")
-    p.add_argument("--address", default="127.0.0.1",
-                   help="address nginx listens on (0.0.0.0: every interface)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See docs/serving.md.",
+    )
+    p.add_argument(
+        "-n",
+        "--replicas",
+        type=int,
+        default=default_replicas(),
+        help="app processes to start here (default: one per core, "
+        f"{default_replicas()} here); 0 with --replica: remote ones only",
+    )
+    p.add_argument(
+        "--replica",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an app already running elsewhere (repeatable)",
+    )
+    p.add_argument(
+        "--address", default="127.0.0.1", help="address nginx listens on (0.0.0.0: every interface)"
+    )
     p.add_argument("--port", type=int, default=8501, help="port nginx listens on")
-    p.add_argument("--replica-port", type=int, default=None,
-                   help="first port of the local replicas (default: --port + 100)")
-    p.add_argument("--run-dir", help="nginx's configuration, pid, logs and the replicas' logs "
-                   "(default: a temporary directory, removed at exit)")
+    p.add_argument(
+        "--replica-port",
+        type=int,
+        default=None,
+        help="first port of the local replicas (default: --port + 100)",
+    )
+    p.add_argument(
+        "--run-dir",
+        help="nginx's configuration, pid, logs and the replicas' logs "
+        "(default: a temporary directory, removed at exit)",
+    )
     p.add_argument("--nginx", help="path of the nginx binary")
-    p.add_argument("--fail-timeout", type=int, default=10,
-                   help="seconds nginx leaves a replica alone after a failed connection")
+    p.add_argument(
+        "--fail-timeout",
+        type=int,
+        default=10,
+        help="seconds nginx leaves a replica alone after a failed connection",
+    )
     p.add_argument("--health-interval", type=float, default=2.0)
     p.add_argument("--startup-timeout", type=float, default=120.0)
     args = p.parse_args(argv)
@@ -451,8 +538,10 @@ def main(argv=None) -> int:
         p.error("nothing to serve: give -n 1 or more, or --replica HOST:PORT")
     nginx = find_nginx(args.nginx)
     if nginx is None:
-        print(f"serve: {NGINX_MISSING}. `make run` starts one app process without it.",
-              file=sys.stderr)
+        print(
+            f"serve: {NGINX_MISSING}. `make run` starts one app process without it.",
+            file=sys.stderr,
+        )
         return 2
     first = args.replica_port or args.port + 100
     local_ports = list(range(first, first + args.replicas))
@@ -469,16 +558,26 @@ def main(argv=None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     host = f"[{args.address}]" if ":" in args.address else args.address  # IPv6 in brackets
     listen = f"{host}:{args.port}"
-    balancer = Balancer(replicas, args.replicas, run_dir, nginx, listen,
-                        args.fail_timeout, log=lambda m: print(f"serve: {m}", flush=True))
+    balancer = Balancer(
+        replicas,
+        args.replicas,
+        run_dir,
+        nginx,
+        listen,
+        args.fail_timeout,
+        log=lambda m: print(f"serve: {m}", flush=True),
+    )
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a shell starts a
-        signal.signal(sig, _raise_stop)                      # background job with it ignored
+        signal.signal(sig, _raise_stop)  # background job with it ignored
     code = 0
     try:
         balancer.start(args.startup_timeout)
-        print(f"serve: {len(replicas)} replica(s) behind nginx: open "
-              f"http://{'localhost' if args.address == '127.0.0.1' else host}:"
-              f"{args.port}  (run directory {run_dir}; Ctrl-C stops everything)", flush=True)
+        print(
+            f"serve: {len(replicas)} replica(s) behind nginx: open "
+            f"http://{'localhost' if args.address == '127.0.0.1' else host}:"
+            f"{args.port}  (run directory {run_dir}; Ctrl-C stops everything)",
+            flush=True,
+        )
         while True:
             time.sleep(args.health_interval)
             balancer.check()

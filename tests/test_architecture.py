@@ -16,19 +16,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_dlgm_never_imports_streamlit():
     code = "import sys, dlgm, dlgm.cli; print('streamlit' in sys.modules or 'app' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "dlgm").rglob("*.py")),
-                         ids=lambda p: str(p.relative_to(ROOT / "dlgm")))
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "dlgm").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT / "dlgm"))
+)
 def test_dlgm_sources_name_no_ui_package(path):
     tree = ast.parse(path.read_text())
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-             for a in n.names}
-    names |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
-              if isinstance(n, ast.ImportFrom) and n.level == 0}
+    names = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    names |= {
+        (n.module or "").split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.level == 0
+    }
     assert not names & {"streamlit", "plotly", "app"}
 
 
@@ -50,12 +56,13 @@ def _imports_of(path: Path, modules: set) -> set:
         elif isinstance(node, ast.ImportFrom):
             base = package.split(".")
             if node.level:
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod
-                       for a in node.names]
+            targets = [
+                f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names
+            ]
         else:
             continue
         for t in targets:
@@ -83,7 +90,7 @@ def _cycle(graph: dict) -> list | None:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == "open":
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         stack.pop()
@@ -136,8 +143,13 @@ def test_every_pretrained_model_loads_and_has_a_card(path):
 
 def test_the_app_has_no_import_cycle():
     graph = _import_graph("app")
-    assert {"app.server", "app.session", "app.cache", "app.compute.posterior",
-            "app.figures.images"} <= set(graph)
+    assert {
+        "app.server",
+        "app.session",
+        "app.cache",
+        "app.compute.posterior",
+        "app.figures.images",
+    } <= set(graph)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
     assert "app.session" not in graph["app.limits"] and "app.server" not in graph["app.limits"]
 

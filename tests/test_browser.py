@@ -24,15 +24,26 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("DLGM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PAGES = {  # URL path -> a heading the page shows
-    "": "Models", "embedding": "Embedding", "posterior": "Posterior", "samples": "Samples",
-    "imputation": "Imputation", "estimators": "Gradient estimators",
+    "": "Models",
+    "embedding": "Embedding",
+    "posterior": "Posterior",
+    "samples": "Samples",
+    "imputation": "Imputation",
+    "estimators": "Gradient estimators",
     "likelihoods": "Likelihoods",
 }
-ERRORS = ('[data-testid="stException"], [data-testid="stAlertContentError"], '
-          '[data-testid="stNotificationContentError"]')
+ERRORS = (
+    '[data-testid="stException"], [data-testid="stAlertContentError"], '
+    '[data-testid="stNotificationContentError"]'
+)
 SERVER_START_S = 60
 PAGE_TIMEOUT_S = 60
 
@@ -65,10 +76,23 @@ def server(tmp_path_factory):
     """The app on a free local port; terminated at the end, whatever happens."""
     port = _free_port()
     log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-           "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

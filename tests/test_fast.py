@@ -26,14 +26,29 @@ X = load_dataset("digits", "train").x[:230]  # 230 = 4 x 50 + 30: a short last m
 
 # Every option that changes a step: dynamic binarisation, input noise, sample noise, S = 2,
 # clipping, the weight prior (kappa), learning-rate decay, a short last minibatch.
-SETTINGS = dict(batch_size=50, lr=1e-2, lr_decay=0.9, input_noise="bitflip",
-                input_noise_p=0.1, sample_noise=0.1, clip_grad=5.0, report_every=3,
-                n_samples=2, seed=3)
+SETTINGS = dict(
+    batch_size=50,
+    lr=1e-2,
+    lr_decay=0.9,
+    input_noise="bitflip",
+    input_noise_p=0.1,
+    sample_noise=0.1,
+    clip_grad=5.0,
+    report_every=3,
+    n_samples=2,
+    seed=3,
+)
 
 
 def _model(covariance="rank1"):
-    cfg = DLGMConfig(data_shape=(8, 8), n_latent=(3,), gen_hidden=(16,), rec_hidden=(16,),
-                     covariance=covariance, kappa=1.0)
+    cfg = DLGMConfig(
+        data_shape=(8, 8),
+        n_latent=(3,),
+        gen_hidden=(16,),
+        rec_hidden=(16,),
+        covariance=covariance,
+        kappa=1.0,
+    )
     return DLGM(cfg, seed=0)
 
 
@@ -57,7 +72,7 @@ def test_fast_path_gives_the_plain_paths_results_on_cpu(optimizer, covariance):
     for a, b in zip(p_reports, f_reports, strict=True):
         assert b.free_energy == pytest.approx(a.free_energy, rel=1e-5)
         assert b.lr == pytest.approx(a.lr, rel=1e-6)  # decayed 0.9 per epoch in both
-    assert fast.lr == pytest.approx(1e-2 * 0.9 ** 3, rel=1e-6)
+    assert fast.lr == pytest.approx(1e-2 * 0.9**3, rel=1e-6)
     diff = float((_flat(plain.model) - _flat(fast.model)).abs().max())
     assert diff < 1e-5
     moved = float((_flat(_model(covariance)) - _flat(fast.model)).abs().max())
@@ -93,8 +108,9 @@ def test_fast_run_saved_and_resumed_matches_the_uninterrupted_run(tmp_path):
 
 def test_fast_path_recovers_from_non_finite_weights():
     model = _model()
-    t = Trainer(model, X, fast=True, optimizer="rmsprop", device="cpu",
-                **{**SETTINGS, "lr_decay": 1.0})
+    t = Trainer(
+        model, X, fast=True, optimizer="rmsprop", device="cpu", **{**SETTINGS, "lr_decay": 1.0}
+    )
     reports = []
     for p in t.run(epochs=4):
         reports.append(p)
@@ -106,7 +122,7 @@ def test_fast_path_recovers_from_non_finite_weights():
     assert t.lr == pytest.approx(5e-3)
     lr = t.opt.param_groups[0]["lr"]
     assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(5e-3)
-    after = reports[reports.index(recovered[0]) + 1:]
+    after = reports[reports.index(recovered[0]) + 1 :]
     assert after and all(math.isfinite(p.free_energy) for p in after)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 

@@ -25,8 +25,15 @@ def test_full_covariance_q_star_closes_the_approximation_gap():
     exact = fa.marginal.log_prob(fa.x)  # (N,)
     with torch.no_grad():
         q = fa.model.encode(fa.x)  # an untrained recognition model: far from the posterior
-    q_star = optimal_q(fa.model, fa.x, family="full", steps=600, n_samples=32, lr=0.05,
-                       generator=torch.Generator().manual_seed(0))
+    q_star = optimal_q(
+        fa.model,
+        fa.x,
+        family="full",
+        steps=600,
+        n_samples=32,
+        lr=0.05,
+        generator=torch.Generator().manual_seed(0),
+    )
     gap_q, gap_star = exact - _exact_elbo(fa, q), exact - _exact_elbo(fa, q_star)
     assert float(gap_q.min()) > 0.5  # the starting point is poor for every image
     # Adam on a 32-sample estimate: within 0.02 nats of the exact posterior for every image
@@ -36,8 +43,15 @@ def test_full_covariance_q_star_closes_the_approximation_gap():
 
 def test_diagonal_q_star_is_the_closed_form_mean_field_optimum():
     fa = _fa()
-    q_star = optimal_q(fa.model, fa.x, family="diag", steps=600, n_samples=32, lr=0.05,
-                       generator=torch.Generator().manual_seed(1))
+    q_star = optimal_q(
+        fa.model,
+        fa.x,
+        family="diag",
+        steps=600,
+        n_samples=32,
+        lr=0.05,
+        generator=torch.Generator().manual_seed(1),
+    )
     post = fa.posterior(fa.x)
     best = DiagonalNormal(post.mean, torch.diagonal(fa.P).rsqrt().expand_as(post.mean))
     # the ELBO is flat near its optimum: within 0.01 nats of the closed form for every image,
@@ -52,11 +66,20 @@ def test_gaps_add_up_and_q_star_is_never_worse():
     fa = _fa()
     exact = fa.marginal.log_prob(fa.x)
     for family in ("rank1", "full"):
-        r = inference_gaps(fa.model, fa.x, family=family, log_px=exact, steps=300,
-                           n_samples=16, lr=0.05, elbo_samples=2000,
-                           generator=torch.Generator().manual_seed(2))
-        np.testing.assert_allclose(r["total_gap"], r["approximation_gap"] + r["amortisation_gap"],
-                                   atol=1e-9)
+        r = inference_gaps(
+            fa.model,
+            fa.x,
+            family=family,
+            log_px=exact,
+            steps=300,
+            n_samples=16,
+            lr=0.05,
+            elbo_samples=2000,
+            generator=torch.Generator().manual_seed(2),
+        )
+        np.testing.assert_allclose(
+            r["total_gap"], r["approximation_gap"] + r["amortisation_gap"], atol=1e-9
+        )
         # ELBO(q*) >= ELBO(q) for every image, up to the 2000-sample MC error of the two ELBOs
         assert r["amortisation_gap"].min() > -0.05
         assert r["amortisation_gap"].mean() > 0.5

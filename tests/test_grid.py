@@ -18,8 +18,9 @@ D = 6
 
 
 def _random_model(n_latent=(2,), seed=0):
-    cfg = DLGMConfig(data_shape=(4, 4), n_latent=n_latent, gen_hidden=(16,), rec_hidden=(16,),
-                     covariance="rank1")
+    cfg = DLGMConfig(
+        data_shape=(4, 4), n_latent=n_latent, gen_hidden=(16,), rec_hidden=(16,), covariance="rank1"
+    )
     return DLGM(cfg, seed=seed).double()
 
 
@@ -31,8 +32,9 @@ def _image(seed=1, n=None):
 def _linear_model(seed=0):
     """Factor analysis as a DLGM: x = W G xi + b + sigma * noise; returns the model, an
     observation, the exact marginal and the exact posterior N(mean, P^-1)."""
-    cfg = DLGMConfig(data_shape=(D,), n_latent=(2,), gen_hidden=(), rec_hidden=(8,),
-                     likelihood="gaussian")
+    cfg = DLGMConfig(
+        data_shape=(D,), n_latent=(2,), gen_hidden=(), rec_hidden=(8,), likelihood="gaussian"
+    )
     m = DLGM(cfg, seed=seed).double()
     g = torch.Generator().manual_seed(seed)
     w = 0.5 * torch.randn(D, 2, generator=g, dtype=DT)
@@ -79,8 +81,7 @@ def test_index_convention():
             xi = torch.tensor([[gp.xs[j], gp.ys[i]]], dtype=DT)  # a[i, j] is at (xs[j], ys[i])
             direct = m.log_joint(x[None], xi).item()
             assert gp.log_joint[i, j] == pytest.approx(direct, rel=1e-12)
-            assert gp.log_q[i, j] == pytest.approx(m.encode(x[None]).log_prob(xi).item(),
-                                                   rel=1e-12)
+            assert gp.log_q[i, j] == pytest.approx(m.encode(x[None]).log_prob(xi).item(), rel=1e-12)
 
 
 def test_input_shapes_and_chunking_agree():
@@ -94,8 +95,9 @@ def test_input_shapes_and_chunking_agree():
 def test_log_px_matches_importance_sampling():
     m, xs = _random_model(), _image(n=3)
     k = 20_000
-    out = evaluate(m, xs, n_samples=k, generator=torch.Generator().manual_seed(2),
-                   return_per_example=True)
+    out = evaluate(
+        m, xs, n_samples=k, generator=torch.Generator().manual_seed(2), return_per_example=True
+    )
     for x, nll, ess in zip(xs, out["nll_per_example"], out["ess_per_example"], strict=True):
         gp = posterior_grid(m, x, grid_size=101)
         # The IS estimate has sd ~ sqrt((K / ESS - 1) / K) (delta method on the mean weight;
@@ -118,8 +120,9 @@ def test_linear_gaussian_grid_matches_closed_form():
     coarse = posterior_grid(m, x, grid_size=201, refine_map=False)
     assert np.abs(coarse.map - post.mean.numpy()).max() <= 0.05  # within a cell (mild correlation)
     assert coarse.map[0] in gp.xs and coarse.map[1] in gp.ys
-    log_post = post.log_prob(torch.stack([torch.as_tensor(v) for v in np.meshgrid(
-        gp.xs, gp.ys)], dim=-1))  # meshgrid's default 'xy' gives [i, j] = (xs[j], ys[i])
+    log_post = post.log_prob(
+        torch.stack([torch.as_tensor(v) for v in np.meshgrid(gp.xs, gp.ys)], dim=-1)
+    )  # meshgrid's default 'xy' gives [i, j] = (xs[j], ys[i])
     np.testing.assert_allclose(gp.log_post, log_post.numpy(), atol=1e-7)
 
 
@@ -135,8 +138,10 @@ def test_kl_zero_when_q_is_the_true_posterior():
 
 def test_kl_matches_closed_form_for_another_gaussian():
     m, x, _, post = _linear_model()
-    q = MultivariateNormal(post.mean + torch.tensor([0.3, -0.2], dtype=DT),
-                           torch.tensor([[0.5, 0.1], [0.1, 0.3]], dtype=DT))
+    q = MultivariateNormal(
+        post.mean + torch.tensor([0.3, -0.2], dtype=DT),
+        torch.tensor([[0.5, 0.1], [0.1, 0.3]], dtype=DT),
+    )
     gp = posterior_grid(m, x, grid_size=201, q=q)
     assert gp.kl_q_p == pytest.approx(kl_divergence(q, post).item(), abs=1e-7)
     assert gp.kl_p_q == pytest.approx(kl_divergence(post, q).item(), abs=1e-7)
@@ -157,12 +162,24 @@ def test_two_layers_of_one_latent_are_allowed():
     assert np.exp(gp.log_post).sum() * gp.cell_area == pytest.approx(1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(grid_size=2), dict(grid_size=1002), dict(grid_size=0), dict(grid_size=10.5),
-    dict(grid_size=True), dict(grid_size="101"), dict(radius=0.0), dict(radius=-1.0),
-    dict(radius=math.inf), dict(radius=math.nan), dict(radius="5"), dict(chunk=0),
-    dict(chunk=2.5),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(grid_size=2),
+        dict(grid_size=1002),
+        dict(grid_size=0),
+        dict(grid_size=10.5),
+        dict(grid_size=True),
+        dict(grid_size="101"),
+        dict(radius=0.0),
+        dict(radius=-1.0),
+        dict(radius=math.inf),
+        dict(radius=math.nan),
+        dict(radius="5"),
+        dict(chunk=0),
+        dict(chunk=2.5),
+    ],
+)
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ConfigError):
         posterior_grid(_random_model(), _image(), **kwargs)

@@ -28,7 +28,6 @@ from dlgm.impute import (
 D = 16  # 4 x 4 images
 
 
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
@@ -42,9 +41,19 @@ def _randomise(model, seed, scale=0.7):
 
 
 def _model(likelihood="bernoulli", covariance="rank1"):
-    return _randomise(DLGM(DLGMConfig(data_shape=(4, 4), n_latent=(2, 3), gen_hidden=(8,),
-                                      rec_hidden=(8,), covariance=covariance,
-                                      likelihood=likelihood)), 123)
+    return _randomise(
+        DLGM(
+            DLGMConfig(
+                data_shape=(4, 4),
+                n_latent=(2, 3),
+                gen_hidden=(8,),
+                rec_hidden=(8,),
+                covariance=covariance,
+                likelihood=likelihood,
+            )
+        ),
+        123,
+    )
 
 
 MODELS = {"bernoulli": _model("bernoulli"), "gaussian": _model("gaussian", "diag")}
@@ -113,9 +122,12 @@ def test_as_mask_accepts_and_rejects():
 # ---------------------------------------------------------------------------- invariants
 @pytest.mark.parametrize("method", METHODS)
 @settings(max_examples=8, deadline=None)
-@given(bits=st.lists(st.lists(st.booleans(), min_size=D, max_size=D), min_size=1, max_size=3),
-       init=st.sampled_from(["noise", "zeros", "mean", "pseudo-gibbs"]),
-       likelihood=st.sampled_from(["bernoulli", "gaussian"]), seed=st.integers(0, 2**31))
+@given(
+    bits=st.lists(st.lists(st.booleans(), min_size=D, max_size=D), min_size=1, max_size=3),
+    init=st.sampled_from(["noise", "zeros", "mean", "pseudo-gibbs"]),
+    likelihood=st.sampled_from(["bernoulli", "gaussian"]),
+    seed=st.integers(0, 2**31),
+)
 def test_observed_pixels_never_change(method, bits, init, likelihood, seed):
     model = MODELS[likelihood]
     mask = torch.tensor(bits)
@@ -139,8 +151,14 @@ def test_observed_pixels_never_change(method, bits, init, likelihood, seed):
 @pytest.mark.parametrize("method", METHODS)
 def test_nothing_missing_returns_the_image(method):
     x = _images(3)
-    r = impute(MODELS["bernoulli"], x, torch.zeros(D, dtype=torch.bool), method=method,
-               n_steps=3, generator=_gen())
+    r = impute(
+        MODELS["bernoulli"],
+        x,
+        torch.zeros(D, dtype=torch.bool),
+        method=method,
+        n_steps=3,
+        generator=_gen(),
+    )
     assert torch.equal(r.images, x.expand(4, 3, D)) and torch.equal(r.probs, x.expand(4, 3, D))
     err = missing_error(r, x)
     assert np.isnan(err["cross_entropy"]).all() and (err["n_missing"] == 0).all()
@@ -151,8 +169,15 @@ def test_nothing_missing_returns_the_image(method):
 def test_everything_missing_samples_the_model(method, likelihood):
     x = torch.full((2, D), math.nan)
     kw = {"n_particles": 16} if method == "importance" else {}
-    r = impute(MODELS[likelihood], x, torch.ones(D, dtype=torch.bool), method=method, n_steps=5,
-               generator=_gen(), **kw)
+    r = impute(
+        MODELS[likelihood],
+        x,
+        torch.ones(D, dtype=torch.bool),
+        method=method,
+        n_steps=5,
+        generator=_gen(),
+        **kw,
+    )
     assert r.images.shape == (6, 2, D) and r.xi.shape == (5, 2, 5)
     assert torch.isfinite(r.images).all()
     assert not torch.equal(r.images[1], r.images[5])  # the chain moves
@@ -160,10 +185,20 @@ def test_everything_missing_samples_the_model(method, likelihood):
 
 def test_importance_with_prior_proposal_and_nothing_observed_has_full_ess(monkeypatch):
     model = _model()
-    monkeypatch.setattr(model, "encode", lambda v: DiagonalNormal(
-        torch.zeros(v.shape[0], 5), torch.ones(v.shape[0], 5)))  # q = p(xi)
-    r = impute(model, torch.zeros(2, D), torch.ones(D, dtype=torch.bool), method="importance",
-               n_particles=50, n_steps=2, generator=_gen())
+    monkeypatch.setattr(
+        model,
+        "encode",
+        lambda v: DiagonalNormal(torch.zeros(v.shape[0], 5), torch.ones(v.shape[0], 5)),
+    )  # q = p(xi)
+    r = impute(
+        model,
+        torch.zeros(2, D),
+        torch.ones(D, dtype=torch.bool),
+        method="importance",
+        n_particles=50,
+        n_steps=2,
+        generator=_gen(),
+    )
     torch.testing.assert_close(r.ess, torch.full((2,), 50.0))  # weights p / q = 1
 
 
@@ -222,8 +257,9 @@ def test_initial_fills():
     marginal = model.pixel_mean(model.prior().rsample((256,), generator=_gen())).mean(0)
     torch.testing.assert_close(mean.images[0], torch.where(mask, marginal.detach(), x))
     warm = impute(model, x, mask, init="pseudo-gibbs", n_steps=0, generator=_gen(5))
-    chain = impute(model, x, mask, method="pseudo-gibbs", init="noise", n_steps=WARM_STEPS,
-                   generator=_gen(5))  # the same draws: the warm start is its last state
+    chain = impute(
+        model, x, mask, method="pseudo-gibbs", init="noise", n_steps=WARM_STEPS, generator=_gen(5)
+    )  # the same draws: the warm start is its last state
     assert torch.equal(warm.images[0], chain.images[-1])
     assert torch.equal(warm.probs[0], chain.probs[-1])
     given_fill = impute(model, x, mask, init=torch.full((D,), 0.25), n_steps=0)
@@ -256,8 +292,9 @@ def test_chain_steps_match_impute(method):
     r = impute(model, x, mask, method=method, n_steps=3, generator=_gen(6), **kw)
     torch.testing.assert_close(chain.result().images, r.images)
     torch.testing.assert_close(chain.result().probs, r.probs)
-    last = impute(model, x, mask, method=method, n_steps=3, generator=_gen(6),
-                  return_every=False, **kw)
+    last = impute(
+        model, x, mask, method=method, n_steps=3, generator=_gen(6), return_every=False, **kw
+    )
     assert last.images.shape == (2, 2, D) and last.steps.tolist() == [0, 3]
     torch.testing.assert_close(last.images, r.images[[0, 3]])
     if method == "mwg":
@@ -298,8 +335,15 @@ class _ExactGaussian(Distribution):
 
 def _linear_gaussian(n_pixels=5, k=2):
     """Factor analysis as a DLGM: v = A xi + b + N(0, Psi), A = W G; float64."""
-    model = DLGM(DLGMConfig(data_shape=(n_pixels,), n_latent=(k,), gen_hidden=(),
-                            rec_hidden=(4,), likelihood="gaussian")).double()
+    model = DLGM(
+        DLGMConfig(
+            data_shape=(n_pixels,),
+            n_latent=(k,),
+            gen_hidden=(),
+            rec_hidden=(4,),
+            likelihood="gaussian",
+        )
+    ).double()
     model = _randomise(model, 11)
     with torch.no_grad():
         model.log_sigma.copy_(torch.linspace(-1.0, -0.3, n_pixels, dtype=torch.float64))
@@ -327,8 +371,9 @@ def test_exact_posterior_helper_is_exact():
         A = lin.weight @ model.G[0]
         psi = torch.diag(torch.exp(2 * model.log_sigma))
         marginal = MultivariateNormal(lin.bias, A @ A.T + psi)
-        torch.testing.assert_close(model.log_joint(v, xi) - q.log_prob(xi),
-                                   marginal.log_prob(v).expand(4, 3))
+        torch.testing.assert_close(
+            model.log_joint(v, xi) - q.log_prob(xi), marginal.log_prob(v).expand(4, 3)
+        )
 
 
 def test_mwg_accepts_everything_when_q_is_the_true_posterior(monkeypatch):
@@ -347,8 +392,9 @@ def _tiny_bernoulli():
     model = DLGM(DLGMConfig(data_shape=(4,), n_latent=(2,), gen_hidden=(), rec_hidden=(4,)))
     model = model.double().eval()
     with torch.no_grad():
-        model.T[0][0].weight.copy_(torch.tensor([[2.5, 0.0], [0.0, 2.5], [1.8, -1.8],
-                                                 [-1.5, -1.5]], dtype=torch.float64))
+        model.T[0][0].weight.copy_(
+            torch.tensor([[2.5, 0.0], [0.0, 2.5], [1.8, -1.8], [-1.5, -1.5]], dtype=torch.float64)
+        )
         model.T[0][0].bias.copy_(torch.tensor([0.3, -0.2, 0.5, 0.0], dtype=torch.float64))
     return model
 
@@ -358,8 +404,9 @@ def _exact_conditional(model, x, mask):
     t = torch.linspace(-7, 7, 281, dtype=torch.float64)
     xi = torch.cartesian_prod(t, t)  # (G, 2)
     miss = mask.nonzero().flatten()
-    confs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=len(miss))),
-                         dtype=torch.float64)  # (C, M), first missing pixel most significant
+    confs = torch.tensor(
+        list(itertools.product([0.0, 1.0], repeat=len(miss))), dtype=torch.float64
+    )  # (C, M), first missing pixel most significant
     v = x.expand(len(confs), -1).clone()
     v[:, miss] = confs
     with torch.no_grad():
@@ -400,16 +447,28 @@ def test_importance_resampling_targets_the_exact_conditional():
     x = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
     mask = torch.tensor([False, False, True, True])
     exact, miss = _exact_conditional(model, x, mask)
-    r = impute(model, x, mask.expand(16, 4), method="importance", n_particles=1000, n_steps=200,
-               generator=_gen(1))
+    r = impute(
+        model,
+        x,
+        mask.expand(16, 4),
+        method="importance",
+        n_particles=1000,
+        n_steps=200,
+        generator=_gen(1),
+    )
     assert 0.5 * float((_empirical(r.images, miss, 1) - exact).abs().sum()) < 0.04
 
 
 # ---------------------------------------------------------------------------- metrics
 def _result(probs, mask):
     probs = torch.as_tensor(probs, dtype=torch.float32)
-    return ImputationResult(images=probs.round(), probs=probs, mask=mask, method="pseudo-gibbs",
-                            steps=torch.arange(probs.shape[0]))
+    return ImputationResult(
+        images=probs.round(),
+        probs=probs,
+        mask=mask,
+        method="pseudo-gibbs",
+        steps=torch.arange(probs.shape[0]),
+    )
 
 
 def test_missing_error_values():

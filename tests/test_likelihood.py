@@ -26,8 +26,14 @@ class FA:
     """A linear-Gaussian DLGM (float64) with its exact marginal and posterior."""
 
     def __init__(self, seed=0, w_scale=0.5, sigma=0.7):
-        cfg = DLGMConfig(data_shape=(D,), n_latent=(K,), gen_hidden=(), rec_hidden=(2 * D,),
-                         covariance="rank1-joint", likelihood="gaussian")
+        cfg = DLGMConfig(
+            data_shape=(D,),
+            n_latent=(K,),
+            gen_hidden=(),
+            rec_hidden=(2 * D,),
+            covariance="rank1-joint",
+            likelihood="gaussian",
+        )
         self.model = m = DLGM(cfg, seed=seed).double()
         g = torch.Generator().manual_seed(seed)
         w = w_scale * torch.randn(D, K, generator=g, dtype=DT)
@@ -97,8 +103,9 @@ def test_exact_marginal_matches_sklearn():
     sk.noise_variance_ = fa.psi.numpy()
     sk.mean_ = fa.b.numpy()
     sk.n_features_in_ = D
-    np.testing.assert_allclose(sk.score_samples(fa.x.numpy()), fa.marginal.log_prob(fa.x),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        sk.score_samples(fa.x.numpy()), fa.marginal.log_prob(fa.x), rtol=1e-10
+    )
 
 
 def test_is_converges_with_own_recognition_model():
@@ -131,15 +138,17 @@ def test_exact_posterior_proposal_is_exact():
     q = fa.model.encode(fa.x)
     post = fa.posterior(fa.x)
     torch.testing.assert_close(q.mean, post.mean, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(q.covariance_matrix, post.covariance_matrix, rtol=1e-8,
-                               atol=1e-8)  # the 1e-4 floor on d is inverted exactly: ~1e-14
+    torch.testing.assert_close(
+        q.covariance_matrix, post.covariance_matrix, rtol=1e-8, atol=1e-8
+    )  # the 1e-4 floor on d is inverted exactly: ~1e-14
     exact = fa.marginal.log_prob(fa.x)
     # Every importance weight p(x, xi) / q(xi | x) equals p(x): exact for any K, ESS = K.
     for k in (1, 7):
         est = log_likelihood(fa.model, fa.x, n_samples=k, generator=_gen())
         torch.testing.assert_close(est, exact, rtol=1e-10, atol=1e-10)
-    out = evaluate(fa.model, fa.x, n_samples=50, elbo_samples=2000, generator=_gen(),
-                   return_per_example=True)
+    out = evaluate(
+        fa.model, fa.x, n_samples=50, elbo_samples=2000, generator=_gen(), return_per_example=True
+    )
     np.testing.assert_allclose(out["ess_per_example"], 50, rtol=1e-9)
     np.testing.assert_allclose(-out["nll_per_example"], exact.numpy(), rtol=1e-10)
     # The ELBO equals log p(x) for the exact posterior (closed form, to rounding) ...
@@ -155,17 +164,20 @@ def test_elbo_gap_is_kl_to_true_posterior():
     post = fa.posterior(fa.x)
     g = _gen(3)
     qs = [fa.model.encode(fa.x)]  # the model's own recognition net, then random Gaussians
-    qs += [MultivariateNormal(torch.randn(N, K, generator=g, dtype=DT),
-                              scale_tril=torch.tril(torch.randn(N, K, K, generator=g, dtype=DT),
-                                                    -1) + torch.eye(K, dtype=DT) * s)
-           for s in (0.1, 1.0, 3.0)]
+    qs += [
+        MultivariateNormal(
+            torch.randn(N, K, generator=g, dtype=DT),
+            scale_tril=torch.tril(torch.randn(N, K, K, generator=g, dtype=DT), -1)
+            + torch.eye(K, dtype=DT) * s,
+        )
+        for s in (0.1, 1.0, 3.0)
+    ]
     for q in qs:
         elbo = _exact_elbo(fa, q)
         assert torch.all(elbo <= exact)
         dense_q = MultivariateNormal(q.mean, q.covariance_matrix)
         # log p(x) - ELBO(q) = KL(q || p(xi | x)), an exact identity: float64 tolerance.
-        torch.testing.assert_close(exact - elbo, kl_divergence(dense_q, post), rtol=1e-9,
-                                   atol=1e-9)
+        torch.testing.assert_close(exact - elbo, kl_divergence(dense_q, post), rtol=1e-9, atol=1e-9)
     # The model's Monte Carlo ELBO (analytic KL) agrees with the closed form within 5 standard
     # errors of its reconstruction term, whose sd is estimated from independent draws.
     n = 4000
@@ -181,10 +193,14 @@ def _looped_log_px(fa, x, n_samples, batch_size, generator):
     like dlgm.likelihood does: per batch, in blocks of (_NOISE_BLOCK, B, K)."""
     out = []
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
+        xb = x[start : start + batch_size]
         n_blocks = -(-n_samples // _NOISE_BLOCK)
-        eps = torch.cat([torch.randn(_NOISE_BLOCK, len(xb), K, generator=generator, dtype=DT)
-                         for _ in range(n_blocks)])[:n_samples]  # (S, B, K)
+        eps = torch.cat(
+            [
+                torch.randn(_NOISE_BLOCK, len(xb), K, generator=generator, dtype=DT)
+                for _ in range(n_blocks)
+            ]
+        )[:n_samples]  # (S, B, K)
         q = fa.model.encode(xb)
         r, loc, cov = q.scale_factor, q.mean, q.covariance_matrix
         lik = MultivariateNormal(torch.zeros(D, dtype=DT), torch.diag(fa.psi))
@@ -214,14 +230,16 @@ def test_chunking_does_not_change_results(max_elements):
     fa = FA()
     x = fa.x[:10]  # batches of 7 and 3; 1 sample x 1 example per decoder call at max_elements=1
     ref = log_likelihood(fa.model, x, n_samples=70, batch_size=7, generator=_gen(6))
-    out = log_likelihood(fa.model, x, n_samples=70, batch_size=7, max_elements=max_elements,
-                         generator=_gen(6))
+    out = log_likelihood(
+        fa.model, x, n_samples=70, batch_size=7, max_elements=max_elements, generator=_gen(6)
+    )
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)  # same draws; rounding only
 
 
 def test_float32_bernoulli_chunking():
-    cfg = DLGMConfig(data_shape=(4, 4), n_latent=(3,), gen_hidden=(8,), rec_hidden=(8,),
-                     covariance="rank1")
+    cfg = DLGMConfig(
+        data_shape=(4, 4), n_latent=(3,), gen_hidden=(8,), rec_hidden=(8,), covariance="rank1"
+    )
     m = DLGM(cfg, seed=1)
     x = (torch.rand(9, 16, generator=_gen(2)) < 0.5).float()
     a = log_likelihood(m, x, n_samples=70, generator=_gen(3))
@@ -248,8 +266,14 @@ def test_iwae_bound_and_gradients():
 def test_evaluate_and_progress():
     fa = FA()
     calls = []
-    out = evaluate(fa.model, fa.x, n_samples=30, batch_size=8, generator=_gen(9),
-                   progress=lambda done, total: calls.append((done, total)))
+    out = evaluate(
+        fa.model,
+        fa.x,
+        n_samples=30,
+        batch_size=8,
+        generator=_gen(9),
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(8, N), (16, N), (20, N)]
     assert out["n_samples"] == 30 and out["n_examples"] == N
     assert set(out) == {"nll", "elbo", "gap", "ess", "n_samples", "n_examples"}
@@ -258,17 +282,26 @@ def test_evaluate_and_progress():
     assert 1 <= out["ess"] <= 30
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_samples=0), dict(n_samples=-5), dict(n_samples=2.5),
-                                    dict(n_samples=True), dict(batch_size=0),
-                                    dict(max_elements=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_samples=0),
+        dict(n_samples=-5),
+        dict(n_samples=2.5),
+        dict(n_samples=True),
+        dict(batch_size=0),
+        dict(max_elements=0),
+    ],
+)
 def test_bad_settings_raise(kwargs):
     fa = FA()
     with pytest.raises(ConfigError, match=r"\[1, inf\)"):
         log_likelihood(fa.model, fa.x, **kwargs)
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(3, D + 1), torch.zeros(D),
-                                 torch.full((3, D), math.nan)])
+@pytest.mark.parametrize(
+    "bad", [torch.zeros(3, D + 1), torch.zeros(D), torch.full((3, D), math.nan)]
+)
 def test_bad_input_raises(bad):
     fa = FA()
     with pytest.raises(ShapeError):

@@ -16,8 +16,14 @@ B, S = 5, 3
 
 
 def _model(n_latent, covariance, likelihood, seed=0):
-    cfg = DLGMConfig(data_shape=(4, 5), n_latent=n_latent, gen_hidden=(8,), rec_hidden=(8,),
-                     covariance=covariance, likelihood=likelihood)
+    cfg = DLGMConfig(
+        data_shape=(4, 5),
+        n_latent=n_latent,
+        gen_hidden=(8,),
+        rec_hidden=(8,),
+        covariance=covariance,
+        likelihood=likelihood,
+    )
     return DLGM(cfg, seed=seed)
 
 
@@ -46,15 +52,23 @@ def test_shapes(n_latent, covariance, likelihood):
 
 
 @pytest.mark.parametrize(("n_latent", "covariance", "likelihood"), CASES)
-@pytest.mark.parametrize(("gen_hidden", "input_activation"),
-                         [((5, 4), None), ((), None), ((6,), "relu"), ((), "probit")])
-def test_parameter_shapes_match_the_built_model(n_latent, covariance, likelihood, gen_hidden,
-                                                input_activation):
+@pytest.mark.parametrize(
+    ("gen_hidden", "input_activation"), [((5, 4), None), ((), None), ((6,), "relu"), ((), "probit")]
+)
+def test_parameter_shapes_match_the_built_model(
+    n_latent, covariance, likelihood, gen_hidden, input_activation
+):
     # Two routes: the shapes dlgm.load checks a checkpoint against, from the config alone,
     # and those of the model built from it.
-    cfg = DLGMConfig(data_shape=(3, 4), n_latent=n_latent, gen_hidden=gen_hidden,
-                     rec_hidden=(7, 5), covariance=covariance, likelihood=likelihood,
-                     input_activation=input_activation)
+    cfg = DLGMConfig(
+        data_shape=(3, 4),
+        n_latent=n_latent,
+        gen_hidden=gen_hidden,
+        rec_hidden=(7, 5),
+        covariance=covariance,
+        likelihood=likelihood,
+        input_activation=input_activation,
+    )
     built = {k: tuple(v.shape) for k, v in DLGM(cfg).state_dict().items()}
     assert parameter_shapes(cfg) == built
 
@@ -107,13 +121,27 @@ def test_seeded_init_is_deterministic_and_leaves_global_rng():
         assert torch.equal(p, p2), name
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(n_latent=(0,)), dict(n_latent=()), dict(n_latent=(2, -1)), dict(gen_hidden=(0,)),
-    dict(rec_hidden=(-3,)), dict(data_shape=(0, 4)), dict(data_shape=()),
-    dict(data_shape=(1, 2, 3, 4)), dict(covariance="full"), dict(covariance="Diag"),
-    dict(likelihood="poisson"), dict(kappa=0.0), dict(kappa=-1.0), dict(kappa=math.nan),
-    dict(kappa=math.inf), dict(gen_hidden=(10**6,)),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_latent=(0,)),
+        dict(n_latent=()),
+        dict(n_latent=(2, -1)),
+        dict(gen_hidden=(0,)),
+        dict(rec_hidden=(-3,)),
+        dict(data_shape=(0, 4)),
+        dict(data_shape=()),
+        dict(data_shape=(1, 2, 3, 4)),
+        dict(covariance="full"),
+        dict(covariance="Diag"),
+        dict(likelihood="poisson"),
+        dict(kappa=0.0),
+        dict(kappa=-1.0),
+        dict(kappa=math.nan),
+        dict(kappa=math.inf),
+        dict(gen_hidden=(10**6,)),
+    ],
+)
 def test_bad_config_raises(kwargs):
     with pytest.raises(ConfigError):
         DLGMConfig(**kwargs)
@@ -124,10 +152,18 @@ def test_from_dict_unknown_field():
         DLGMConfig.from_dict({**DLGMConfig().to_dict(), "depth": 3})
 
 
-@pytest.mark.parametrize("bad", [
-    torch.zeros(B, 21), torch.zeros(20), torch.zeros(2, B, 20), torch.zeros(B, 4, 5),
-    torch.full((B, 20), math.nan), torch.full((B, 20), math.inf), np.zeros((B, 20)),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        torch.zeros(B, 21),
+        torch.zeros(20),
+        torch.zeros(2, B, 20),
+        torch.zeros(B, 4, 5),
+        torch.full((B, 20), math.nan),
+        torch.full((B, 20), math.inf),
+        np.zeros((B, 20)),
+    ],
+)
 def test_bad_input_raises_shape_error(bad):
     m = _model((2,), "diag", "bernoulli")
     with pytest.raises(ShapeError):
@@ -144,8 +180,14 @@ def test_integer_input_is_accepted():
 
 # ---------------------------------------------------------------------------- FA and NLGBN
 def _one_layer(input_activation=None, covariance="rank1"):
-    cfg = DLGMConfig(data_shape=(4, 5), n_latent=(3,), gen_hidden=(), rec_hidden=(8,),
-                     covariance=covariance, input_activation=input_activation)
+    cfg = DLGMConfig(
+        data_shape=(4, 5),
+        n_latent=(3,),
+        gen_hidden=(),
+        rec_hidden=(8,),
+        covariance=covariance,
+        input_activation=input_activation,
+    )
     return DLGM(cfg, seed=0)
 
 
@@ -159,8 +201,7 @@ def test_linear_dlgm_is_factor_analysis_with_bernoulli_pixels():
     torch.testing.assert_close(m.decode(xi), expected, rtol=0, atol=1e-12)
     a, b = torch.randn(2, generator=g, dtype=torch.float64)
     lhs = m.decode(a * xi[0] + b * xi[1]) - (1 - a - b) * m.decode(torch.zeros(3).double())
-    torch.testing.assert_close(lhs, a * m.decode(xi[0]) + b * m.decode(xi[1]), rtol=0,
-                               atol=1e-12)
+    torch.testing.assert_close(lhs, a * m.decode(xi[0]) + b * m.decode(xi[1]), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("f", ["relu", "probit"])
@@ -170,8 +211,7 @@ def test_nlgbn_decoder_is_a_times_f_of_h_plus_b(f, tmp_path):
     xi = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     h = xi @ m.G[0].T
     fh = h.clamp_min(0) if f == "relu" else torch.distributions.Normal(0.0, 1.0).cdf(h)
-    torch.testing.assert_close(m.decode(xi), fh @ linear.weight.T + linear.bias, rtol=0,
-                               atol=1e-12)
+    torch.testing.assert_close(m.decode(xi), fh @ linear.weight.T + linear.bias, rtol=0, atol=1e-12)
     dlgm.save(m.float(), tmp_path / "m")
     back = dlgm.load(tmp_path / "m")
     assert back.config.input_activation == f

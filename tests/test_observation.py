@@ -12,8 +12,14 @@ D = 12
 
 
 def _model(likelihood, kappa=1.0):
-    cfg = DLGMConfig(data_shape=(3, 4), n_latent=(2,), gen_hidden=(8,), rec_hidden=(8,),
-                     likelihood=likelihood, kappa=kappa)
+    cfg = DLGMConfig(
+        data_shape=(3, 4),
+        n_latent=(2,),
+        gen_hidden=(8,),
+        rec_hidden=(8,),
+        likelihood=likelihood,
+        kappa=kappa,
+    )
     return DLGM(cfg, seed=0).double()
 
 
@@ -74,8 +80,9 @@ def test_draws_mean_and_display_clipping(likelihood):
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_linear_form_reproduces_log_prob(likelihood):
     m = _model(likelihood)
-    obs = m.observation(torch.randn(7, 2, generator=torch.Generator().manual_seed(6),
-                                    dtype=torch.float64))
+    obs = m.observation(
+        torch.randn(7, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    )
     x = torch.rand(D, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     lin, const, quad = obs.linear_form()
     got = lin @ x + const + (0.0 if quad is None else quad @ x.pow(2))

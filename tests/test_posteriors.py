@@ -48,13 +48,15 @@ def test_rank_one_matches_dense(blocks):
     torch.testing.assert_close(q.entropy(), p.entropy(), **TIGHT)
     torch.testing.assert_close(q.covariance_matrix, cov, **TIGHT)
     torch.testing.assert_close(q.variance, torch.diagonal(cov, dim1=-2, dim2=-1), **TIGHT)
-    torch.testing.assert_close(q.trace_covariance(), cov.diagonal(dim1=-2, dim2=-1).sum(-1),
-                               **TIGHT)
+    torch.testing.assert_close(
+        q.trace_covariance(), cov.diagonal(dim1=-2, dim2=-1).sum(-1), **TIGHT
+    )
     torch.testing.assert_close(q.log_det_covariance(), torch.logdet(cov), **TIGHT)
     # KL(q || N(0, I)) = 0.5 (tr C - log|C| + mu^T mu - K) against the dense closed form
     prior = MultivariateNormal(torch.zeros(5, dtype=DT), torch.eye(5, dtype=DT))
-    torch.testing.assert_close(kl_divergence(q, StandardNormal(5, dtype=DT)),
-                               kl_divergence(p, prior), **TIGHT)
+    torch.testing.assert_close(
+        kl_divergence(q, StandardNormal(5, dtype=DT)), kl_divergence(p, prior), **TIGHT
+    )
 
 
 @pytest.mark.parametrize("blocks", BLOCKS)
@@ -78,8 +80,9 @@ def test_diagonal_matches_dense():
     torch.testing.assert_close(q.entropy(), p.entropy(), **TIGHT)
     torch.testing.assert_close(q.covariance_matrix, p.covariance_matrix, **TIGHT)
     prior = MultivariateNormal(torch.zeros(4, dtype=DT), torch.eye(4, dtype=DT))
-    torch.testing.assert_close(kl_divergence(q, StandardNormal(4, dtype=DT)),
-                               kl_divergence(p, prior), **TIGHT)
+    torch.testing.assert_close(
+        kl_divergence(q, StandardNormal(4, dtype=DT)), kl_divergence(p, prior), **TIGHT
+    )
     eps = torch.randn(6, 3, 4, generator=torch.Generator().manual_seed(2), dtype=DT)
     torch.testing.assert_close(q.reparameterize(eps), loc + scale * eps, **TIGHT)
 
@@ -172,8 +175,9 @@ def test_property_random_shapes(case):
     r = q.scale_factor
     torch.testing.assert_close(r @ r.mT, p.covariance_matrix, **tol)
     prior = MultivariateNormal(torch.zeros(k, dtype=DT), torch.eye(k, dtype=DT))
-    torch.testing.assert_close(kl_divergence(q, StandardNormal(k, dtype=DT)),
-                               kl_divergence(p, prior), **tol)
+    torch.testing.assert_close(
+        kl_divergence(q, StandardNormal(k, dtype=DT)), kl_divergence(p, prior), **tol
+    )
 
 
 # ---------------------------------------------------------------------------- KL between them
@@ -182,8 +186,10 @@ def _make(kind, k, seed, batch=(3,)):
     loc, d, u = _params(k, batch=batch, seed=seed)
     if kind == "diag":
         scale = d.rsqrt()
-        return (DiagonalNormal(loc, scale),
-                MultivariateNormal(loc, covariance_matrix=torch.diag_embed(scale.pow(2))))
+        return (
+            DiagonalNormal(loc, scale),
+            MultivariateNormal(loc, covariance_matrix=torch.diag_embed(scale.pow(2))),
+        )
     blocks = {"rank1": None, "rank1-blocks": (2, 3), "rank1-blocks2": (4, 1)}[kind]
     return RankOneNormal(loc, d, u, blocks=blocks), _dense(loc, d, u, blocks)
 
@@ -221,9 +227,11 @@ def test_expand_shapes_and_values(kind):
     assert xi.shape == (2, 4, 3, 5)
     torch.testing.assert_close(e.log_prob(xi), q.log_prob(xi), **TIGHT)
     torch.testing.assert_close(e.variance, q.variance.expand(4, 3, 5), **TIGHT)
-    torch.testing.assert_close(kl_divergence(e, StandardNormal(5, dtype=DT)),
-                               kl_divergence(q, StandardNormal(5, dtype=DT)).expand(4, 3),
-                               **TIGHT)
+    torch.testing.assert_close(
+        kl_divergence(e, StandardNormal(5, dtype=DT)),
+        kl_divergence(q, StandardNormal(5, dtype=DT)).expand(4, 3),
+        **TIGHT,
+    )
 
 
 def test_standard_normal_expand():
@@ -231,5 +239,8 @@ def test_standard_normal_expand():
     assert p.batch_shape == (2, 4) and p.event_shape == (3,)
     assert p.mean.shape == (2, 4, 3) and p.entropy().shape == (2, 4)
     assert p.rsample((5,)).shape == (5, 2, 4, 3)
-    torch.testing.assert_close(p.entropy(), MultivariateNormal(
-        torch.zeros(2, 4, 3, dtype=DT), torch.eye(3, dtype=DT)).entropy(), **TIGHT)
+    torch.testing.assert_close(
+        p.entropy(),
+        MultivariateNormal(torch.zeros(2, 4, 3, dtype=DT), torch.eye(3, dtype=DT)).entropy(),
+        **TIGHT,
+    )

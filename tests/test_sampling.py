@@ -15,8 +15,15 @@ def _gen(seed=0):
 
 
 def _model(likelihood="bernoulli", n_latent=(2, 3)):
-    model = DLGM(DLGMConfig(data_shape=(4, 4), n_latent=n_latent, gen_hidden=(8,),
-                            rec_hidden=(8,), likelihood=likelihood))
+    model = DLGM(
+        DLGMConfig(
+            data_shape=(4, 4),
+            n_latent=n_latent,
+            gen_hidden=(8,),
+            rec_hidden=(8,),
+            likelihood=likelihood,
+        )
+    )
     g = _gen(123)
     with torch.no_grad():
         for p in model.parameters():  # deterministic weights without global seeding

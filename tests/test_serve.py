@@ -55,14 +55,17 @@ def _block(conf: str, head: str) -> list[str]:
     """The lines inside the first block whose opening line starts with ``head``."""
     lines = [line.strip() for line in conf.splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith(head))
-    return lines[start + 1:lines.index("}", start)]
+    return lines[start + 1 : lines.index("}", start)]
 
 
 def test_replica_list_names_local_then_remote():
     replicas = serve.replica_list([8601, 8602], ["10.1.2.3:8501", "[fd00::5]:9000"])
     assert [(r.name, r.host, r.port) for r in replicas] == [
-        ("r0", "127.0.0.1", 8601), ("r1", "127.0.0.1", 8602), ("r2", "10.1.2.3", 8501),
-        ("r3", "fd00::5", 9000)]
+        ("r0", "127.0.0.1", 8601),
+        ("r1", "127.0.0.1", 8602),
+        ("r2", "10.1.2.3", 8501),
+        ("r3", "fd00::5", 9000),
+    ]
 
 
 @pytest.mark.parametrize("bad", ["8501", "host:", ":8501", "host:port", "host:70000"])
@@ -79,32 +82,44 @@ def test_each_replica_is_the_primary_of_its_upstream_and_the_others_its_backups(
         assert servers[0] == f"server {r.address} max_fails=1 fail_timeout=7s;"
         assert sorted(servers[1:]) == sorted(
             f"server {o.address} backup max_fails=1 fail_timeout=7s;"
-            for o in replicas if o is not r)
+            for o in replicas
+            if o is not r
+        )
 
 
 def test_cookie_picks_the_upstream_and_new_browsers_take_turns():
     replicas = serve.replica_list([1, 2, 3], [])
     conf = _config(replicas, cookie="tab", fail_timeout_s=7)
     assert _block(conf, "map $cookie_tab $dlgm_replica {") == [
-        "r0 r0;", "r1 r1;", "r2 r2;", "default new;"]
+        "r0 r0;",
+        "r1 r1;",
+        "r2 r2;",
+        "default new;",
+    ]
     assert _block(conf, "upstream dlgm_new {") == [  # round robin over all replicas
-        f"server 127.0.0.1:{port} max_fails=1 fail_timeout=7s;" for port in (1, 2, 3)]
+        f"server 127.0.0.1:{port} max_fails=1 fail_timeout=7s;" for port in (1, 2, 3)
+    ]
     assert conf.count("proxy_pass http://dlgm_$dlgm_replica;") == 2
     # the cookie is (re)set to the replica that answered, only when it changes
     setter = _block(conf, 'map "$cookie_tab/$dlgm_served_by" $dlgm_set_cookie {')
     assert setter[0] == '~^(\\w+)/\\1$ "";'
-    assert 'tab=$served; Path=/; HttpOnly; SameSite=Lax' in setter[1]
+    assert "tab=$served; Path=/; HttpOnly; SameSite=Lax" in setter[1]
     assert _block(conf, "map $upstream_addr $dlgm_served_by {")[:3] == [
-        f"~(^|\\s)127\\.0\\.0\\.1:{i + 1}$ r{i};" for i in range(3)]
+        f"~(^|\\s)127\\.0\\.0\\.1:{i + 1}$ r{i};" for i in range(3)
+    ]
 
 
 def test_websocket_upgrade_timeouts_and_next_upstream():
     conf = _config(serve.replica_list([8601], []), listen="0.0.0.0:8080", max_body_mb=64)
     page, stream = _block(conf, "location / {"), _block(conf, "location = /_stcore/stream {")
-    for line in ("proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;",
-                 "proxy_set_header Connection $connection_upgrade;",
-                 "proxy_set_header Host $http_host;", "proxy_next_upstream error timeout;",
-                 "add_header Set-Cookie $dlgm_set_cookie always;"):
+    for line in (
+        "proxy_http_version 1.1;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $connection_upgrade;",
+        "proxy_set_header Host $http_host;",
+        "proxy_next_upstream error timeout;",
+        "add_header Set-Cookie $dlgm_set_cookie always;",
+    ):
         assert line in page and line in stream, line
     assert "proxy_read_timeout 1h;" in stream and not any("read_timeout" in x for x in page)
     assert "listen 0.0.0.0:8080;" in conf and "client_max_body_size 65m;" in conf
@@ -114,9 +129,13 @@ def test_everything_nginx_writes_is_in_the_run_directory():
     conf = _config(serve.replica_list([8601], []), user="nobody nogroup")
     assert "daemon off;" in conf and "user nobody nogroup;" in conf
     assert "/etc/nginx" not in conf and "include" not in conf
-    paths = [line.split()[1].rstrip(";") for line in conf.splitlines()
-             if line.strip().split(" ")[0] in ("pid", "error_log", "access_log")
-             or line.strip().endswith("_temp_path") or "_temp_path " in line]
+    paths = [
+        line.split()[1].rstrip(";")
+        for line in conf.splitlines()
+        if line.strip().split(" ")[0] in ("pid", "error_log", "access_log")
+        or line.strip().endswith("_temp_path")
+        or "_temp_path " in line
+    ]
     assert len(paths) == 8 and all(p.startswith("/run/dlgm/") for p in paths), paths
     assert "user " not in _config(serve.replica_list([8601], []))
 
@@ -127,9 +146,15 @@ def test_ipv6_replicas_are_bracketed():
     assert "~(^|\\s)\\[fd00::5\\]:9000$ r0;" in conf
 
 
-@pytest.mark.parametrize("replicas", [
-    [], [serve.Replica("a", "h", 1), serve.Replica("a", "g", 2)], [serve.Replica("a b", "h", 1)],
-    [serve.Replica("new", "h", 1)]])
+@pytest.mark.parametrize(
+    "replicas",
+    [
+        [],
+        [serve.Replica("a", "h", 1), serve.Replica("a", "g", 2)],
+        [serve.Replica("a b", "h", 1)],
+        [serve.Replica("new", "h", 1)],
+    ],
+)
 def test_config_refuses_no_or_clashing_replicas(replicas):
     with pytest.raises(ValueError):
         _config(replicas)
@@ -138,11 +163,20 @@ def test_config_refuses_no_or_clashing_replicas(replicas):
 def test_nginx_accepts_the_config(nginx, tmp_path):
     user = serve._prepare_run_dir(tmp_path)
     conf = tmp_path / "nginx.conf"
-    conf.write_text(serve.nginx_config(
-        serve.replica_list([_free_port(), _free_port()], ["10.1.2.3:8501"]),
-        listen=f"127.0.0.1:{_free_port()}", run_dir=str(tmp_path), user=user))
-    check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
-                           capture_output=True, text=True, timeout=30)
+    conf.write_text(
+        serve.nginx_config(
+            serve.replica_list([_free_port(), _free_port()], ["10.1.2.3:8501"]),
+            listen=f"127.0.0.1:{_free_port()}",
+            run_dir=str(tmp_path),
+            user=user,
+        )
+    )
+    check = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -166,8 +200,11 @@ def _get(url: str, cookie: str | None = None, timeout: float = 30) -> tuple[int,
     if cookie:
         req.add_header("Cookie", f"{serve.COOKIE}={cookie}")
     with urllib.request.urlopen(req, timeout=timeout) as r:
-        ours = [c.split(";")[0].split("=", 1)[1] for c in r.headers.get_all("Set-Cookie") or []
-                if c.startswith(f"{serve.COOKIE}=")]
+        ours = [
+            c.split(";")[0].split("=", 1)[1]
+            for c in r.headers.get_all("Set-Cookie") or []
+            if c.startswith(f"{serve.COOKIE}=")
+        ]
         assert len(ours) <= 1, ours
         return r.status, (ours or [None])[0], r.read().decode(errors="replace")
 
@@ -175,9 +212,13 @@ def _get(url: str, cookie: str | None = None, timeout: float = 30) -> tuple[int,
 def _open_stream(base: str, cookie: str):
     from websockets.sync.client import connect
 
-    return connect(base.replace("http://", "ws://") + "/_stcore/stream",
-                   subprotocols=["streamlit"], open_timeout=30, max_size=None,
-                   additional_headers={"Cookie": f"{serve.COOKIE}={cookie}"})
+    return connect(
+        base.replace("http://", "ws://") + "/_stcore/stream",
+        subprotocols=["streamlit"],
+        open_timeout=30,
+        max_size=None,
+        additional_headers={"Cookie": f"{serve.COOKIE}={cookie}"},
+    )
 
 
 def _run_default_page(ws, timeout: float = 60) -> None:
@@ -192,8 +233,10 @@ def _run_default_page(ws, timeout: float = 60) -> None:
     while True:
         fm = ForwardMsg()
         fm.ParseFromString(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-        if fm.WhichOneof("type") == "delta" and fm.delta.new_element.WhichOneof("type") == \
-                "exception":
+        if (
+            fm.WhichOneof("type") == "delta"
+            and fm.delta.new_element.WhichOneof("type") == "exception"
+        ):
             pytest.fail(f"the app raised: {fm.delta.new_element.exception.message}")
         if fm.WhichOneof("type") == "script_finished":
             assert fm.script_finished == 0  # FINISHED_SUCCESSFULLY
@@ -216,8 +259,15 @@ def balancer(nginx, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("serve")
     replicas = serve.replica_list([_free_port(), _free_port()], [])
     messages: list[str] = []
-    b = serve.Balancer(replicas, 2, run_dir, nginx, f"127.0.0.1:{_free_port()}",
-                       fail_timeout_s=1, log=messages.append)
+    b = serve.Balancer(
+        replicas,
+        2,
+        run_dir,
+        nginx,
+        f"127.0.0.1:{_free_port()}",
+        fail_timeout_s=1,
+        log=messages.append,
+    )
     b.messages = messages
     try:
         b.start(startup_timeout=WAIT_S)
@@ -277,8 +327,10 @@ def test_two_replicas_failover_and_restart(balancer):
     _until("the watch loop restarts r0", r0_back, step=1.0)
     assert any("r0 exited with code -9" in m for m in balancer.messages), balancer.messages
     # After nginx's fail_timeout (1 s here) the cookie r0 reaches r0 again: no re-pinning.
-    _until("nginx sends r0's browsers to r0 again",
-           lambda: _get(f"{base}/_stcore/health", "r0")[:2] == (200, None))
+    _until(
+        "nginx sends r0's browsers to r0 again",
+        lambda: _get(f"{base}/_stcore/health", "r0")[:2] == (200, None),
+    )
     with _open_stream(base, "r0") as conn:
         assert conn.response.headers.get("Set-Cookie") is None  # r0 itself answered
     assert balancer.nginx_proc.poll() is None

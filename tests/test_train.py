@@ -31,14 +31,25 @@ from dlgm.train import STATE_FILE, Trainer, fit
 ROOT = Path(__file__).resolve().parent.parent
 X = load_dataset("digits", "train").x  # (1437, 64)
 X_VALID = load_dataset("digits", "test").x  # (360, 64)
-TINY = ["--data", "digits", "--latent", "2", "--gen-hidden", "16", "--rec-hidden", "16",
-        "--device", "cpu", "--quiet"]
-
+TINY = [
+    "--data",
+    "digits",
+    "--latent",
+    "2",
+    "--gen-hidden",
+    "16",
+    "--rec-hidden",
+    "16",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def _model(seed=0, covariance="diag"):
-    cfg = DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,), rec_hidden=(16,),
-                     covariance=covariance)
+    cfg = DLGMConfig(
+        data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,), rec_hidden=(16,), covariance=covariance
+    )
     return DLGM(cfg, seed=seed)
 
 
@@ -77,8 +88,17 @@ def _poison_step(model, step: int, calls: list):
 # ---------------------------------------------------------------------------- learning
 def test_free_energy_decreases_and_progress_is_sane():
     model = _model()
-    t = Trainer(model, X, batch_size=100, optimizer="adam", lr=1e-2, report_every=5, seed=0,
-                x_valid=X_VALID, device="cpu")
+    t = Trainer(
+        model,
+        X,
+        batch_size=100,
+        optimizer="adam",
+        lr=1e-2,
+        report_every=5,
+        seed=0,
+        x_valid=X_VALID,
+        device="cpu",
+    )
     reports = list(t.run(steps=60))  # 15 steps per epoch: 4 epochs
     fe = [p.free_energy for p in reports]
     first, last = sum(fe[:3]) / 3, sum(fe[-3:]) / 3
@@ -129,8 +149,7 @@ def test_nan_loss_restores_the_last_good_state_and_lowers_lr(tmp_path):
     model = _model()
     calls: list = []
     _poison_step(model, 7, calls)  # in the second report window (steps 5-8)
-    t = Trainer(model, X, batch_size=100, lr=1e-2, report_every=4, lr_backoff=0.5,
-                device="cpu")
+    t = Trainer(model, X, batch_size=100, lr=1e-2, report_every=4, lr_backoff=0.5, device="cpu")
     runner = t.run(steps=16)
     good = next(runner)  # step 4: a good state, snapshotted
     assert good.message is None
@@ -161,8 +180,16 @@ def test_nan_weights_set_by_a_callback_never_reach_a_checkpoint(tmp_path):
                 model.T[0][0].weight.fill_(float("nan"))
 
     model = _model()
-    t = fit(model, X, epochs=3, callback=callback, checkpoint_dir=tmp_path, batch_size=200,
-            report_every=4, device="cpu")
+    t = fit(
+        model,
+        X,
+        epochs=3,
+        callback=callback,
+        checkpoint_dir=tmp_path,
+        batch_size=200,
+        report_every=4,
+        device="cpu",
+    )
     messages = [p.message for p in seen if p.message]
     assert len(messages) == 1 and t.recoveries == 1
     assert t.step_count == 24
@@ -192,8 +219,15 @@ def _always_nan_trainer(max_recoveries):
         return out
 
     model.free_energy = always_nan
-    return Trainer(model, X[:200], batch_size=50, lr=3e-4, report_every=2,
-                   max_recoveries=max_recoveries, device="cpu")
+    return Trainer(
+        model,
+        X[:200],
+        batch_size=50,
+        lr=3e-4,
+        report_every=2,
+        max_recoveries=max_recoveries,
+        device="cpu",
+    )
 
 
 def test_too_many_recoveries_raise_training_error():
@@ -218,9 +252,18 @@ def test_consecutive_recoveries_keep_lowering_the_learning_rate():
 # ---------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_resume_is_bit_exact(tmp_path, optimizer):
-    settings = dict(batch_size=200, n_samples=2, optimizer=optimizer, lr=3e-3,
-                    input_noise="bitflip", input_noise_p=0.1, sample_noise=0.1, seed=3,
-                    report_every=5, device="cpu")
+    settings = dict(
+        batch_size=200,
+        n_samples=2,
+        optimizer=optimizer,
+        lr=3e-3,
+        input_noise="bitflip",
+        input_noise_p=0.1,
+        sample_noise=0.1,
+        seed=3,
+        report_every=5,
+        device="cpu",
+    )
     full = _model(seed=1, covariance="rank1")
     t_full = Trainer(full, X, **settings)
     for _ in t_full.run(steps=20):  # 8 steps per epoch: crosses two epoch boundaries
@@ -271,7 +314,8 @@ def test_resume_after_a_kill_between_the_two_checkpoint_files(tmp_path, monkeypa
 
 # ---------------------------------------------------------------------------- subprocesses
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
-    "torchrun")
+    "torchrun"
+)
 DDP_ARGS = [*TINY, "--batch-size", "20", "--epochs", "0.5"]  # 36 steps, all batches even
 # 1437 = 3 x 478 + 3: the epoch's last batch has 3 rows, split 2 + 1 over two processes.
 DDP_UNEVEN_ARGS = [*TINY, "--batch-size", "478", "--epochs", "1"]
@@ -284,8 +328,15 @@ def _gloo_available() -> bool:
 
 
 def _popen(cmd, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _weights(path) -> dict:
@@ -299,9 +350,12 @@ def _weights(path) -> dict:
 def _meta(path) -> dict:
     """The JSON metadata of a checkpoint file (model or training state)."""
     data = read_bytes(path)
-    header = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
-    return {k: json.loads(v) for k, v in header["__metadata__"].items()
-            if k not in ("format", "version")}
+    header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
+    return {
+        k: json.loads(v)
+        for k, v in header["__metadata__"].items()
+        if k not in ("format", "version")
+    }
 
 
 def _cli(*args) -> None:
@@ -319,9 +373,26 @@ def ddp_runs(tmp_path_factory):
         yield None
         return
     d = tmp_path_factory.mktemp("ddp")
-    jobs = {name: (d / name, _popen([TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m",
-                                     "dlgm", "train", *args, "--out", str(d / name)]))
-            for name, args in (("even", DDP_ARGS), ("uneven", DDP_UNEVEN_ARGS))}
+    jobs = {
+        name: (
+            d / name,
+            _popen(
+                [
+                    TORCHRUN,
+                    "--standalone",
+                    "--nproc_per_node",
+                    "2",
+                    "-m",
+                    "dlgm",
+                    "train",
+                    *args,
+                    "--out",
+                    str(d / name),
+                ]
+            ),
+        )
+        for name, args in (("even", DDP_ARGS), ("uneven", DDP_UNEVEN_ARGS))
+    }
     yield jobs
     for _, proc in jobs.values():
         if proc.poll() is None:
@@ -332,8 +403,13 @@ def ddp_runs(tmp_path_factory):
 @pytest.mark.usefixtures("ddp_runs")  # only to start the DDP runs early, in parallel
 def test_killed_training_resumes_to_the_same_weights(tmp_path, capsys):
     killed, ref = tmp_path / "killed", tmp_path / "ref"
-    victim = subprocess.Popen(_dlgm("train", *KILL_ARGS, "--out", str(killed)), cwd=ROOT,
-                              env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(
+        _dlgm("train", *KILL_ARGS, "--out", str(killed)),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (killed / STATE_FILE).exists():
@@ -410,16 +486,28 @@ def fake_world_of_two():
 
 
 def test_batch_size_not_divisible_by_world_size_is_a_clear_error(fake_world_of_two):
-    with pytest.raises(ConfigError, match=r"batch_size=21 must be divisible by the number of "
-                                          r"processes \(2\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"batch_size=21 must be divisible by the number of "
+        r"processes \(2\)",
+    ):
         Trainer(_model(), X[:100], batch_size=21, device="cpu")
 
 
 # ---------------------------------------------------------------------------- delayed u
 def test_u_delay_keeps_q_diagonal_then_trains_u():
     model = _model(seed=0, covariance="rank1")
-    trainer = Trainer(model, X, batch_size=200, optimizer="adam", lr=3e-3, seed=0,
-                      u_delay=2, device="cpu", report_every=100)
+    trainer = Trainer(
+        model,
+        X,
+        batch_size=200,
+        optimizer="adam",
+        lr=3e-3,
+        seed=0,
+        u_delay=2,
+        device="cpu",
+        report_every=100,
+    )
     x = torch.tensor(X[:50])
     for p in trainer.run(epochs=2):  # 8 steps per epoch
         q = model.encode(x)
@@ -435,8 +523,9 @@ def test_u_delay_keeps_q_diagonal_then_trains_u():
 
 
 def test_u_delay_resume_across_the_switch_is_bit_exact(tmp_path):
-    settings = dict(batch_size=200, optimizer="adam", lr=3e-3, seed=5, u_delay=1,
-                    report_every=3, device="cpu")
+    settings = dict(
+        batch_size=200, optimizer="adam", lr=3e-3, seed=5, u_delay=1, report_every=3, device="cpu"
+    )
     t_full = Trainer(_model(seed=2, covariance="rank1"), X, **settings)
     for _ in t_full.run(steps=20):
         pass
@@ -458,8 +547,18 @@ def test_u_delay_needs_a_rank_one_model():
 
 
 # ---------------------------------------------------------------------------- run_training
-TINY_RUN = dict(data="digits", latent="2", gen_hidden="16", rec_hidden="16", device="cpu",
-                batch_size=100, optimizer="adam", lr=1e-3, report_every=5, seed=3)
+TINY_RUN = dict(
+    data="digits",
+    latent="2",
+    gen_hidden="16",
+    rec_hidden="16",
+    device="cpu",
+    batch_size=100,
+    optimizer="adam",
+    lr=1e-3,
+    report_every=5,
+    seed=3,
+)
 
 
 def test_run_training_in_memory_gives_the_model_and_can_be_stopped():
@@ -472,8 +571,12 @@ def test_run_training_in_memory_gives_the_model_and_can_be_stopped():
         seen.append(p)
         return len(seen) < 3  # False at the third report: stop
 
-    res = run_training(TINY_RUN | {"epochs": 5}, progress=progress, on_start=started.append,
-                       data=(load("digits", "train"), X_VALID))
+    res = run_training(
+        TINY_RUN | {"epochs": 5},
+        progress=progress,
+        on_start=started.append,
+        data=(load("digits", "train"), X_VALID),
+    )
     assert res["stopped"] and len(seen) == 3 and res["steps"] == 15
     trainer, model = res["trainer"], res["model"]
     assert started == [trainer] and trainer.model is model and res["out"] is None
@@ -486,9 +589,18 @@ def test_run_training_matches_a_trainer_built_by_hand():
     from dlgm.train import run_training
 
     res = run_training(TINY_RUN | {"epochs": 1})
-    t = Trainer(DLGM(DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,),
-                                rec_hidden=(16,)), seed=3), X, batch_size=100,
-                optimizer="adam", lr=1e-3, report_every=5, seed=3, device="cpu")
+    t = Trainer(
+        DLGM(
+            DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,), rec_hidden=(16,)), seed=3
+        ),
+        X,
+        batch_size=100,
+        optimizer="adam",
+        lr=1e-3,
+        report_every=5,
+        seed=3,
+        device="cpu",
+    )
     fit_steps = math.ceil(len(X) / 100)
     for _ in t.run(steps=fit_steps):
         pass
@@ -506,12 +618,24 @@ def test_build_trainer_follows_the_run_rules():
     """One place for the settings -> Trainer rules: run_training's and step mode's."""
     from dlgm.train import build_trainer
 
-    t = build_trainer(_model(covariance="rank1"), X, {"batch_size": 50, "optimizer": "adam",
-                                                      "u_delay": 2, "seed": 4}, device="cpu")
+    t = build_trainer(
+        _model(covariance="rank1"),
+        X,
+        {"batch_size": 50, "optimizer": "adam", "u_delay": 2, "seed": 4},
+        device="cpu",
+    )
     assert t.settings["binarize"] == "dynamic" and t.settings["u_delay"] == 2
     assert t.settings["batch_size"] == 50 and t.settings["optimizer"] == "adam"
-    gauss = DLGM(DLGMConfig(data_shape=(8, 8), n_latent=(2,), gen_hidden=(16,),
-                            rec_hidden=(16,), likelihood="gaussian"), seed=0)
+    gauss = DLGM(
+        DLGMConfig(
+            data_shape=(8, 8),
+            n_latent=(2,),
+            gen_hidden=(16,),
+            rec_hidden=(16,),
+            likelihood="gaussian",
+        ),
+        seed=0,
+    )
     assert build_trainer(gauss, X, device="cpu").settings["binarize"] == "none"
     with pytest.raises(ConfigError, match="unknown training settings"):
         build_trainer(_model(), X, {"epochz": 1}, device="cpu")
@@ -521,8 +645,16 @@ def test_run_training_builds_the_nlgbn_with_a_delayed_u():
     """input_activation and u_delay reach the model and the Trainer (what the app's form sets)."""
     from dlgm.train import run_training
 
-    res = run_training(TINY_RUN | {"epochs": 1, "gen_hidden": "", "covariance": "rank1",
-                                   "input_activation": "probit", "u_delay": 1})
+    res = run_training(
+        TINY_RUN
+        | {
+            "epochs": 1,
+            "gen_hidden": "",
+            "covariance": "rank1",
+            "input_activation": "probit",
+            "u_delay": 1,
+        }
+    )
     model = res["model"]
     assert model.config.gen_hidden == () and model.config.input_activation == "probit"
     assert model.metadata["training"]["u_delay"] == 1

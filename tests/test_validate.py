@@ -12,10 +12,20 @@ from dlgm.errors import ConfigError
 from dlgm.model import DLGMConfig
 
 
-@pytest.mark.parametrize(("text", "sizes"), [("200,200", (200, 200)), ("200, 200", (200, 200)),
-                                             ("200 200", (200, 200)), ("7;8", (7, 8)),
-                                             ("", ()), ("none", ()), ("()", ()), ("5", (5,)),
-                                             ([3, 4], (3, 4))])
+@pytest.mark.parametrize(
+    ("text", "sizes"),
+    [
+        ("200,200", (200, 200)),
+        ("200, 200", (200, 200)),
+        ("200 200", (200, 200)),
+        ("7;8", (7, 8)),
+        ("", ()),
+        ("none", ()),
+        ("()", ()),
+        ("5", (5,)),
+        ([3, 4], (3, 4)),
+    ],
+)
 def test_parse_sizes(text, sizes):
     assert dlgm.parse_sizes(text) == sizes
 

@@ -15,8 +15,9 @@ X_TEST = torch.tensor(static_binarize(load_dataset("digits", "test").x, 1))  # (
 
 
 def _model(covariance="diag", seed=0):
-    cfg = DLGMConfig(data_shape=(8, 8), n_latent=(4,), gen_hidden=(32,), rec_hidden=(32,),
-                     covariance=covariance)
+    cfg = DLGMConfig(
+        data_shape=(8, 8), n_latent=(4,), gen_hidden=(32,), rec_hidden=(32,), covariance=covariance
+    )
     return DLGM(cfg, seed=seed)
 
 
@@ -34,8 +35,7 @@ def _mean_log_px(model):
 def test_wake_sleep_improves_log_likelihood(covariance):
     model = _model(covariance)
     before = _mean_log_px(model)
-    trainer = fit_wake_sleep(model, X, epochs=10, optimizer="adam", lr=1e-3, batch_size=100,
-                             seed=0)
+    trainer = fit_wake_sleep(model, X, epochs=10, optimizer="adam", lr=1e-3, batch_size=100, seed=0)
     after = _mean_log_px(model)
     # ~44 nats at initialisation; 10 epochs bring it to about 30 (a 100-sample IS estimate on
     # 360 images has a Monte Carlo error far below 1 nat).
@@ -94,6 +94,5 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert isinstance(c, WakeSleepTrainer)
     for _ in c.run(steps=8):
         pass
-    for (n, p), q in zip(a.model.state_dict().items(), c.model.state_dict().values(),
-                         strict=True):
+    for (n, p), q in zip(a.model.state_dict().items(), c.model.state_dict().values(), strict=True):
         assert torch.equal(p, q), n

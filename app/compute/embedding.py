@@ -13,8 +13,18 @@ from app.figures.latent import XI_TITLES, embedding_figure
 from app.figures.style import freeze
 from app.session import Entry, seen_test_images, test_images
 
-FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot")
+FASHION = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 MAX_POINTS = 5000
 N_DEFAULT = 2000  # the page's default number of test images (at most MAX_POINTS and the data)
 PLANE_NODES = 61  # per axis, the invisible clickable lattice
@@ -31,29 +41,45 @@ def embedding(model: dlgm.DLGM, data_name: str, n: int) -> dict:
     """
     x = seen_test_images(model, data_name)[0].x[:n]
     with torch.no_grad():
-        means = torch.cat([model.encode(xb).loc for xb in torch.tensor(x).split(1000)]
-                          ).numpy()  # (n, K)
+        means = torch.cat(
+            [model.encode(xb).loc for xb in torch.tensor(x).split(1000)]
+        ).numpy()  # (n, K)
     k = means.shape[1]
     if k == 2:
-        return read_only(dict(means=means, coords=means, origin=np.zeros(2, np.float32),
-                              basis=np.eye(2, dtype=np.float32), axis_titles=XI_TITLES,
-                              explained=None))
+        return read_only(
+            dict(
+                means=means,
+                coords=means,
+                origin=np.zeros(2, np.float32),
+                basis=np.eye(2, dtype=np.float32),
+                axis_titles=XI_TITLES,
+                explained=None,
+            )
+        )
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=2, random_state=0).fit(means)
     ratio = pca.explained_variance_ratio_
-    titles = tuple(f"PC {i + 1} of E_q[ξ | v] ({100 * ratio[i]:.0f}% of variance)"
-                   for i in range(2))
-    return read_only(dict(means=means, coords=pca.transform(means).astype(np.float32),
-                          origin=pca.mean_.astype(np.float32),
-                          basis=pca.components_.astype(np.float32), axis_titles=titles,
-                          explained=ratio))
+    titles = tuple(
+        f"PC {i + 1} of E_q[ξ | v] ({100 * ratio[i]:.0f}% of variance)" for i in range(2)
+    )
+    return read_only(
+        dict(
+            means=means,
+            coords=pca.transform(means).astype(np.float32),
+            origin=pca.mean_.astype(np.float32),
+            basis=pca.components_.astype(np.float32),
+            axis_titles=titles,
+            explained=ratio,
+        )
+    )
 
 
 def decode(model: dlgm.DLGM, origin, basis, plane) -> np.ndarray:
     """Pixel means E[v | xi] at plane positions (M, 2): xi = origin + plane @ basis; (M, D)."""
-    xi = torch.from_numpy(np.asarray(origin + np.asarray(plane, np.float32) @ basis,
-                                     dtype=np.float32))  # (M, K)
+    xi = torch.from_numpy(
+        np.asarray(origin + np.asarray(plane, np.float32) @ basis, dtype=np.float32)
+    )  # (M, K)
     with torch.no_grad():
         return model.pixel_mean(xi).numpy()
 
@@ -74,12 +100,19 @@ def embedding_chart(model: dlgm.DLGM, data_name: str, n: int):
     emb = embedding(model, data_name, n)
     y = test_images(data_name).y
     x_title, y_title = emb["axis_titles"]
-    return freeze(embedding_figure(
-        emb["coords"], None if y is None else y[:n],
-        title=f"{n} test images of {data_name}: posterior means", x_title=x_title,
-        y_title=y_title, plane=plane_nodes(emb["coords"]),
-        class_names=dict(enumerate(FASHION)) if data_name == "fashion-mnist" else None,
-        marker_size=5 if n > 1000 else 7, height=640))
+    return freeze(
+        embedding_figure(
+            emb["coords"],
+            None if y is None else y[:n],
+            title=f"{n} test images of {data_name}: posterior means",
+            x_title=x_title,
+            y_title=y_title,
+            plane=plane_nodes(emb["coords"]),
+            class_names=dict(enumerate(FASHION)) if data_name == "fashion-mnist" else None,
+            marker_size=5 if n > 1000 else 7,
+            height=640,
+        )
+    )
 
 
 @cache_resource(show_spinner="Decoding the lattice...", max_entries=16)
@@ -92,10 +125,18 @@ def manifold_chart(model: dlgm.DLGM, data_name: str, n: int, radius: float, side
     plane = np.stack([xx.ravel(), yy.ravel()], axis=1)  # (side * side, 2)
     images = decode(model, emb["origin"], emb["basis"], plane)
     x_title, y_title = emb["axis_titles"]
-    return freeze(manifold_figure(
-        images, coords, shape=test_images(data_name).shape, x_title=x_title, y_title=y_title,
-        height=720, title=f"Pixel means decoded on a {side} × {side} lattice "
-                          f"over [-{radius:g}, {radius:g}]²"))
+    return freeze(
+        manifold_figure(
+            images,
+            coords,
+            shape=test_images(data_name).shape,
+            x_title=x_title,
+            y_title=y_title,
+            height=720,
+            title=f"Pixel means decoded on a {side} × {side} lattice "
+            f"over [-{radius:g}, {radius:g}]²",
+        )
+    )
 
 
 def warm(entry: Entry) -> None:

@@ -16,13 +16,30 @@ MAX_ELEMENTS = 20_000_000  # largest R * S * K (times K for a full Hessian) comp
 
 
 @cache_data(show_spinner=False, max_entries=2000)
-def variance_cell(f: str, k: int, estimator: str, n_samples: int, n_repeats: int,
-                  baseline: str | None, mu: float, sigma: float, seed: int) -> dict:
+def variance_cell(
+    f: str,
+    k: int,
+    estimator: str,
+    n_samples: int,
+    n_repeats: int,
+    baseline: str | None,
+    mu: float,
+    sigma: float,
+    seed: int,
+) -> dict:
     """Per-coordinate variances of one estimator at one K (cached, so raising K is cheap)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + k * 7 + ESTIMATORS.index(estimator))
-    out = variance_vs_dimension(f, [k], n_samples=n_samples, n_repeats=n_repeats, mu=mu,
-                                sigma=sigma, estimators=[estimator], generator=g,
-                                baseline=baseline if estimator == "score" else None)
+    out = variance_vs_dimension(
+        f,
+        [k],
+        n_samples=n_samples,
+        n_repeats=n_repeats,
+        mu=mu,
+        sigma=sigma,
+        estimators=[estimator],
+        generator=g,
+        baseline=baseline if estimator == "score" else None,
+    )
     return {key: float(out[key][estimator][0]) for key in TARGETS_KEYS}
 
 
@@ -46,8 +63,17 @@ def compute(s: dict) -> tuple[dict, list]:
                 skipped.append((e, k))
                 values.append(np.nan)
                 continue
-            cell = variance_cell(s["f"], k, e, s["n_samples"], s["n_repeats"], s["baseline"],
-                                 s["mu"], s["sigma"], s["seed"])
+            cell = variance_cell(
+                s["f"],
+                k,
+                e,
+                s["n_samples"],
+                s["n_repeats"],
+                s["baseline"],
+                s["mu"],
+                s["sigma"],
+                s["seed"],
+            )
             values.append(cell[key])
         out[e] = np.array(values)
     return out, skipped
@@ -61,8 +87,11 @@ def variance_results(settings: tuple) -> dict:
     s = dict(settings)
     variances, skipped = compute(s)
     what = TARGETS[s["target"]][1]
-    fig = variance_figure(np.array(s["ks"]), variances,
-                          y_title=f"variance of the estimate of {what} (per coordinate)",
-                          title=f"Variance of {what} estimates against K, f = {s['f']} "
-                                f"(S = {s['n_samples']}, R = {s['n_repeats']})")
+    fig = variance_figure(
+        np.array(s["ks"]),
+        variances,
+        y_title=f"variance of the estimate of {what} (per coordinate)",
+        title=f"Variance of {what} estimates against K, f = {s['f']} "
+        f"(S = {s['n_samples']}, R = {s['n_repeats']})",
+    )
     return dict(variances=read_only(variances), skipped=tuple(skipped), fig=freeze(fig))

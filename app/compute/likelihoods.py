@@ -14,8 +14,7 @@ from app.limits import MAX_K
 from app.session import Entry, pretrained_entry, pretrained_names, seen_test_images
 from dlgm.likelihood import log_likelihood
 
-K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-                  if k <= MAX_K)
+K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if k <= MAX_K)
 N_WORST = 12
 
 
@@ -41,14 +40,22 @@ def log_px(model: dlgm.DLGM, data_name: str, n_images: int, k: int, seed: int) -
 def elbo(model: dlgm.DLGM, data_name: str, n_images: int, seed: int) -> np.ndarray:
     """Per-image ELBO (analytic KL, 10 samples for the reconstruction), nats; (n_images,)."""
     g = torch.Generator().manual_seed(seed)
-    return model.elbo(_images(model, data_name, n_images), n_samples=10,
-                      generator=g).double().numpy()
+    return (
+        model.elbo(_images(model, data_name, n_images), n_samples=10, generator=g).double().numpy()
+    )
 
 
 @cache_resource(show_spinner=False, max_entries=64)
-def live_results(model: dlgm.DLGM, name: str, data_name: str, n_images: int, k: int,
-                 seed: int, k_choices: tuple[int, ...] = K_CHOICES,
-                 n_worst: int = N_WORST) -> dict:
+def live_results(
+    model: dlgm.DLGM,
+    name: str,
+    data_name: str,
+    n_images: int,
+    k: int,
+    seed: int,
+    k_choices: tuple[int, ...] = K_CHOICES,
+    n_worst: int = N_WORST,
+) -> dict:
     """The page's live estimate for one model and setting: mean log p(v) at K = ``k`` and the
     mean ELBO (nats) and its three figures, frozen. Each K's per-image estimates come from
     :func:`log_px`, so raising K computes only the new K."""
@@ -62,12 +69,24 @@ def live_results(model: dlgm.DLGM, name: str, data_name: str, n_images: int, k: 
     images = seen_test_images(model, data_name)[0].x[worst].reshape(-1, *model.data_shape)
     labels = [f"#{i}: {nll[i]:.1f}" for i in worst]
     return dict(
-        log_px_mean=float(last.mean()), elbo_mean=mean_elbo,
-        k_curve=freeze(k_curve_figure(np.array(ks), means, mean_elbo, chosen=k,
-                                      title=f"Importance-sampled log p(v) against K, {name}")),
+        log_px_mean=float(last.mean()),
+        elbo_mean=mean_elbo,
+        k_curve=freeze(
+            k_curve_figure(
+                np.array(ks),
+                means,
+                mean_elbo,
+                chosen=k,
+                title=f"Importance-sampled log p(v) against K, {name}",
+            )
+        ),
         histogram=freeze(nll_histogram_figure(nll, title=f"Per-example test NLL, K = {k}")),
-        worst=freeze(image_gallery_figure(images, labels, n_cols=4,
-                                          title="Worst-modelled test images (NLL, nats)")))
+        worst=freeze(
+            image_gallery_figure(
+                images, labels, n_cols=4, title="Worst-modelled test images (NLL, nats)"
+            )
+        ),
+    )
 
 
 @cache_resource(show_spinner=False, max_entries=32)

@@ -59,13 +59,23 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
     valid = load_dataset(s["data"], "test", download=False)
     hidden = dlgm.parse_sizes(s["hidden"], "hidden widths")
     steps = math.ceil(len(train) / s["batch_size"])
-    settings = dict(data=s["data"], latent=s["latents"], gen_hidden=hidden,
-                    rec_hidden=hidden or (200,), covariance=s["covariance"],
-                    likelihood=s["likelihood"], input_activation=s["input_activation"],
-                    optimizer=s["optimizer"], lr=s["lr"],
-                    epochs=s["epochs"], batch_size=s["batch_size"], seed=s["seed"],
-                    u_delay=s["u_delay"] if s["covariance"] != "diag" else 0, device="cpu",
-                    report_every=max(1, steps // REPORTS_PER_EPOCH))
+    settings = dict(
+        data=s["data"],
+        latent=s["latents"],
+        gen_hidden=hidden,
+        rec_hidden=hidden or (200,),
+        covariance=s["covariance"],
+        likelihood=s["likelihood"],
+        input_activation=s["input_activation"],
+        optimizer=s["optimizer"],
+        lr=s["lr"],
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        seed=s["seed"],
+        u_delay=s["u_delay"] if s["covariance"] != "diag" else 0,
+        device="cpu",
+        report_every=max(1, steps // REPORTS_PER_EPOCH),
+    )
     return settings, (train, valid.x)
 
 
@@ -74,9 +84,13 @@ def step_trainer(entry: Entry, fresh: bool, s: dict) -> Trainer:
     a fresh model of its architecture; raises DLGMError / ValueError with a message."""
     train = load_dataset(entry.data_name, "train", download=False)
     if fresh:
-        model = dlgm.DLGM(entry.model.config, metadata={
-            k: v for k, v in entry.model.metadata.items() if k in ("data", "binarization")},
-            seed=s["seed"])
+        model = dlgm.DLGM(
+            entry.model.config,
+            metadata={
+                k: v for k, v in entry.model.metadata.items() if k in ("data", "binarization")
+            },
+            seed=s["seed"],
+        )
     else:
         model = trainable_copy(entry)
     return build_trainer(model, train.x, dict(s, report_every=1), device="cpu")

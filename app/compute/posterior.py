@@ -68,20 +68,41 @@ def samples(model: dlgm.DLGM, x: np.ndarray, n: int, seed: int) -> dict:
 
 
 @cache_resource(show_spinner="Evaluating the posterior on the grid...", max_entries=64)
-def panel(model: dlgm.DLGM, name: str, x: np.ndarray, grid_size: int, radius: float, n: int,
-          seed: int, zoom: bool) -> dict:
+def panel(
+    model: dlgm.DLGM,
+    name: str,
+    x: np.ndarray,
+    grid_size: int,
+    radius: float,
+    n: int,
+    seed: int,
+    zoom: bool,
+) -> dict:
     """One model's panel for image ``x`` (D,): its figure, frozen, and the numbers under it.
     Read-only and shared by every session asking for the same model, image and settings."""
     g = grid(model, x, grid_size, radius)
     mc = samples(model, x, n, seed)
     cov = model.config.covariance
     fig = posterior_figure(
-        g.xs, g.ys, g.log_post, log_q={f"q ({cov})": g.log_q},
-        prior_samples=mc["prior"] if n else None, q_samples=mc["q"] if n else None,
-        map_point=g.map, height=560, view=mass_view(g) if zoom else None,
-        title=f"{name}: p(ξ | v) and q ({cov})")
-    stats = SimpleNamespace(log_px=g.log_px, kl_q_p=g.kl_q_p, kl_p_q=g.kl_p_q, q_mass=g.q_mass,
-                            map=g.map, q_mean=g.q_mean)
+        g.xs,
+        g.ys,
+        g.log_post,
+        log_q={f"q ({cov})": g.log_q},
+        prior_samples=mc["prior"] if n else None,
+        q_samples=mc["q"] if n else None,
+        map_point=g.map,
+        height=560,
+        view=mass_view(g) if zoom else None,
+        title=f"{name}: p(ξ | v) and q ({cov})",
+    )
+    stats = SimpleNamespace(
+        log_px=g.log_px,
+        kl_q_p=g.kl_q_p,
+        kl_p_q=g.kl_p_q,
+        q_mass=g.q_mass,
+        map=g.map,
+        q_mean=g.q_mean,
+    )
     return dict(fig=freeze(fig), stats=stats, mc=dict(elbo=mc["elbo"]))
 
 

@@ -34,16 +34,18 @@ def resampled(model: dlgm.DLGM, layer: int, seed: int) -> np.ndarray:
     rows = []
     for i in range(N_ROWS_LAYER):
         new = resample_from_layer(model, base.xi[i], layer, n=N_VARIATIONS - 1, generator=g)
-        rows.append(torch.cat([base.probs[i:i + 1], new.probs]))
+        rows.append(torch.cat([base.probs[i : i + 1], new.probs]))
     return read_only(torch.cat(rows).numpy())
 
 
 @cache_resource(show_spinner=False, max_entries=128)
-def grid_chart(images: np.ndarray, shape: tuple[int, int], height: int, title: str,
-               n_cols: int | None = None):
+def grid_chart(
+    images: np.ndarray, shape: tuple[int, int], height: int, title: str, n_cols: int | None = None
+):
     """``image_grid_figure`` of ``images`` (N, D), frozen; keyed by the images' content."""
-    return freeze(image_grid_figure(images, shape=tuple(shape), n_cols=n_cols, height=height,
-                                    title=title))
+    return freeze(
+        image_grid_figure(images, shape=tuple(shape), n_cols=n_cols, height=height, title=title)
+    )
 
 
 def sample_charts(entry: Entry, n: int, seed: int) -> list:
@@ -57,17 +59,29 @@ def sample_charts(entry: Entry, n: int, seed: int) -> list:
     bernoulli = model.config.binary
     height, shape = 420, seen.shape
     return [
-        grid_chart(s["probs"], shape, height,
-                   f"Model: pixel probabilities E[v | h(ξ)], seed {seed}" if bernoulli
-                   else f"Model: pixel means, seed {seed}"),
-        grid_chart(test_images(name).x[rows], shape, height,
-                   f"Test data: grey levels ({name})"),
-        grid_chart(s["binary"], shape, height,
-                   "Model: binary samples v ~ π(v | h(ξ))" if bernoulli
-                   else "Model: sampled pixels v ~ π(v | h(ξ))"),
-        grid_chart(seen.x[rows], shape, height,
-                   "Test data as the model sees it" + (f" ({seen_label(how)})" if bernoulli
-                                                       else "")),
+        grid_chart(
+            s["probs"],
+            shape,
+            height,
+            f"Model: pixel probabilities E[v | h(ξ)], seed {seed}"
+            if bernoulli
+            else f"Model: pixel means, seed {seed}",
+        ),
+        grid_chart(test_images(name).x[rows], shape, height, f"Test data: grey levels ({name})"),
+        grid_chart(
+            s["binary"],
+            shape,
+            height,
+            "Model: binary samples v ~ π(v | h(ξ))"
+            if bernoulli
+            else "Model: sampled pixels v ~ π(v | h(ξ))",
+        ),
+        grid_chart(
+            seen.x[rows],
+            shape,
+            height,
+            "Test data as the model sees it" + (f" ({seen_label(how)})" if bernoulli else ""),
+        ),
     ]
 
 

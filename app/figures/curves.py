@@ -21,13 +21,22 @@ from app.figures.style import (
     figure,
 )
 
-ESTIMATOR_NAMES = {"score": "score function (REINFORCE)",
-                   "reparam": "Gaussian backpropagation (reparameterisation)",
-                   "price": "Bonnet / Price theorems"}
+ESTIMATOR_NAMES = {
+    "score": "score function (REINFORCE)",
+    "reparam": "Gaussian backpropagation (reparameterisation)",
+    "price": "Bonnet / Price theorems",
+}
 
 
-def curves_figure(x, series: Mapping[str, Sequence], *, title: str, x_title="epoch",
-                  y_title="nats per example", height=None) -> go.Figure:
+def curves_figure(
+    x,
+    series: Mapping[str, Sequence],
+    *,
+    title: str,
+    x_title="epoch",
+    y_title="nats per example",
+    height=None,
+) -> go.Figure:
     """Line chart of one or more series against a shared x (e.g. a training curve).
 
     Parameters
@@ -48,12 +57,26 @@ def curves_figure(x, series: Mapping[str, Sequence], *, title: str, x_title="epo
         y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         if y.shape != xv.shape:
             raise ValueError(f"series {name!r} has {y.shape} values for x of {xv.shape}")
-        data.append(dict(type="scatter", x=xv, y=y, mode="lines+markers", name=name,
-                         marker=dict(size=4), connectgaps=True))
-    layout = dict(title=dict(text=title), modebar=MODEBAR, margin=MARGIN,
-                  hovermode="x unified",
-                  legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
-                  xaxis=axis(x_title), yaxis=axis(y_title))
+        data.append(
+            dict(
+                type="scatter",
+                x=xv,
+                y=y,
+                mode="lines+markers",
+                name=name,
+                marker=dict(size=4),
+                connectgaps=True,
+            )
+        )
+    layout = dict(
+        title=dict(text=title),
+        modebar=MODEBAR,
+        margin=MARGIN,
+        hovermode="x unified",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+        xaxis=axis(x_title),
+        yaxis=axis(y_title),
+    )
     if height:
         layout["height"] = height
     return figure(data, layout)
@@ -72,13 +95,17 @@ def history_figure(history: Sequence[Mapping], title: str) -> go.Figure:
     series = {"train free energy F (eq. 13)": [h["free_energy"] for h in history]}
     if any(v is not None for v in valid):
         series["test −ELBO (end of epoch)"] = valid
-    return curves_figure(epochs, series, title=title, x_title="epoch",
-                         y_title="nats per example", height=340)
+    return curves_figure(
+        epochs, series, title=title, x_title="epoch", y_title="nats per example", height=340
+    )
 
 
-def error_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
-                        metric: str = "cross-entropy (nats per missing pixel)",
-                        title: str = "Error on the missing pixels") -> go.Figure:
+def error_curves_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    metric: str = "cross-entropy (nats per missing pixel)",
+    title: str = "Error on the missing pixels",
+) -> go.Figure:
     """One line per chain: an error on the missing pixels against the iteration.
 
     Parameters
@@ -92,20 +119,39 @@ def error_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     for i, (name, (steps, values)) in enumerate(curves.items()):
         steps = np.asarray(steps)
         last = max(last, int(steps.max()) if steps.size else 0)
-        data.append(dict(type="scatter", x=steps, y=np.asarray(values, dtype=float),
-                         mode="lines+markers", name=name,
-                         line=dict(color=COLOURS.get(name, SERIES[i % len(SERIES)]))))
-    return figure(data, dict(
-        xaxis=dict(title=dict(text="iteration"), dtick=1 if last <= 15 else None,
-                   rangemode="tozero"),
-        yaxis=dict(title=dict(text=metric)), title=dict(text=title),
-        legend=dict(title=dict(text="chain")), height=340, margin=MARGIN_TIGHT))
+        data.append(
+            dict(
+                type="scatter",
+                x=steps,
+                y=np.asarray(values, dtype=float),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=COLOURS.get(name, SERIES[i % len(SERIES)])),
+            )
+        )
+    return figure(
+        data,
+        dict(
+            xaxis=dict(
+                title=dict(text="iteration"), dtick=1 if last <= 15 else None, rangemode="tozero"
+            ),
+            yaxis=dict(title=dict(text=metric)),
+            title=dict(text=title),
+            legend=dict(title=dict(text="chain")),
+            height=340,
+            margin=MARGIN_TIGHT,
+        ),
+    )
 
 
-def variance_figure(ks: np.ndarray, variances: Mapping[str, np.ndarray], *,
-                    y_title: str = "variance of the gradient estimate (per coordinate)",
-                    title: str = "Gradient variance against the latent dimension K",
-                    reference: str | None = "score") -> go.Figure:
+def variance_figure(
+    ks: np.ndarray,
+    variances: Mapping[str, np.ndarray],
+    *,
+    y_title: str = "variance of the gradient estimate (per coordinate)",
+    title: str = "Gradient variance against the latent dimension K",
+    reference: str | None = "score",
+) -> go.Figure:
     """Variance of each estimator against K on log-log axes, with O(K) and O(1) guides.
 
     Parameters
@@ -125,21 +171,45 @@ def variance_figure(ks: np.ndarray, variances: Mapping[str, np.ndarray], *,
         label = ESTIMATOR_NAMES.get(name, name)
         if np.all(v <= 0):
             label += " (exactly 0: not drawn on a log scale)"
-        data.append(dict(type="scatter", x=ks, y=shown, mode="lines+markers", name=label,
-                         line=dict(color=COLOURS.get(name))))
+        data.append(
+            dict(
+                type="scatter",
+                x=ks,
+                y=shown,
+                mode="lines+markers",
+                name=label,
+                line=dict(color=COLOURS.get(name)),
+            )
+        )
     ref = variances.get(reference) if reference else None
     if ref is not None and len(ks) > 1 and np.asarray(ref, dtype=float)[0] > 0:
         v0 = float(np.asarray(ref, dtype=float)[0])
-        guides = (("O(K) guide", v0 * ks / ks[0], "dash"),
-                  ("O(1) guide", np.full_like(ks, v0), "dot"))
+        guides = (
+            ("O(K) guide", v0 * ks / ks[0], "dash"),
+            ("O(1) guide", np.full_like(ks, v0), "dot"),
+        )
         for guide, y, dash in guides:
-            data.append(dict(type="scatter", x=ks, y=y, mode="lines", name=guide,
-                             line=dict(color="grey", dash=dash, width=1)))
-    return figure(data, dict(
-        xaxis=dict(type="log", title=dict(text="latent dimension K"), tickvals=ks),
-        yaxis=dict(type="log", title=dict(text=y_title), exponentformat="power"),
-        title=dict(text=title), legend=dict(title=dict(text="estimator")), height=440,
-        margin=MARGIN_TIGHT))
+            data.append(
+                dict(
+                    type="scatter",
+                    x=ks,
+                    y=y,
+                    mode="lines",
+                    name=guide,
+                    line=dict(color="grey", dash=dash, width=1),
+                )
+            )
+    return figure(
+        data,
+        dict(
+            xaxis=dict(type="log", title=dict(text="latent dimension K"), tickvals=ks),
+            yaxis=dict(type="log", title=dict(text=y_title), exponentformat="power"),
+            title=dict(text=title),
+            legend=dict(title=dict(text="estimator")),
+            height=440,
+            margin=MARGIN_TIGHT,
+        ),
+    )
 
 
 def table1_figure(rows: Sequence[Mapping]) -> go.Figure:
@@ -155,23 +225,41 @@ def table1_figure(rows: Sequence[Mapping]) -> go.Figure:
     data = []
     for source in dict.fromkeys(r["source"] for r in rows):
         sub = [r for r in rows if r["source"] == source]
-        data.append(dict(
-            type="bar", x=[float(r["nll"]) for r in sub], y=[r["model"] for r in sub],
-            orientation="h", name=source,
-            text=[f"{float(r['nll']):.2f}  ({r['binarisation']}; K = {r['k']})" for r in sub],
-            textposition="auto",
-            marker=dict(color=PAPER_GREY if source == "paper" else BLUE)))
-    return figure(data, dict(
-        xaxis=dict(title=dict(text="test -log p(v), nats per example (lower is better)")),
-        yaxis=dict(title=dict(text="model"), autorange="reversed"),
-        title=dict(text="Test negative log-likelihood (Table 1)"), barmode="group",
-        legend=dict(title=dict(text="source")), height=int(140 + 34 * len(rows)),
-        margin=MARGIN_TIGHT))
+        data.append(
+            dict(
+                type="bar",
+                x=[float(r["nll"]) for r in sub],
+                y=[r["model"] for r in sub],
+                orientation="h",
+                name=source,
+                text=[f"{float(r['nll']):.2f}  ({r['binarisation']}; K = {r['k']})" for r in sub],
+                textposition="auto",
+                marker=dict(color=PAPER_GREY if source == "paper" else BLUE),
+            )
+        )
+    return figure(
+        data,
+        dict(
+            xaxis=dict(title=dict(text="test -log p(v), nats per example (lower is better)")),
+            yaxis=dict(title=dict(text="model"), autorange="reversed"),
+            title=dict(text="Test negative log-likelihood (Table 1)"),
+            barmode="group",
+            legend=dict(title=dict(text="source")),
+            height=int(140 + 34 * len(rows)),
+            margin=MARGIN_TIGHT,
+        ),
+    )
 
 
-def k_curve_figure(ks: np.ndarray, log_px: np.ndarray, elbo: float, *,
-                   sem: np.ndarray | None = None, chosen: int | None = None,
-                   title: str = "Importance-sampled log p(v) against K") -> go.Figure:
+def k_curve_figure(
+    ks: np.ndarray,
+    log_px: np.ndarray,
+    elbo: float,
+    *,
+    sem: np.ndarray | None = None,
+    chosen: int | None = None,
+    title: str = "Importance-sampled log p(v) against K",
+) -> go.Figure:
     """The mean importance-sampled log p(v) for each K, above the ELBO (a dashed line).
 
     Parameters
@@ -190,36 +278,88 @@ def k_curve_figure(ks: np.ndarray, log_px: np.ndarray, elbo: float, *,
     log_px = np.asarray(log_px, dtype=float)
     err = None if sem is None else dict(type="data", array=np.asarray(sem, dtype=float))
     data = [
-        dict(type="scatter", x=ks, y=log_px, error_y=err, mode="lines+markers",
-             name="importance-sampled log p(v)", line=dict(color=BLUE)),
-        dict(type="scatter", x=[ks.min(), ks.max()] if len(ks) else [], y=[elbo, elbo],
-             mode="lines", name="ELBO", line=dict(color=RED, dash="dash")),
+        dict(
+            type="scatter",
+            x=ks,
+            y=log_px,
+            error_y=err,
+            mode="lines+markers",
+            name="importance-sampled log p(v)",
+            line=dict(color=BLUE),
+        ),
+        dict(
+            type="scatter",
+            x=[ks.min(), ks.max()] if len(ks) else [],
+            y=[elbo, elbo],
+            mode="lines",
+            name="ELBO",
+            line=dict(color=RED, dash="dash"),
+        ),
     ]
     if chosen is not None and chosen in ks:
         i = int(np.flatnonzero(ks == chosen)[0])
-        data.append(dict(type="scatter", x=[ks[i]], y=[log_px[i]], mode="markers",
-                         name=f"K = {chosen}",
-                         marker=dict(size=14, symbol="circle-open", color="black")))
-    return figure(data, dict(
-        xaxis=dict(type="log", title=dict(text="importance samples K"), tickvals=ks),
-        yaxis=dict(title=dict(text="mean log p(v), nats per example")),
-        title=dict(text=title), height=380, margin=MARGIN_TIGHT))
+        data.append(
+            dict(
+                type="scatter",
+                x=[ks[i]],
+                y=[log_px[i]],
+                mode="markers",
+                name=f"K = {chosen}",
+                marker=dict(size=14, symbol="circle-open", color="black"),
+            )
+        )
+    return figure(
+        data,
+        dict(
+            xaxis=dict(type="log", title=dict(text="importance samples K"), tickvals=ks),
+            yaxis=dict(title=dict(text="mean log p(v), nats per example")),
+            title=dict(text=title),
+            height=380,
+            margin=MARGIN_TIGHT,
+        ),
+    )
 
 
-def nll_histogram_figure(nll: np.ndarray, *, n_bins: int = 40,
-                         title: str = "Per-example test NLL") -> go.Figure:
+def nll_histogram_figure(
+    nll: np.ndarray, *, n_bins: int = 40, title: str = "Per-example test NLL"
+) -> go.Figure:
     """Histogram of -log p(v) per test image (nats), with the mean marked."""
     nll = np.asarray(nll, dtype=float)
-    layout = dict(xaxis=dict(title=dict(text="-log p(v), nats per example")),
-                  yaxis=dict(title=dict(text="number of test images")),
-                  title=dict(text=title), height=340, bargap=0.05,
-                  margin=MARGIN_TIGHT)
+    layout = dict(
+        xaxis=dict(title=dict(text="-log p(v), nats per example")),
+        yaxis=dict(title=dict(text="number of test images")),
+        title=dict(text=title),
+        height=340,
+        bargap=0.05,
+        margin=MARGIN_TIGHT,
+    )
     if len(nll):  # the mean as a dashed line over the whole height (what add_vline draws)
         mean = float(nll.mean())
-        layout["shapes"] = [dict(type="line", x0=mean, x1=mean, xref="x", y0=0, y1=1,
-                                 yref="y domain", line=dict(color=RED, dash="dash"))]
-        layout["annotations"] = [dict(text=f"mean {mean:.2f}", x=mean, xref="x", y=1,
-                                      yref="y domain", xanchor="left", yanchor="top",
-                                      showarrow=False)]
-    return figure([dict(type="histogram", x=nll, nbinsx=n_bins, name="test images",
-                        marker=dict(color=BLUE))], layout)
+        layout["shapes"] = [
+            dict(
+                type="line",
+                x0=mean,
+                x1=mean,
+                xref="x",
+                y0=0,
+                y1=1,
+                yref="y domain",
+                line=dict(color=RED, dash="dash"),
+            )
+        ]
+        layout["annotations"] = [
+            dict(
+                text=f"mean {mean:.2f}",
+                x=mean,
+                xref="x",
+                y=1,
+                yref="y domain",
+                xanchor="left",
+                yanchor="top",
+                showarrow=False,
+            )
+        ]
+    return figure(
+        [dict(type="histogram", x=nll, nbinsx=n_bins, name="test images", marker=dict(color=BLUE))],
+        layout,
+    )

@@ -46,8 +46,9 @@ def as_images(images, shape=None) -> np.ndarray:
     return a
 
 
-def tile_images(images, shape=None, *, n_cols=None, pad=1, row_pad=None,
-                pad_value=np.nan) -> np.ndarray:
+def tile_images(
+    images, shape=None, *, n_cols=None, pad=1, row_pad=None, pad_value=np.nan
+) -> np.ndarray:
     """Tile images row by row into one array, ``pad`` pixels of ``pad_value`` between tiles.
 
     Parameters
@@ -74,11 +75,10 @@ def tile_images(images, shape=None, *, n_cols=None, pad=1, row_pad=None,
     rp = pad if row_pad is None else row_pad
     n_cols = max(1, min(n_cols or math.ceil(math.sqrt(max(n, 1))), max(n, 1)))
     n_rows = max(1, math.ceil(n / n_cols))
-    out = np.full((n_rows * (h + rp) - rp, n_cols * (w + pad) - pad), pad_value,
-                  dtype=np.float32)
+    out = np.full((n_rows * (h + rp) - rp, n_cols * (w + pad) - pad), pad_value, dtype=np.float32)
     for k in range(n):
         r, c = divmod(k, n_cols)
-        out[r * (h + rp):r * (h + rp) + h, c * (w + pad):c * (w + pad) + w] = a[k]
+        out[r * (h + rp) : r * (h + rp) + h, c * (w + pad) : c * (w + pad) + w] = a[k]
     return out
 
 
@@ -89,11 +89,31 @@ def image_trace(z, *, hover: str, name: str = "pixels", compact: bool = False, *
     ``compact``: the same look sent as one byte a pixel (uint8 levels 0..``INK_LEVELS``, 255
     for NaN gaps; a quarter of float32's bytes) for figures redrawn on every click."""
     if compact:
-        return dict(type="heatmap", z=compact_levels(z), zmin=0, zmax=255,
-                    colorscale=COMPACT_INK, zsmooth=False, showscale=False, name=name,
-                    hovertemplate=hover, **kwargs)
-    return dict(type="heatmap", z=z, zmin=0.0, zmax=1.0, colorscale=INK, zsmooth=False,
-                showscale=False, name=name, hoverongaps=False, hovertemplate=hover, **kwargs)
+        return dict(
+            type="heatmap",
+            z=compact_levels(z),
+            zmin=0,
+            zmax=255,
+            colorscale=COMPACT_INK,
+            zsmooth=False,
+            showscale=False,
+            name=name,
+            hovertemplate=hover,
+            **kwargs,
+        )
+    return dict(
+        type="heatmap",
+        z=z,
+        zmin=0.0,
+        zmax=1.0,
+        colorscale=INK,
+        zsmooth=False,
+        showscale=False,
+        name=name,
+        hoverongaps=False,
+        hovertemplate=hover,
+        **kwargs,
+    )
 
 
 def compact_levels(z) -> np.ndarray:
@@ -106,16 +126,38 @@ def compact_levels(z) -> np.ndarray:
 def _image_axes(x_title, y_title, numeric: bool, show_ticks: bool) -> dict:
     """Layout entries ``xaxis`` and ``yaxis`` of an image: square pixels, row 0 on top."""
     return dict(
-        xaxis=axis(x_title, showgrid=False, zeroline=False, showticklabels=show_ticks,
-                   constrain="domain"),
-        yaxis=axis(y_title, showgrid=False, zeroline=False, showticklabels=show_ticks,
-                   scaleanchor="x", scaleratio=1, constrain="domain",
-                   autorange=True if numeric else "reversed"))
+        xaxis=axis(
+            x_title, showgrid=False, zeroline=False, showticklabels=show_ticks, constrain="domain"
+        ),
+        yaxis=axis(
+            y_title,
+            showgrid=False,
+            zeroline=False,
+            showticklabels=show_ticks,
+            scaleanchor="x",
+            scaleratio=1,
+            constrain="domain",
+            autorange=True if numeric else "reversed",
+        ),
+    )
 
 
-def image_figure(image, *, title: str, x_title="pixel column", y_title="pixel row", zmin=0.0,
-                 zmax=1.0, x_range=None, y_range=None, x=None, y=None, height=None,
-                 colorbar=False, hover_label="grey level") -> go.Figure:
+def image_figure(
+    image,
+    *,
+    title: str,
+    x_title="pixel column",
+    y_title="pixel row",
+    zmin=0.0,
+    zmax=1.0,
+    x_range=None,
+    y_range=None,
+    x=None,
+    y=None,
+    height=None,
+    colorbar=False,
+    hover_label="grey level",
+) -> go.Figure:
     """One grey-level image as a crisp heatmap (ink dark, square pixels, row 0 on top).
 
     Parameters
@@ -159,9 +201,13 @@ def image_figure(image, *, title: str, x_title="pixel column", y_title="pixel ro
         hover = f"column %{{x}}, row %{{y}}<br>{hover_label}=%{{z:.3f}}<extra></extra>"
     trace = image_trace(z, hover=hover, **kwargs)
     trace.update(zmin=zmin, zmax=zmax, showscale=colorbar)
-    layout = dict(title=dict(text=title), modebar=MODEBAR, margin=MARGIN,
-                  plot_bgcolor=IMAGE_BACKGROUND,
-                  **_image_axes(x_title, y_title, numeric, show_ticks=numeric))
+    layout = dict(
+        title=dict(text=title),
+        modebar=MODEBAR,
+        margin=MARGIN,
+        plot_bgcolor=IMAGE_BACKGROUND,
+        **_image_axes(x_title, y_title, numeric, show_ticks=numeric),
+    )
     if height:
         layout["height"] = height
     return figure([trace], layout)
@@ -174,9 +220,17 @@ def _centres(extent, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- grids
-def image_grid_figure(images, *, title: str, shape=None, n_cols=None, pad=1, height=None,
-                      x_title="images, left to right", y_title="images, top to bottom"
-                      ) -> go.Figure:
+def image_grid_figure(
+    images,
+    *,
+    title: str,
+    shape=None,
+    n_cols=None,
+    pad=1,
+    height=None,
+    x_title="images, left to right",
+    y_title="images, top to bottom",
+) -> go.Figure:
     """A grid of images tiled into one crisp heatmap (see :func:`tile_images`).
 
     Parameters
@@ -200,8 +254,9 @@ def image_grid_figure(images, *, title: str, shape=None, n_cols=None, pad=1, hei
     return image_figure(tiled, title=title, x_title=x_title, y_title=y_title, height=height)
 
 
-def manifold_figure(images, coords, *, title: str, shape=None, x_title="ξ₁", y_title="ξ₂",
-                    pad=1, height=None) -> go.Figure:
+def manifold_figure(
+    images, coords, *, title: str, shape=None, x_title="ξ₁", y_title="ξ₂", pad=1, height=None
+) -> go.Figure:
     """Images decoded on an n x n lattice of latent positions, tiled by position.
 
     Parameters
@@ -235,44 +290,95 @@ def manifold_figure(images, coords, *, title: str, shape=None, x_title="ξ₁", 
     # the picture's pixel index, so every tile is centred on its latent position.
     x = coords[0] + (np.arange(tiled.shape[1]) - (w - 1) / 2) * step / (w + pad)
     y = coords[-1] - (np.arange(tiled.shape[0]) - (h - 1) / 2) * step / (h + pad)
-    return image_figure(tiled, title=title, x_title=x_title, y_title=y_title, x=x, y=y,
-                        height=height, hover_label="pixel mean")
+    return image_figure(
+        tiled,
+        title=title,
+        x_title=x_title,
+        y_title=y_title,
+        x=x,
+        y=y,
+        height=height,
+        hover_label="pixel mean",
+    )
 
 
 # ---------------------------------------------------------------------------- labelled tiles
-def _tiles_layout(title: str, x_title: str, y_title: str, shape, n_rows: int, n_cols: int,
-                  col_labels=None, row_labels=None, tile_px: int = TILE_PX) -> dict:
+def _tiles_layout(
+    title: str,
+    x_title: str,
+    y_title: str,
+    shape,
+    n_rows: int,
+    n_cols: int,
+    col_labels=None,
+    row_labels=None,
+    tile_px: int = TILE_PX,
+) -> dict:
     """Equal aspect, y down, ticks at tile centres; height from the row count."""
     H, W = shape
     x_ticks, y_ticks = dict(showticklabels=False), dict(showticklabels=False)
     if col_labels is not None:
-        x_ticks = dict(tickvals=[c * (W + 1) + (W - 1) / 2 for c in range(n_cols)],
-                       ticktext=list(col_labels))
+        x_ticks = dict(
+            tickvals=[c * (W + 1) + (W - 1) / 2 for c in range(n_cols)], ticktext=list(col_labels)
+        )
     if row_labels is not None:
-        y_ticks = dict(tickvals=[r * (H + 1) + (H - 1) / 2 for r in range(n_rows)],
-                       ticktext=list(row_labels))
+        y_ticks = dict(
+            tickvals=[r * (H + 1) + (H - 1) / 2 for r in range(n_rows)], ticktext=list(row_labels)
+        )
     return dict(
-        xaxis=axis(x_title, showgrid=False, zeroline=False, constrain="domain", ticks="",
-                   **x_ticks),
-        yaxis=axis(y_title, showgrid=False, zeroline=False, autorange="reversed",
-                   scaleanchor="x", scaleratio=1, constrain="domain", ticks="", **y_ticks),
-        title=dict(text=title), plot_bgcolor=IMAGE_BACKGROUND, margin=MARGIN_TIGHT,
-        height=int(110 + min(n_rows * tile_px * max(1.0, H / W),
-                             _PLOT_WIDTH_PX * n_rows * (H + 1) / (n_cols * (W + 1)))))
+        xaxis=axis(
+            x_title, showgrid=False, zeroline=False, constrain="domain", ticks="", **x_ticks
+        ),
+        yaxis=axis(
+            y_title,
+            showgrid=False,
+            zeroline=False,
+            autorange="reversed",
+            scaleanchor="x",
+            scaleratio=1,
+            constrain="domain",
+            ticks="",
+            **y_ticks,
+        ),
+        title=dict(text=title),
+        plot_bgcolor=IMAGE_BACKGROUND,
+        margin=MARGIN_TIGHT,
+        height=int(
+            110
+            + min(
+                n_rows * tile_px * max(1.0, H / W),
+                _PLOT_WIDTH_PX * n_rows * (H + 1) / (n_cols * (W + 1)),
+            )
+        ),
+    )
 
 
 def _missing_overlay(m: np.ndarray) -> dict:
     """A tint over the pixels where ``m`` is 1, transparent where it is 0 (uint8)."""
     z = (np.asarray(m) > 0.5).astype(np.uint8)
-    return dict(type="heatmap", z=z, colorscale=[[0, "rgba(0,0,0,0)"], [1, MISSING_COLOUR]],
-                zmin=0, zmax=1, zsmooth=False, showscale=False, name="missing",
-                hoverinfo="skip")
+    return dict(
+        type="heatmap",
+        z=z,
+        colorscale=[[0, "rgba(0,0,0,0)"], [1, MISSING_COLOUR]],
+        zmin=0,
+        zmax=1,
+        zsmooth=False,
+        showscale=False,
+        name="missing",
+        hoverinfo="skip",
+    )
 
 
-def imputation_strip_figure(strips, mask: np.ndarray, col_labels: Sequence[str], *,
-                            marked: Sequence[bool] | None = None,
-                            title: str = "Imputation chains", tile_px: int = TILE_PX,
-                            axis_titles=("iteration", "chain")) -> go.Figure:
+def imputation_strip_figure(
+    strips,
+    mask: np.ndarray,
+    col_labels: Sequence[str],
+    *,
+    marked: Sequence[bool] | None = None,
+    title: str = "Imputation chains",
+    tile_px: int = TILE_PX,
+    axis_titles=("iteration", "chain"),
+) -> go.Figure:
     """Fig. 5-style strips: one row per chain, one column per iteration, missing pixels tinted.
 
     Redrawn on every step, so sent compact (``image_trace(..., compact=True)``: uint8 levels).
@@ -308,15 +414,22 @@ def imputation_strip_figure(strips, mask: np.ndarray, col_labels: Sequence[str],
     tiles = np.concatenate(rows)  # (R * C, H, W), row by row
     tint = np.where(marked[:, None, None], mask[None], False)  # (C, H, W)
     tint = np.tile(tint, (len(rows), 1, 1)).astype(np.float32)  # (R * C, H, W)
-    return figure([image_trace(tile_images(tiles, n_cols=C), compact=True,
-                               hover=f"grey level %{{z}} / {INK_LEVELS}<extra></extra>"),
-                   _missing_overlay(tile_images(tint, n_cols=C, pad_value=0.0))],
-                  _tiles_layout(title, *axis_titles, (H, W), len(rows), C, col_labels,
-                                list(strips), tile_px))
+    return figure(
+        [
+            image_trace(
+                tile_images(tiles, n_cols=C),
+                compact=True,
+                hover=f"grey level %{{z}} / {INK_LEVELS}<extra></extra>",
+            ),
+            _missing_overlay(tile_images(tint, n_cols=C, pad_value=0.0)),
+        ],
+        _tiles_layout(title, *axis_titles, (H, W), len(rows), C, col_labels, list(strips), tile_px),
+    )
 
 
-def masked_image_figure(image: np.ndarray, mask: np.ndarray, title: str = "Image and mask",
-                        tile_px: int = 180) -> go.Figure:
+def masked_image_figure(
+    image: np.ndarray, mask: np.ndarray, title: str = "Image and mask", tile_px: int = 180
+) -> go.Figure:
     """The image, then what the chains see (missing pixels grey and tinted), side by side.
     The title gets the count of missing pixels.
 
@@ -330,13 +443,20 @@ def masked_image_figure(image: np.ndarray, mask: np.ndarray, title: str = "Image
     observed = np.where(mask, 0.5, image)
     title = f"{title} ({int(mask.sum())} of {mask.size} pixels missing)"
     strips = {"": np.stack([image, observed])}
-    return imputation_strip_figure(strips, mask, ["image", "observed"], marked=[False, True],
-                                   title=title, tile_px=tile_px,
-                                   axis_titles=("view", "test image"))
+    return imputation_strip_figure(
+        strips,
+        mask,
+        ["image", "observed"],
+        marked=[False, True],
+        title=title,
+        tile_px=tile_px,
+        axis_titles=("view", "test image"),
+    )
 
 
-def image_gallery_figure(images: np.ndarray, labels: Sequence[str], *, n_cols: int = 6,
-                         title: str = "Images") -> go.Figure:
+def image_gallery_figure(
+    images: np.ndarray, labels: Sequence[str], *, n_cols: int = 6, title: str = "Images"
+) -> go.Figure:
     """Images on a grid with a label above each (e.g. the worst-modelled digits and their NLL).
 
     Parameters
@@ -355,19 +475,28 @@ def image_gallery_figure(images: np.ndarray, labels: Sequence[str], *, n_cols: i
     tiles = np.full((n_rows * n_cols, H + g, W), np.nan, dtype=np.float32)
     tiles[:N, g:] = images
     z = tile_images(tiles, n_cols=n_cols, row_pad=0)  # (n_rows * (H + g), ...)
-    layout = _tiles_layout(title, "images, ranked left to right, top to bottom", "row",
-                           (H + g, W), n_rows, n_cols)
+    layout = _tiles_layout(
+        title, "images, ranked left to right, top to bottom", "row", (H + g, W), n_rows, n_cols
+    )
     layout["annotations"] = [
-        dict(x=c * (W + 1) + (W - 1) / 2, y=r * (H + g) + g - 0.6, text=text,
-             showarrow=False, yanchor="bottom", font=dict(size=10))
-        for (r, c), text in ((divmod(i, n_cols), text) for i, text in enumerate(labels))]
+        dict(
+            x=c * (W + 1) + (W - 1) / 2,
+            y=r * (H + g) + g - 0.6,
+            text=text,
+            showarrow=False,
+            yanchor="bottom",
+            font=dict(size=10),
+        )
+        for (r, c), text in ((divmod(i, n_cols), text) for i, text in enumerate(labels))
+    ]
     layout["height"] = int(110 + n_rows * 1.5 * TILE_PX * max(1.0, (H + g) / W))
     return figure([image_trace(z, hover="value %{z:.2f}<extra></extra>")], layout)
 
 
 # ---------------------------------------------------------------------------- masks
-def painted_mask(rgba: np.ndarray | None, shape: tuple[int, int],
-                 threshold: float = 0.3) -> np.ndarray:
+def painted_mask(
+    rgba: np.ndarray | None, shape: tuple[int, int], threshold: float = 0.3
+) -> np.ndarray:
     """Turn mouse strokes on a canvas into a missing-pixel mask of the image's size.
 
     Parameters

@@ -14,9 +14,19 @@ XI_TITLES = ("ξ₁", "ξ₂")
 _Q_COLOURS = (PALETTE[3], PALETTE[1], PALETTE[2], PALETTE[4])  # red, orange, green, purple
 
 
-def embedding_figure(points, labels=None, *, title: str, x_title=XI_TITLES[0],
-                     y_title=XI_TITLES[1], plane=None, marked=None, marker_size=5,
-                     class_names: Mapping | None = None, height=None) -> go.Figure:
+def embedding_figure(
+    points,
+    labels=None,
+    *,
+    title: str,
+    x_title=XI_TITLES[0],
+    y_title=XI_TITLES[1],
+    plane=None,
+    marked=None,
+    marker_size=5,
+    class_names: Mapping | None = None,
+    height=None,
+) -> go.Figure:
     """A 2-D embedding as a WebGL scatter coloured by class (the paper's Fig. 3b).
 
     Parameters
@@ -47,33 +57,56 @@ def embedding_figure(points, labels=None, *, title: str, x_title=XI_TITLES[0],
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points have shape {pts.shape}; expected (N, 2)")
     idx = np.arange(len(pts))
-    groups = [(None, idx)] if labels is None else [
-        (c, idx[np.asarray(labels) == c]) for c in np.unique(np.asarray(labels))]
+    groups = (
+        [(None, idx)]
+        if labels is None
+        else [(c, idx[np.asarray(labels) == c]) for c in np.unique(np.asarray(labels))]
+    )
     data = []
     for k, (c, rows) in enumerate(groups):
         name = "images" if c is None else (class_names or {}).get(c, f"class {c}")
-        data.append(dict(
-            type="scattergl", x=pts[rows, 0], y=pts[rows, 1], mode="markers", name=name,
-            customdata=rows,
-            marker=dict(size=marker_size, color=PALETTE[k % len(PALETTE)],
-                        opacity=0.75),
-            hovertemplate=f"{name}<br>image #%{{customdata}}<br>({x_title}, {y_title}) = "
-                          "(%{x:.2f}, %{y:.2f})<extra></extra>"))
+        data.append(
+            dict(
+                type="scattergl",
+                x=pts[rows, 0],
+                y=pts[rows, 1],
+                mode="markers",
+                name=name,
+                customdata=rows,
+                marker=dict(size=marker_size, color=PALETTE[k % len(PALETTE)], opacity=0.75),
+                hovertemplate=f"{name}<br>image #%{{customdata}}<br>({x_title}, {y_title}) = "
+                "(%{x:.2f}, %{y:.2f})<extra></extra>",
+            )
+        )
     if marked is not None:
         m = np.asarray(marked, dtype=np.float64).reshape(2)
-        data.append(dict(type="scatter", x=[m[0]], y=[m[1]], mode="markers",
-                         name="decoded position",
-                         marker=dict(symbol="x-thin", size=16, color="black",
-                                     line=dict(width=3)),
-                         hovertemplate="decoded at (%{x:.2f}, %{y:.2f})<extra></extra>"))
+        data.append(
+            dict(
+                type="scatter",
+                x=[m[0]],
+                y=[m[1]],
+                mode="markers",
+                name="decoded position",
+                marker=dict(symbol="x-thin", size=16, color="black", line=dict(width=3)),
+                hovertemplate="decoded at (%{x:.2f}, %{y:.2f})<extra></extra>",
+            )
+        )
     xaxis = axis(x_title, zeroline=False, constrain="domain")
     yaxis = axis(y_title, zeroline=False, scaleanchor="x", scaleratio=1, constrain="domain")
     if plane is not None:
         grid = np.asarray(plane, dtype=np.float32).reshape(-1, 2)
-        data.append(dict(
-            type="scattergl", x=grid[:, 0], y=grid[:, 1], mode="markers", name="plane",
-            showlegend=False, marker=dict(size=4, color="rgba(0,0,0,0)", opacity=0),
-            hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>"))
+        data.append(
+            dict(
+                type="scattergl",
+                x=grid[:, 0],
+                y=grid[:, 1],
+                mode="markers",
+                name="plane",
+                showlegend=False,
+                marker=dict(size=4, color="rgba(0,0,0,0)", opacity=0),
+                hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>",
+            )
+        )
         # show exactly the lattice, so that every click lands near a node
         lo, hi = grid.min(0).astype(np.float64), grid.max(0).astype(np.float64)
         pad = 0.02 * (hi - lo)
@@ -81,10 +114,15 @@ def embedding_figure(points, labels=None, *, title: str, x_title=XI_TITLES[0],
         yaxis["range"] = [lo[1] - pad[1], hi[1] + pad[1]]
     # No dragmode here: Streamlit's default (pan) keeps a click a point selection; box and lasso
     # are in the mode bar. Legend below the plot, clear of the mode bar.
-    layout = dict(title=dict(text=title), modebar=MODEBAR, margin=MARGIN, hovermode="closest",
-                  legend=dict(title=dict(text="class"), orientation="h", yanchor="top", y=-0.12,
-                              x=0),
-                  xaxis=xaxis, yaxis=yaxis)
+    layout = dict(
+        title=dict(text=title),
+        modebar=MODEBAR,
+        margin=MARGIN,
+        hovermode="closest",
+        legend=dict(title=dict(text="class"), orientation="h", yanchor="top", y=-0.12, x=0),
+        xaxis=xaxis,
+        yaxis=yaxis,
+    )
     if height:
         layout["height"] = height
     return figure(data, layout)
@@ -97,9 +135,21 @@ def _distance_levels(log_density) -> np.ndarray:
     return np.sqrt(np.maximum(-2.0 * (a - np.nanmax(a)), 0.0))
 
 
-def posterior_figure(xs, ys, log_post, *, title: str, log_q: Mapping | None = None,
-                     prior_samples=None, q_samples=None, map_point=None, x_title=XI_TITLES[0],
-                     y_title=XI_TITLES[1], view=None, height=None) -> go.Figure:
+def posterior_figure(
+    xs,
+    ys,
+    log_post,
+    *,
+    title: str,
+    log_q: Mapping | None = None,
+    prior_samples=None,
+    q_samples=None,
+    map_point=None,
+    x_title=XI_TITLES[0],
+    y_title=XI_TITLES[1],
+    view=None,
+    height=None,
+) -> go.Figure:
     """The true posterior on a grid, with recognition-model contours and samples (Fig. 2).
 
     Parameters
@@ -130,39 +180,87 @@ def posterior_figure(xs, ys, log_post, *, title: str, log_q: Mapping | None = No
     lp = np.asarray(log_post, dtype=np.float64)
     if lp.shape != (len(ys), len(xs)):
         raise ValueError(f"log_post has shape {lp.shape}; expected ({len(ys)}, {len(xs)})")
-    data = [dict(
-        type="contour", x=xs, y=ys, z=np.exp(lp).astype(np.float32), name="p(ξ | v)",
-        colorscale="Blues", ncontours=14,
-        contours=dict(coloring="fill", showlines=False), line=dict(width=0),
-        colorbar=dict(title=dict(text="p(ξ | v)", side="right"), thickness=12),
-        hovertemplate="(%{x:.2f}, %{y:.2f})<br>p(ξ | v) = %{z:.3g}<extra>true posterior</extra>")]
+    data = [
+        dict(
+            type="contour",
+            x=xs,
+            y=ys,
+            z=np.exp(lp).astype(np.float32),
+            name="p(ξ | v)",
+            colorscale="Blues",
+            ncontours=14,
+            contours=dict(coloring="fill", showlines=False),
+            line=dict(width=0),
+            colorbar=dict(title=dict(text="p(ξ | v)", side="right"), thickness=12),
+            hovertemplate=(
+                "(%{x:.2f}, %{y:.2f})<br>p(ξ | v) = %{z:.3g}<extra>true posterior</extra>"
+            ),
+        )
+    ]
     for k, (name, lq) in enumerate((log_q or {}).items()):
         colour = _Q_COLOURS[k % len(_Q_COLOURS)]
-        data.append(dict(
-            type="contour", x=xs, y=ys, z=_distance_levels(lq).astype(np.float32), name=name,
-            showscale=False, showlegend=True,
-            contours=dict(coloring="none", start=1, end=3, size=1, showlabels=False),
-            line=dict(color=colour, width=2, dash="solid" if k == 0 else "dash"),
-            hovertemplate=f"{name}: %{{z:.1f}} σ<extra></extra>"))
-    for pts, name, style in ((prior_samples, "prior samples", dict(color=GREY, size=4)),
-                             (q_samples, "q samples", dict(color=RED, size=4))):
+        data.append(
+            dict(
+                type="contour",
+                x=xs,
+                y=ys,
+                z=_distance_levels(lq).astype(np.float32),
+                name=name,
+                showscale=False,
+                showlegend=True,
+                contours=dict(coloring="none", start=1, end=3, size=1, showlabels=False),
+                line=dict(color=colour, width=2, dash="solid" if k == 0 else "dash"),
+                hovertemplate=f"{name}: %{{z:.1f}} σ<extra></extra>",
+            )
+        )
+    for pts, name, style in (
+        (prior_samples, "prior samples", dict(color=GREY, size=4)),
+        (q_samples, "q samples", dict(color=RED, size=4)),
+    ):
         if pts is not None:
             p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-            data.append(dict(type="scatter", x=p[:, 0], y=p[:, 1], mode="markers", name=name,
-                             marker=dict(opacity=0.6, **style),
-                             hovertemplate=name + " (%{x:.2f}, %{y:.2f})<extra></extra>"))
+            data.append(
+                dict(
+                    type="scatter",
+                    x=p[:, 0],
+                    y=p[:, 1],
+                    mode="markers",
+                    name=name,
+                    marker=dict(opacity=0.6, **style),
+                    hovertemplate=name + " (%{x:.2f}, %{y:.2f})<extra></extra>",
+                )
+            )
     if map_point is not None:
         m = np.asarray(map_point, dtype=np.float64).reshape(2)
-        data.append(dict(type="scatter", x=[m[0]], y=[m[1]], mode="markers", name="MAP",
-                         marker=dict(symbol="star", size=16, color="gold",
-                                     line=dict(color="black", width=1)),
-                         hovertemplate="MAP (%{x:.2f}, %{y:.2f})<extra></extra>"))
+        data.append(
+            dict(
+                type="scatter",
+                x=[m[0]],
+                y=[m[1]],
+                mode="markers",
+                name="MAP",
+                marker=dict(
+                    symbol="star", size=16, color="gold", line=dict(color="black", width=1)
+                ),
+                hovertemplate="MAP (%{x:.2f}, %{y:.2f})<extra></extra>",
+            )
+        )
     x0, x1, y0, y1 = view if view is not None else (xs[0], xs[-1], ys[0], ys[-1])
-    layout = dict(title=dict(text=title), modebar=MODEBAR, margin=dict(MARGIN, b=20),
-                  legend=dict(orientation="h", yanchor="top", y=-0.16, x=0),
-                  xaxis=axis(x_title, range=[x0, x1], zeroline=False, constrain="domain"),
-                  yaxis=axis(y_title, range=[y0, y1], zeroline=False, scaleanchor="x",
-                              scaleratio=1, constrain="domain"))
+    layout = dict(
+        title=dict(text=title),
+        modebar=MODEBAR,
+        margin=dict(MARGIN, b=20),
+        legend=dict(orientation="h", yanchor="top", y=-0.16, x=0),
+        xaxis=axis(x_title, range=[x0, x1], zeroline=False, constrain="domain"),
+        yaxis=axis(
+            y_title,
+            range=[y0, y1],
+            zeroline=False,
+            scaleanchor="x",
+            scaleratio=1,
+            constrain="domain",
+        ),
+    )
     if height:
         layout["height"] = height
     return figure(data, layout)
@@ -178,8 +276,9 @@ def zoom_box(points, *, margin=0.15, min_half_width=0.5) -> tuple[float, float, 
     return centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half
 
 
-def latent_bars_figure(values: Mapping[str, Sequence], *, title: str, x_title="latent k",
-                       y_title="value", height=None) -> go.Figure:
+def latent_bars_figure(
+    values: Mapping[str, Sequence], *, title: str, x_title="latent k", y_title="value", height=None
+) -> go.Figure:
     """Grouped bars comparing vectors over latent indices (e.g. eps, mu and xi = mu + R eps).
 
     Parameters
@@ -200,12 +299,24 @@ def latent_bars_figure(values: Mapping[str, Sequence], *, title: str, x_title="l
         if k is not None and len(v) != k:
             raise ValueError(f"{name!r} has {len(v)} values; expected {k}")
         k = len(v)
-        data.append(dict(type="bar", x=np.arange(1, k + 1), y=v, name=name,
-                         hovertemplate=f"{name}[%{{x}}] = %{{y:.3f}}<extra></extra>"))
-    layout = dict(title=dict(text=title), barmode="group", modebar=MODEBAR, margin=MARGIN,
-                  legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
-                  xaxis=axis(x_title, dtick=1 if (k or 0) <= 20 else None),
-                  yaxis=axis(y_title))
+        data.append(
+            dict(
+                type="bar",
+                x=np.arange(1, k + 1),
+                y=v,
+                name=name,
+                hovertemplate=f"{name}[%{{x}}] = %{{y:.3f}}<extra></extra>",
+            )
+        )
+    layout = dict(
+        title=dict(text=title),
+        barmode="group",
+        modebar=MODEBAR,
+        margin=MARGIN,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+        xaxis=axis(x_title, dtick=1 if (k or 0) <= 20 else None),
+        yaxis=axis(y_title),
+    )
     if height:
         layout["height"] = height
     return figure(data, layout)

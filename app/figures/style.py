@@ -19,17 +19,38 @@ IMAGE_BACKGROUND = "rgb(214,226,240)"
 # The same look for images sent one byte a pixel (figures redrawn on every click): grey levels
 # 0..1 as 0..254 (:data:`INK_LEVELS`), 255 for the gaps, drawn in the background colour.
 INK_LEVELS = 254
-COMPACT_INK = [[0.0, INK[0][1]], [254 / 255, INK[1][1]], [254.5 / 255, INK[1][1]],
-               [254.5 / 255, IMAGE_BACKGROUND], [1.0, IMAGE_BACKGROUND]]
+COMPACT_INK = [
+    [0.0, INK[0][1]],
+    [254 / 255, INK[1][1]],
+    [254.5 / 255, INK[1][1]],
+    [254.5 / 255, IMAGE_BACKGROUND],
+    [1.0, IMAGE_BACKGROUND],
+]
 MISSING_COLOUR = "rgba(255, 110, 0, 0.32)"  # tint over missing pixels
 # One palette (Plotly's / D3's category10) for classes, methods and estimators.
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 BLUE, ORANGE, GREEN, RED, PURPLE = PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3], PALETTE[4]
 GREY = PALETTE[7]
 PAPER_GREY = "#9aa5b1"  # bars of the paper's own numbers
-COLOURS = {"pseudo-gibbs": BLUE, "mwg": RED, "importance": GREEN,  # imputation chains
-           "score": RED, "reparam": BLUE, "price": GREEN}  # gradient estimators
+COLOURS = {
+    "pseudo-gibbs": BLUE,
+    "mwg": RED,
+    "importance": GREEN,  # imputation chains
+    "score": RED,
+    "reparam": BLUE,
+    "price": GREEN,
+}  # gradient estimators
 SERIES = (BLUE, RED, GREEN)  # curves without a named colour, in order
 MARGIN = dict(l=50, r=30, t=50, b=45)
 MARGIN_TIGHT = dict(l=10, r=10, t=50, b=10)

@@ -32,8 +32,11 @@ CANVAS_PX = 240
 def image_ui(entry: Entry, data) -> tuple[int, np.ndarray]:
     """Pick a test image (as the model sees it); returns its index and its pixels."""
     n = len(data)
-    idx = int(st.number_input("Test image", 0, n - 1, 0, key="imp_index",
-                              help=f"Index into the {n} test images."))
+    idx = int(
+        st.number_input(
+            "Test image", 0, n - 1, 0, key="imp_index", help=f"Index into the {n} test images."
+        )
+    )
     label = "" if data.y is None else f"; label {int(data.y[idx])}"
     how = seen_label(seen_test_images(entry.model, data.name)[1])
     st.caption(f"{data.name} test image {idx}{label}; {how}.")
@@ -59,8 +62,9 @@ def mask_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         m = mask_random(H * W, rate / 100.0, torch.Generator().manual_seed(seed))
         return m.numpy().reshape(H, W)
     if kind == MASK_KINDS[1]:
-        size = st.slider("Square size (pixels)", 1, min(H, W), max(1, min(H, W) // 2),
-                         key="imp_size")
+        size = st.slider(
+            "Square size (pixels)", 1, min(H, W), max(1, min(H, W) // 2), key="imp_size"
+        )
         c1, c2 = st.columns(2)
         top = c1.slider("Top row", 0, H - 1, (H - size) // 2, key="imp_top")
         left = c2.slider("Left column", 0, W - 1, (W - size) // 2, key="imp_left")
@@ -76,31 +80,51 @@ def paint_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     scale = max(1, CANVAS_PX // max(H, W))
     background = Image.fromarray((image.reshape(H, W) * 255).astype(np.uint8), mode="L")
     background = background.resize((W * scale, H * scale), Image.NEAREST)
-    brush = st.slider("Brush width (image pixels)", 1, max(1, min(H, W) // 2), max(1, H // 8),
-                      key="imp_brush")
+    brush = st.slider(
+        "Brush width (image pixels)", 1, max(1, min(H, W) // 2), max(1, H // 8), key="imp_brush"
+    )
     st.caption("Paint over the pixels to hide; use the canvas toolbar to undo or clear.")
-    result = st_canvas(stroke_width=brush * scale, stroke_color="rgba(255, 96, 0, 0.8)",
-                       background_image=background, height=H * scale, width=W * scale,
-                       drawing_mode="freedraw", return_image_data=True, key="imp_canvas")
+    result = st_canvas(
+        stroke_width=brush * scale,
+        stroke_color="rgba(255, 96, 0, 0.8)",
+        background_image=background,
+        height=H * scale,
+        width=W * scale,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key="imp_canvas",
+    )
     return painted_mask(result.image_data, (H, W))
 
 
 def chain_settings_ui() -> dict:
     with st.expander("Chain settings"):
-        methods = st.multiselect("Chains", METHODS, default=list(METHODS), key="imp_methods",
-                                 format_func=LABELS.get)
-        init = st.selectbox("Initial fill of the missing pixels", INITS,
-                            help="pseudo-gibbs: the state after 30 pseudo-Gibbs steps from "
-                                 "noise, a warm start for the exact chains (from noise, MWG "
-                                 "accepts almost nothing)",
-                            key="imp_init")
-        particles = st.slider("Importance particles", 10, 1000, 100, step=10,
-                              key="imp_particles")
+        methods = st.multiselect(
+            "Chains", METHODS, default=list(METHODS), key="imp_methods", format_func=LABELS.get
+        )
+        init = st.selectbox(
+            "Initial fill of the missing pixels",
+            INITS,
+            help="pseudo-gibbs: the state after 30 pseudo-Gibbs steps from "
+            "noise, a warm start for the exact chains (from noise, MWG "
+            "accepts almost nothing)",
+            key="imp_init",
+        )
+        particles = st.slider("Importance particles", 10, 1000, 100, step=10, key="imp_particles")
         seed = int(st.number_input("Chain seed", 0, 1_000_000, 0, key="imp_seed"))
-        shown = st.radio("Show", ("pixel probabilities E[v | xi]", "sampled pixels"),
-                         horizontal=True, key="imp_shown")
-    return {"methods": tuple(methods), "init": init, "particles": particles, "seed": seed,
-            "probs": shown.startswith("pixel")}
+        shown = st.radio(
+            "Show",
+            ("pixel probabilities E[v | xi]", "sampled pixels"),
+            horizontal=True,
+            key="imp_shown",
+        )
+    return {
+        "methods": tuple(methods),
+        "init": init,
+        "particles": particles,
+        "seed": seed,
+        "probs": shown.startswith("pixel"),
+    }
 
 
 def get_chains(entry: Entry, x: np.ndarray, mask: torch.Tensor, settings: dict) -> dict:
@@ -124,8 +148,9 @@ def step_all(chains: dict, n: int = 1) -> None:
         chain.run(n)
 
 
-def chain_view(entry: Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
-               settings: dict) -> None:
+def chain_view(
+    entry: Entry, chains: dict, truth: np.ndarray, mask: np.ndarray, settings: dict
+) -> None:
     """Buttons, iteration count, Fig. 5 strip and the error chart: an ``st.fragment``, so a
     click on Step or Run reruns this part only (the image, mask and settings above are not
     redrawn); while playing, the fragment also reruns itself every ``PLAY_INTERVAL_S``."""
@@ -158,19 +183,25 @@ def chain_view(entry: Entry, chains: dict, truth: np.ndarray, mask: np.ndarray,
     cols[0].metric("Iteration", t)
     if "mwg" in chains:
         rate = chains["mwg"].acceptance_rate
-        cols[1].metric("MWG acceptance rate", "n/a" if t == 0 else f"{rate:.0%}",
-                       help="Fraction of accepted proposals xi' ~ q(xi | v) so far.")
+        cols[1].metric(
+            "MWG acceptance rate",
+            "n/a" if t == 0 else f"{rate:.0%}",
+            help="Fraction of accepted proposals xi' ~ q(xi | v) so far.",
+        )
     if "importance" in chains:
         ess = chains["importance"].ess
-        cols[2].metric("Importance ESS", f"{float(ess.mean()):.1f} / {settings['particles']}",
-                       help="Effective sample size 1 / sum w^2 of the particle weights.")
-    st.plotly_chart(compute.strip_chart(chains, key, settings["probs"], truth, mask),
-                    key="imp_strip")
+        cols[2].metric(
+            "Importance ESS",
+            f"{float(ess.mean()):.1f} / {settings['particles']}",
+            help="Effective sample size 1 / sum w^2 of the particle weights.",
+        )
+    st.plotly_chart(
+        compute.strip_chart(chains, key, settings["probs"], truth, mask), key="imp_strip"
+    )
     if not mask.any():
         return
     metric = st.radio("Error", list(METRICS), horizontal=True, key="imp_metric")
-    st.plotly_chart(compute.error_chart(chains, key, *METRICS[metric], truth),
-                    key="imp_errors")
+    st.plotly_chart(compute.error_chart(chains, key, *METRICS[metric], truth), key="imp_errors")
 
 
 def main() -> None:
@@ -182,12 +213,12 @@ def main() -> None:
         "posterior. **Metropolis-within-Gibbs** (Mattei & Frellsen, 2018) accepts or rejects "
         "each proposal so that the chain targets p(v_missing | v_observed) exactly; "
         "**importance resampling** draws from weighted particles. Observed pixels never "
-        "change; missing ones are tinted orange.")
+        "change; missing ones are tinted orange."
+    )
     entry = model_picker_ui()
     model = entry.model
     if len(model.data_shape) != 2:
-        st.warning(f"This page needs image models; {entry.name} has data shape "
-                   f"{model.data_shape}.")
+        st.warning(f"This page needs image models; {entry.name} has data shape {model.data_shape}.")
         return
     shape = tuple(model.data_shape)
     data = test_data_ui(entry)
@@ -208,12 +239,16 @@ def main() -> None:
         st.plotly_chart(compute.masked_image_chart(x, m), key="imp_mask_fig")
         n_missing = int(m.sum())
         if n_missing == 0:
-            st.info("Nothing is missing: every chain keeps the image unchanged and there is no "
-                    "error to measure. Raise the rate, grow the square or paint some pixels.")
+            st.info(
+                "Nothing is missing: every chain keeps the image unchanged and there is no "
+                "error to measure. Raise the rate, grow the square or paint some pixels."
+            )
         elif n_missing == m.size:
-            st.info("Everything is missing: nothing is observed, so the chains sample the "
-                    "model itself. MWG and importance resampling target p(v) exactly; "
-                    "pseudo-Gibbs only as far as q matches the posterior.")
+            st.info(
+                "Everything is missing: nothing is observed, so the chains sample the "
+                "model itself. MWG and importance resampling target p(v) exactly; "
+                "pseudo-Gibbs only as far as q matches the posterior."
+            )
     settings = chain_settings_ui()
     if not settings["methods"]:
         st.info("Choose at least one chain in the chain settings.")
@@ -221,7 +256,8 @@ def main() -> None:
     chains = get_chains(entry, x, mask, settings)
     playing = st.session_state.get(PLAYING_KEY, False)
     st.fragment(run_every=PLAY_INTERVAL_S if playing else None)(chain_view)(
-        entry, chains, x, m, settings)
+        entry, chains, x, m, settings
+    )
 
 
 main()

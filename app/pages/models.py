@@ -20,9 +20,11 @@ import streamlit as st
 # The title first: on a cold server the imports below (torch, pandas, plotly through app.compute
 # and app.figures) take seconds, and a page script's output only shows once it is drawn.
 st.title("Models")
-st.caption("Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
-           "model's card, live training, step mode and checkpoints. Models you train or "
-           "upload live in this browser tab only.")
+st.caption(
+    "Deep latent Gaussian models (Rezende, Mohamed & Wierstra, 2014): the selected "
+    "model's card, live training, step mode and checkpoints. Models you train or "
+    "upload live in this browser tab only."
+)
 LOADING = st.empty()
 LOADING.caption("Loading the model libraries…")
 
@@ -86,29 +88,40 @@ def model_tab(entry: Entry) -> None:
     model = entry.model
     meta = model.metadata
     st.subheader(entry.name)
-    st.caption(f"Source: {entry.source}. Data: {entry.data_name}. "
-               f"{sum(p.numel() for p in model.parameters()):,} parameters.")
+    st.caption(
+        f"Source: {entry.source}. Data: {entry.data_name}. "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters."
+    )
     left, right = st.columns(2)
     c = model.config
-    arch = {"image shape": "×".join(map(str, c.data_shape)),
-            "latents per layer (layer 1 first)": ", ".join(map(str, c.n_latent)),
-            "total latents K": str(model.latent_dim),
-            "generative hidden widths": ", ".join(map(str, c.gen_hidden)) or "none (affine)",
-            "recognition hidden widths": ", ".join(map(str, c.rec_hidden)),
-            "recognition covariance": c.covariance, "likelihood π(v | h)": c.likelihood,
-            "weight prior variance κ": "none" if c.kappa is None else f"{c.kappa:g}"}
+    arch = {
+        "image shape": "×".join(map(str, c.data_shape)),
+        "latents per layer (layer 1 first)": ", ".join(map(str, c.n_latent)),
+        "total latents K": str(model.latent_dim),
+        "generative hidden widths": ", ".join(map(str, c.gen_hidden)) or "none (affine)",
+        "recognition hidden widths": ", ".join(map(str, c.rec_hidden)),
+        "recognition covariance": c.covariance,
+        "likelihood π(v | h)": c.likelihood,
+        "weight prior variance κ": "none" if c.kappa is None else f"{c.kappa:g}",
+    }
     left.markdown("**Architecture**")
     left.table(pd.DataFrame({"value": arch}))
     training = meta.get("training") or {}
-    facts = {"data set": entry.data_name,
-             "binarisation": json.dumps(meta.get("binarization", "—")),
-             **{k: str(v) for k, v in training.items() if k in (
-                 "optimizer", "lr", "batch_size", "epochs", "steps", "seed")}}
+    facts = {
+        "data set": entry.data_name,
+        "binarisation": json.dumps(meta.get("binarization", "—")),
+        **{
+            k: str(v)
+            for k, v in training.items()
+            if k in ("optimizer", "lr", "batch_size", "epochs", "steps", "seed")
+        },
+    }
     right.markdown("**Card**")
     right.table(pd.DataFrame({"value": facts}))
     numbers = {**(meta.get("metrics") or {}), **meta}
-    numbers = {k: v for k, v in numbers.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers = {
+        k: v for k, v in numbers.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     if numbers:
         cols = st.columns(min(4, len(numbers)))
         for i, (k, v) in enumerate(numbers.items()):
@@ -121,8 +134,9 @@ def model_tab(entry: Entry) -> None:
             with chart:
                 show_figure(history_chart(history, "Training history"))
     with st.expander("Card as JSON (history left out)"):
-        st.json({"config": c.to_dict(), **{k: v for k, v in meta.items() if k != "history"}},
-                expanded=1)
+        st.json(
+            {"config": c.to_dict(), **{k: v for k, v in meta.items() if k != "history"}}, expanded=1
+        )
 
 
 # ---------------------------------------------------------------------------- training
@@ -133,41 +147,75 @@ def train_form() -> dict | None:
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
         data = c1.selectbox("Data set", usable, key="train_data")
-        latents = c1.text_input("Latents per stochastic layer (layer 1 first)", "2",
-                                key="train_latents", help="e.g. '2', or '10, 2' for two layers")
-        hidden = c1.text_input("Hidden widths of every MLP", "128, 128", key="train_hidden",
-                               help="ReLU layers of T_l and of the recognition model; none "
-                                    "makes T_l affine (the recognition model keeps 200)")
-        act = c1.selectbox("Input activation f of T_l", INPUT_ACTIVATIONS, key="train_act",
-                           format_func=lambda a: a or "none",
-                           help="T(h) = MLP(f(h)). With no hidden widths: relu or probit is "
-                                "the NLGBN of Frey & Hinton, T(h) = A f(h) + b; none is factor "
-                                "analysis (with Bernoulli pixels, a linear-logit model)")
+        latents = c1.text_input(
+            "Latents per stochastic layer (layer 1 first)",
+            "2",
+            key="train_latents",
+            help="e.g. '2', or '10, 2' for two layers",
+        )
+        hidden = c1.text_input(
+            "Hidden widths of every MLP",
+            "128, 128",
+            key="train_hidden",
+            help="ReLU layers of T_l and of the recognition model; none "
+            "makes T_l affine (the recognition model keeps 200)",
+        )
+        act = c1.selectbox(
+            "Input activation f of T_l",
+            INPUT_ACTIVATIONS,
+            key="train_act",
+            format_func=lambda a: a or "none",
+            help="T(h) = MLP(f(h)). With no hidden widths: relu or probit is "
+            "the NLGBN of Frey & Hinton, T(h) = A f(h) + b; none is factor "
+            "analysis (with Bernoulli pixels, a linear-logit model)",
+        )
         cov = c2.selectbox("Recognition covariance", dlgm.COVARIANCES, index=1, key="train_cov")
-        lik = c2.selectbox("Likelihood π(v | h)", dlgm.LIKELIHOODS, key="train_lik",
-                           help="bernoulli: binarised pixels (resampled every minibatch); "
-                                "gaussian: grey levels")
-        opt = c2.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index("adam"),
-                           key="train_opt")
+        lik = c2.selectbox(
+            "Likelihood π(v | h)",
+            dlgm.LIKELIHOODS,
+            key="train_lik",
+            help="bernoulli: binarised pixels (resampled every minibatch); gaussian: grey levels",
+        )
+        opt = c2.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index("adam"), key="train_opt")
         lr = c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="train_lr")
         epochs = c3.number_input("Epochs", 1, MAX_TRAIN_EPOCHS, 2, key="train_epochs")
         batch = c3.number_input("Minibatch size", 1, 10_000, 100, key="train_batch")
         seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-        u_delay = c3.number_input("Delay u (epochs)", 0, MAX_TRAIN_EPOCHS, 0, key="train_u_delay",
-                                  help="Rank-one covariances only (ignored for diag): keep u = 0 "
-                                       "for the first N epochs, then train it")
+        u_delay = c3.number_input(
+            "Delay u (epochs)",
+            0,
+            MAX_TRAIN_EPOCHS,
+            0,
+            key="train_u_delay",
+            help="Rank-one covariances only (ignored for diag): keep u = 0 "
+            "for the first N epochs, then train it",
+        )
         name = st.text_input("Name (optional)", "", key="train_name")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
     missing = [d for d in DATASETS if avail[d] is not None]
     if missing:
-        st.caption(f"Not available here: {', '.join(missing)}. Get them with "
-                   f"`python -m dlgm data fetch {missing[0]}` (or put the IDX files in "
-                   "`$DLGM_DATA`); the list is checked again every minute.")
+        st.caption(
+            f"Not available here: {', '.join(missing)}. Get them with "
+            f"`python -m dlgm data fetch {missing[0]}` (or put the IDX files in "
+            "`$DLGM_DATA`); the list is checked again every minute."
+        )
     if not submitted:
         return None
-    return dict(data=data, latents=latents, hidden=hidden, covariance=cov, likelihood=lik,
-                input_activation=act, optimizer=opt, lr=float(lr), epochs=int(epochs),
-                batch_size=int(batch), seed=int(seed), u_delay=int(u_delay), name=name.strip())
+    return dict(
+        data=data,
+        latents=latents,
+        hidden=hidden,
+        covariance=cov,
+        likelihood=lik,
+        input_activation=act,
+        optimizer=opt,
+        lr=float(lr),
+        epochs=int(epochs),
+        batch_size=int(batch),
+        seed=int(seed),
+        u_delay=int(u_delay),
+        name=name.strip(),
+    )
 
 
 def train_live(s: dict) -> None:
@@ -180,9 +228,12 @@ def train_live(s: dict) -> None:
         live = {}
         try:
             settings, data = run_settings(s)
-            result = run_training(settings, data=data,
-                                  on_start=lambda trainer: live.update(start_live(s, trainer)),
-                                  progress=lambda p: show_progress(live, p))
+            result = run_training(
+                settings,
+                data=data,
+                on_start=lambda trainer: live.update(start_live(s, trainer)),
+                progress=lambda p: show_progress(live, p),
+            )
         except (dlgm.DLGMError, ValueError) as e:
             st.error(f"Cannot train with these settings: {e}")
             return
@@ -200,29 +251,47 @@ def start_live(s: dict, trainer) -> dict:
     if name in pretrained_names():
         name = unique_name(f"{name}-trained")
     entry = add_session_model(name, model, "trained")
-    log = {"name": name, "epochs": s["epochs"], "history": [], "status": "running",
-           "seconds": 0.0, "trainer": trainer}  # the trainer until the run is over
+    log = {
+        "name": name,
+        "epochs": s["epochs"],
+        "history": [],
+        "status": "running",
+        "seconds": 0.0,
+        "trainer": trainer,
+    }  # the trainer until the run is over
     st.session_state[TRAIN_LOG] = log
-    st.button("Stop", key="train_stop", icon=":material/stop:",
-              help="Ends training; the model trained so far is kept.")
-    return {"log": log, "entry": entry, "bar": st.progress(0.0, text=f"Training {name}..."),
-            "chart": st.empty(), "t0": time.perf_counter()}
+    st.button(
+        "Stop",
+        key="train_stop",
+        icon=":material/stop:",
+        help="Ends training; the model trained so far is kept.",
+    )
+    return {
+        "log": log,
+        "entry": entry,
+        "bar": st.progress(0.0, text=f"Training {name}..."),
+        "chart": st.empty(),
+        "t0": time.perf_counter(),
+    }
 
 
 def show_progress(live: dict, p) -> None:
     """One report of the run: the log, the model's card, the progress bar and the chart."""
     log = live["log"]
-    log["history"].append({"epoch": p.epoch, "free_energy": p.free_energy,
-                           "valid_elbo": p.valid_elbo})
+    log["history"].append(
+        {"epoch": p.epoch, "free_energy": p.free_energy, "valid_elbo": p.valid_elbo}
+    )
     log["seconds"] = time.perf_counter() - live["t0"]
     log["trainer"].record()
     touch(live["entry"])
-    live["bar"].progress(min(1.0, p.epoch / log["epochs"]),
-                         text=f"epoch {p.epoch:.2f} / {log['epochs']}: F = {p.free_energy:.2f} "
-                              f"nats, {p.samples_per_s:,.0f} images/s"
-                              + (f" ({p.message})" if p.message else ""))
-    live["chart"].plotly_chart(history_figure(log["history"], f"Training {log['name']} (live)"),
-                               width="stretch")
+    live["bar"].progress(
+        min(1.0, p.epoch / log["epochs"]),
+        text=f"epoch {p.epoch:.2f} / {log['epochs']}: F = {p.free_energy:.2f} "
+        f"nats, {p.samples_per_s:,.0f} images/s" + (f" ({p.message})" if p.message else ""),
+    )
+    live["chart"].plotly_chart(
+        history_figure(log["history"], f"Training {log['name']} (live)"), width="stretch"
+    )
 
 
 def finish_run(log: dict, status: str) -> None:
@@ -246,9 +315,11 @@ def touch_session_model(name: str, model) -> None:
 
 
 def train_tab() -> None:
-    st.caption("Trains a fresh model by Algorithm 1 on the training split; the test split's "
-               "ELBO is reported at each epoch's end. The model is added to this browser tab "
-               "and selected. Any click elsewhere while training also stops it.")
+    st.caption(
+        "Trains a fresh model by Algorithm 1 on the training split; the test split's "
+        "ELBO is reported at each epoch's end. The model is added to this browser tab "
+        "and selected. Any click elsewhere while training also stops it."
+    )
     settings = train_form()
     if settings is not None:
         train_live(settings)
@@ -257,10 +328,12 @@ def train_tab() -> None:
     if not log:
         return
     done = log.get("done", 0.0)
-    text = (f"Trained {log['name']!r} for {log['epochs']} epochs in {log['seconds']:.1f} s"
-            if log["status"] == "finished" else
-            f"Stopped {log['name']!r} after {done:.2f} of {log['epochs']} epochs "
-            f"({log['seconds']:.1f} s); the model trained so far is kept")
+    text = (
+        f"Trained {log['name']!r} for {log['epochs']} epochs in {log['seconds']:.1f} s"
+        if log["status"] == "finished"
+        else f"Stopped {log['name']!r} after {done:.2f} of {log['epochs']} epochs "
+        f"({log['seconds']:.1f} s); the model trained so far is kept"
+    )
     st.success(text + ". It is selected in the sidebar.")
     if log["history"]:
         show_figure(history_chart(log["history"], f"Training {log['name']}"))
@@ -285,8 +358,12 @@ def do_steps(state: dict, n: int) -> None:
     for _ in range(n):
         out = trainer.step()
         state["losses"].append(float(out["loss"].detach()))
-    state["last"] = {"x": out["x"].detach().cpu().numpy(), "eps": out["eps"].detach().cpu()
-                     .numpy(), "loss": float(out["loss"].detach()), "step": trainer.step_count}
+    state["last"] = {
+        "x": out["x"].detach().cpu().numpy(),
+        "eps": out["eps"].detach().cpu().numpy(),
+        "loss": float(out["loss"].detach()),
+        "step": trainer.step_count,
+    }
     trainer.record()
     touch_session_model(state["name"], trainer.model)
 
@@ -296,51 +373,82 @@ def step_view(state: dict) -> None:
     trainer, last = state["trainer"], state["last"]
     model = trainer.model
     shape = model.data_shape if len(model.data_shape) == 2 else (1, model.n_pixels)
-    st.caption(f"{state['name']!r}: {trainer.step_count} updates, learning rate "
-               f"{trainer.lr:.2g}, minibatch {trainer.settings['batch_size']}.")
+    st.caption(
+        f"{state['name']!r}: {trainer.step_count} updates, learning rate "
+        f"{trainer.lr:.2g}, minibatch {trainer.settings['batch_size']}."
+    )
     if last is None:
         st.info("Press 'One step' to apply the first update.")
         return
     x, eps = last["x"], last["eps"]  # (B, D), (S, B, K)
-    j = int(st.columns([1, 3])[0].number_input("Digit of the minibatch", 0, len(x) - 1, 0,
-                                                key="step_digit"))
+    j = int(
+        st.columns([1, 3])[0].number_input(
+            "Digit of the minibatch", 0, len(x) - 1, 0, key="step_digit"
+        )
+    )
     with torch.no_grad():
-        q = model.encode(torch.from_numpy(x[j:j + 1]))
-        xi = q.reparameterize(torch.from_numpy(eps[:, j:j + 1]))[0, 0]  # (K,)
+        q = model.encode(torch.from_numpy(x[j : j + 1]))
+        xi = q.reparameterize(torch.from_numpy(eps[:, j : j + 1]))[0, 0]  # (K,)
         recon = model.pixel_mean(xi[None])[0].numpy()
     c1, c2, c3 = st.columns([1, 1, 2])
-    show_figure(image_figure(x[j].reshape(shape), title=f"v: digit {j} of minibatch",
-                             height=260), where=c1)
-    show_figure(image_figure(recon.reshape(shape), title="E[v | h(ξ)], ξ = μ + R ε",
-                             height=260), where=c2)
-    show_figure(latent_bars_figure({"ε": eps[0, j], "μ": q.loc[0].numpy(), "ξ = μ + R ε":
-                                    xi.numpy()}, title="The reparameterised sample (eq. 21)",
-                                   height=260), where=c3)
-    st.caption("ε is the noise this update drew; μ and R are q's after the update, so ξ is "
-               "where the same ε lands now.")
+    show_figure(
+        image_figure(x[j].reshape(shape), title=f"v: digit {j} of minibatch", height=260), where=c1
+    )
+    show_figure(
+        image_figure(recon.reshape(shape), title="E[v | h(ξ)], ξ = μ + R ε", height=260), where=c2
+    )
+    show_figure(
+        latent_bars_figure(
+            {"ε": eps[0, j], "μ": q.loc[0].numpy(), "ξ = μ + R ε": xi.numpy()},
+            title="The reparameterised sample (eq. 21)",
+            height=260,
+        ),
+        where=c3,
+    )
+    st.caption(
+        "ε is the noise this update drew; μ and R are q's after the update, so ξ is "
+        "where the same ε lands now."
+    )
     losses = state["losses"]
-    show_figure(curves_figure(np.arange(1, len(losses) + 1), {"minibatch free energy F":
-                                                               losses},
-                              title="Free energy per update", x_title="update",
-                              height=280))
+    show_figure(
+        curves_figure(
+            np.arange(1, len(losses) + 1),
+            {"minibatch free energy F": losses},
+            title="Free energy per update",
+            x_title="update",
+            height=280,
+        )
+    )
 
 
 def step_tab(entry: Entry) -> None:
-    st.caption("One update of Algorithm 1 at a time on the training split of the model's data "
-               "set: draw a minibatch (binarised afresh), ε ~ N(0, I), ξ = μ + R ε, and take a "
-               "gradient step on the free energy.")
+    st.caption(
+        "One update of Algorithm 1 at a time on the training split of the model's data "
+        "set: draw a minibatch (binarised afresh), ε ~ N(0, I), ξ = μ + R ε, and take a "
+        "gradient step on the free energy."
+    )
     state = st.session_state.get(STEP)
     with st.expander("Start step mode", expanded=state is None):
-        fresh = st.radio("Start from", ("a copy of the selected model",
-                                        "a fresh model with the selected model's architecture"),
-                         key="step_from") != "a copy of the selected model"
+        fresh = (
+            st.radio(
+                "Start from",
+                (
+                    "a copy of the selected model",
+                    "a fresh model with the selected model's architecture",
+                ),
+                key="step_from",
+            )
+            != "a copy of the selected model"
+        )
         c1, c2, c3, c4 = st.columns(4)
-        s = dict(optimizer=c1.selectbox("Optimiser", OPTIMIZERS, index=1, key="step_opt"),
-                 lr=float(c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f",
-                                          key="step_lr")),
-                 batch_size=int(c3.number_input("Minibatch size", 1, 1000, 100,
-                                                key="step_batch")),
-                 seed=int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="step_seed")))
+        s = dict(
+            optimizer=c1.selectbox("Optimiser", OPTIMIZERS, index=1, key="step_opt"),
+            lr=float(
+                c2.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="step_lr")
+            ),
+            batch_size=int(c3.number_input("Minibatch size", 1, 1000, 100, key="step_batch")),
+            seed=int(c4.number_input("Seed", 0, 2**31 - 1, 0, key="step_seed")),
+        )
         if st.button(f"Start step mode from {entry.name!r}", key="step_start"):
             start_step_mode(entry, fresh, s)
             state = st.session_state.get(STEP)
@@ -359,16 +467,29 @@ def step_tab(entry: Entry) -> None:
 
 # ---------------------------------------------------------------------------- checkpoints
 def files_tab(entry: Entry) -> None:
-    st.markdown("**Download** the selected model as one `.safetensors` file (weights, config "
-                "and card as JSON; `dlgm.load` reads it).")
-    st.download_button(f"Download {entry.name}.safetensors",
-                       data=lambda: dlgm.to_bytes(entry.model),
-                       file_name=f"{entry.name}.safetensors", mime="application/octet-stream",
-                       icon=":material/download:", on_click="ignore", key="download_ckpt")
-    st.markdown("**Upload** a checkpoint written by `dlgm.save()` or downloaded here. It is "
-                "validated (format, config, shapes, finite weights) and never unpickled.")
-    f = st.file_uploader("Checkpoint (.safetensors)", type=["safetensors"],
-                         max_upload_size=MAX_UPLOAD_MB, key="upload_ckpt")
+    st.markdown(
+        "**Download** the selected model as one `.safetensors` file (weights, config "
+        "and card as JSON; `dlgm.load` reads it)."
+    )
+    st.download_button(
+        f"Download {entry.name}.safetensors",
+        data=lambda: dlgm.to_bytes(entry.model),
+        file_name=f"{entry.name}.safetensors",
+        mime="application/octet-stream",
+        icon=":material/download:",
+        on_click="ignore",
+        key="download_ckpt",
+    )
+    st.markdown(
+        "**Upload** a checkpoint written by `dlgm.save()` or downloaded here. It is "
+        "validated (format, config, shapes, finite weights) and never unpickled."
+    )
+    f = st.file_uploader(
+        "Checkpoint (.safetensors)",
+        type=["safetensors"],
+        max_upload_size=MAX_UPLOAD_MB,
+        key="upload_ckpt",
+    )
     last = st.session_state.get(UPLOAD)
     if f is None:
         return
@@ -383,8 +504,11 @@ def files_tab(entry: Entry) -> None:
 def load_upload(f) -> tuple[str, str, str]:
     """Validate and add an uploaded checkpoint; returns (file_id, "ok" | "error", message)."""
     if f.size > MAX_UPLOAD_MB * 2**20:
-        return f.file_id, "error", f"{f.name} is {f.size / 2**20:.1f} MB; the limit is " \
-                                   f"{MAX_UPLOAD_MB} MB."
+        return (
+            f.file_id,
+            "error",
+            f"{f.name} is {f.size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_MB} MB.",
+        )
     try:
         model = dlgm.from_bytes(f.getvalue())
     except dlgm.CheckpointError as e:
@@ -393,8 +517,12 @@ def load_upload(f) -> tuple[str, str, str]:
     stem = f.name.rsplit(".", 1)[0] or "uploaded"
     name = unique_name(stem if stem not in pretrained_names() else f"{stem}-uploaded")
     add_session_model(name, model, "uploaded")
-    return f.file_id, "ok", f"Loaded {f.name} as {name!r} ({model.latent_dim} latents, data " \
-                            f"{model.metadata.get('data', 'not recorded')}); it is selected."
+    return (
+        f.file_id,
+        "ok",
+        f"Loaded {f.name} as {name!r} ({model.latent_dim} latents, data "
+        f"{model.metadata.get('data', 'not recorded')}); it is selected.",
+    )
 
 
 # ---------------------------------------------------------------------------- page
@@ -406,8 +534,11 @@ def page() -> None:
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     LOADING.empty()
     tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
-    for tab, draw in zip(tabs, (lambda: model_tab(entry), train_tab, lambda: step_tab(entry),
-                                lambda: files_tab(entry)), strict=True):
+    for tab, draw in zip(
+        tabs,
+        (lambda: model_tab(entry), train_tab, lambda: step_tab(entry), lambda: files_tab(entry)),
+        strict=True,
+    ):
         if tab.open:
             with tab:
                 draw()

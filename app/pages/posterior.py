@@ -31,8 +31,14 @@ SOURCES = ("Test image", "Draw one")
 def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
     """The image to explain: a test image (index or random) or a drawing; (D,) and a caption."""
     binary = entry.model.config.binary
-    source = st.segmented_control("Image", SOURCES, default=SOURCES[0], required=True,
-                                  key="post_source", persist_state="session")
+    source = st.segmented_control(
+        "Image",
+        SOURCES,
+        default=SOURCES[0],
+        required=True,
+        key="post_source",
+        persist_state="session",
+    )
     if source == SOURCES[1]:
         drawn = drawn_image_ui(data.shape, key="post_canvas")
         if drawn is None:
@@ -51,29 +57,41 @@ def metrics_ui(g, mc: dict, where) -> None:
     """log p(v), ELBO, KL(q || p) and the gap as st.metric, in nats."""
     a, b = where.columns(2)
     a.metric("log p(v)", f"{g.log_px:.3f}", help="Quadrature on the grid, nats.")
-    b.metric("ELBO", f"{mc['elbo']:.3f}",
-             help="E_q[log p(v | ξ)] − KL(q ‖ N(0, I)), 1,000 samples of q, nats.")
+    b.metric(
+        "ELBO",
+        f"{mc['elbo']:.3f}",
+        help="E_q[log p(v | ξ)] − KL(q ‖ N(0, I)), 1,000 samples of q, nats.",
+    )
     a.metric("KL(q ‖ p(ξ | v))", f"{g.kl_q_p:.3f}", help="On the grid (q renormalised), nats.")
-    b.metric("gap log p(v) − ELBO", f"{g.log_px - mc['elbo']:.3f}",
-             help="Equals KL(q ‖ p(ξ | v)) up to Monte Carlo and grid error, nats.")
-    where.caption(f"KL(p ‖ q) = {g.kl_p_q:.3f} nats; q's mass inside the grid {g.q_mass:.4f}; "
-                  f"MAP ({g.map[0]:.2f}, {g.map[1]:.2f}); q mean ({g.q_mean[0]:.2f}, "
-                  f"{g.q_mean[1]:.2f}).")
+    b.metric(
+        "gap log p(v) − ELBO",
+        f"{g.log_px - mc['elbo']:.3f}",
+        help="Equals KL(q ‖ p(ξ | v)) up to Monte Carlo and grid error, nats.",
+    )
+    where.caption(
+        f"KL(p ‖ q) = {g.kl_p_q:.3f} nats; q's mass inside the grid {g.q_mass:.4f}; "
+        f"MAP ({g.map[0]:.2f}, {g.map[1]:.2f}); q mean ({g.q_mean[0]:.2f}, "
+        f"{g.q_mean[1]:.2f})."
+    )
 
 
 def page() -> None:
     st.title("Posterior")
-    st.caption("The true posterior p(ξ | v) of one image on a grid (filled contours) against the "
-               "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
-               "samples and the MAP (Rezende et al., 2014, Fig. 2).")
+    st.caption(
+        "The true posterior p(ξ | v) of one image on a grid (filled contours) against the "
+        "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
+        "samples and the MAP (Rezende et al., 2014, Fig. 2)."
+    )
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     model = entry.model
     if model.latent_dim != 2:
-        st.info(f"{entry.name!r} has {model.latent_dim} latents "
-                f"(n_latent={tuple(model.config.n_latent)}). The true posterior can only be "
-                "evaluated on a grid, and drawn, for models with exactly 2 latents in total: "
-                "pick one such as mnist-2d-rank1 in the sidebar, or train one on the Models "
-                "page with latents = 2.")
+        st.info(
+            f"{entry.name!r} has {model.latent_dim} latents "
+            f"(n_latent={tuple(model.config.n_latent)}). The true posterior can only be "
+            "evaluated on a grid, and drawn, for models with exactly 2 latents in total: "
+            "pick one such as mnist-2d-rank1 in the sidebar, or train one on the Models "
+            "page with latents = 2."
+        )
         st.stop()
     data = test_data_ui(entry)
     if data is None:
@@ -81,17 +99,48 @@ def page() -> None:
     controls, shown = st.columns([1, 3])
     with controls:
         chosen = image_ui(entry, data)
-        size = int(st.slider("Grid points per axis G", 21, min(201, MAX_GRID), compute.GRID,
-                             step=10, key="post_grid", persist_state="session"))
-        radius = float(st.slider("Grid half-width r ([-r, r]²)", 1.0, 8.0, compute.RADIUS,
-                                 step=0.5, key="post_radius", persist_state="session"))
-        n = int(st.slider("Samples of the prior and of q", 0, 500, compute.SAMPLES, step=10,
-                          key="post_samples", persist_state="session"))
+        size = int(
+            st.slider(
+                "Grid points per axis G",
+                21,
+                min(201, MAX_GRID),
+                compute.GRID,
+                step=10,
+                key="post_grid",
+                persist_state="session",
+            )
+        )
+        radius = float(
+            st.slider(
+                "Grid half-width r ([-r, r]²)",
+                1.0,
+                8.0,
+                compute.RADIUS,
+                step=0.5,
+                key="post_radius",
+                persist_state="session",
+            )
+        )
+        n = int(
+            st.slider(
+                "Samples of the prior and of q",
+                0,
+                500,
+                compute.SAMPLES,
+                step=10,
+                key="post_samples",
+                persist_state="session",
+            )
+        )
         seed = seed_ui(key="post_seed", default=compute.SEED)
-        zoom = st.toggle("Zoom on the posterior", value=True, key="post_zoom",
-                         persist_state="session",
-                         help="Show the region where p(ξ | v) and q have their mass; off: the "
-                              "whole grid [-r, r]².")
+        zoom = st.toggle(
+            "Zoom on the posterior",
+            value=True,
+            key="post_zoom",
+            persist_state="session",
+            help="Show the region where p(ξ | v) and q have their mass; off: the "
+            "whole grid [-r, r]².",
+        )
     if chosen is None:
         st.stop()
     x, caption = chosen
@@ -101,10 +150,14 @@ def page() -> None:
     names = compute.twins(entry.name, all_model_names())
     if len(names) > 1:
         with controls:
-            if not st.toggle("Show the covariance twins", value=True, key="post_twins",
-                             persist_state="session",
-                             help=f"Also show {', '.join(n for n in names if n != entry.name)} "
-                                  "(one more grid each)."):
+            if not st.toggle(
+                "Show the covariance twins",
+                value=True,
+                key="post_twins",
+                persist_state="session",
+                help=f"Also show {', '.join(n for n in names if n != entry.name)} "
+                "(one more grid each).",
+            ):
                 names = [entry.name]
     with shown:
         cols = st.columns(len(names))
@@ -114,9 +167,11 @@ def page() -> None:
             show_figure(p["fig"], where=col)
             metrics_ui(p["stats"], p["mc"], col)
         if len(names) > 1:
-            st.caption("Each panel is a separately trained model (same data, different "
-                       "recognition covariance), so each has its own generative model and true "
-                       "posterior.")
+            st.caption(
+                "Each panel is a separately trained model (same data, different "
+                "recognition covariance), so each has its own generative model and true "
+                "posterior."
+            )
 
 
 page()

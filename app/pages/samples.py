@@ -19,16 +19,25 @@ N_CHOICES = (16, 25, 36, 49, 64, 100)
 
 def page() -> None:
     st.title("Samples")
-    st.caption("Ancestral samples ξ ~ N(0, I), v ~ π(v | h(ξ)) (eq. 2-4) beside test data "
-               "(Rezende et al., 2014, Fig. 3a).")
+    st.caption(
+        "Ancestral samples ξ ~ N(0, I), v ~ π(v | h(ξ)) (eq. 2-4) beside test data "
+        "(Rezende et al., 2014, Fig. 3a)."
+    )
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
         st.stop()
     model = entry.model
     c1, c2, c3 = st.columns([2, 1, 2])
-    n = int(c1.select_slider("Number of samples", N_CHOICES, value=compute.N_DEFAULT, key="smp_n",
-                             persist_state="session"))
+    n = int(
+        c1.select_slider(
+            "Number of samples",
+            N_CHOICES,
+            value=compute.N_DEFAULT,
+            key="smp_n",
+            persist_state="session",
+        )
+    )
     seed = seed_ui(key="smp_seed", where=c2, default=compute.SEED_DEFAULT)
     # Read-only figures shared by reruns and sessions (app.compute.samples): model
     # probabilities, test grey levels; model samples, test images as the model sees them.
@@ -42,18 +51,25 @@ def page() -> None:
     n_layers = len(model.config.n_latent)
     st.subheader("Resampling from layer l down")
     if n_layers == 1:
-        st.info(f"{entry.name!r} has one stochastic layer (n_latent="
-                f"{tuple(model.config.n_latent)}): there is no upper layer to keep fixed. Train "
-                "a model with several layers (e.g. latents '10, 2') on the Models page.")
+        st.info(
+            f"{entry.name!r} has one stochastic layer (n_latent="
+            f"{tuple(model.config.n_latent)}): there is no upper layer to keep fixed. Train "
+            "a model with several layers (e.g. latents '10, 2') on the Models page."
+        )
         return
     with c3:
         layer = layer_ui(n_layers, key="smp_layer")
     images = compute.resampled(model, layer, seed)
     kept = ", ".join(f"ξ_{i}" for i in range(layer + 1, n_layers + 1)) or "nothing"
-    show_figure(compute.grid_chart(
-        images, tuple(data.shape), 90 * compute.N_ROWS_LAYER,
-        f"Each row keeps {kept} of one sample (first column) and redraws ξ_1..ξ_{layer}",
-        n_cols=compute.N_VARIATIONS))
+    show_figure(
+        compute.grid_chart(
+            images,
+            tuple(data.shape),
+            90 * compute.N_ROWS_LAYER,
+            f"Each row keeps {kept} of one sample (first column) and redraws ξ_1..ξ_{layer}",
+            n_cols=compute.N_VARIATIONS,
+        )
+    )
 
 
 page()

@@ -52,7 +52,6 @@ def static_binarize(x: np.ndarray, seed: int = 0) -> np.ndarray:
     return binarize(x, np.random.default_rng(seed))
 
 
-
 def binarization_of(model) -> dict:
     """How ``model``'s training data was binarised, from its card: ``{"kind": "dynamic"}``,
     ``{"kind": "static", "seed": s}``, or ``{"kind": "none"}`` for Gaussian pixels."""
@@ -105,8 +104,14 @@ def as_seen_by(model, x: np.ndarray, split: str = "test") -> tuple[np.ndarray, d
     return static_binarize(x, seed), {"kind": binarization_of(model)["kind"], "eval_seed": seed}
 
 
-def model_images(model, split: str = "test", *, data_name: str | None = None,
-                 limit: int | None = None, **load_kwargs) -> tuple[np.ndarray, dict]:
+def model_images(
+    model,
+    split: str = "test",
+    *,
+    data_name: str | None = None,
+    limit: int | None = None,
+    **load_kwargs,
+) -> tuple[np.ndarray, dict]:
     """:func:`load_dataset` of the model's data set (``metadata["data"]`` unless
     ``data_name``), first ``limit`` rows, then :func:`as_seen_by`."""
     name = data_name or model.metadata.get("data")

@@ -105,7 +105,6 @@ def data_dir(root: str | os.PathLike | None = None) -> pathlib.Path:
     return pathlib.Path(base) / "dlgm"
 
 
-
 def _read_upto(f, n: int) -> bytearray:
     """Read at most ``n`` bytes from ``f`` in chunks (never allocates more than it reads)."""
     buf = bytearray()

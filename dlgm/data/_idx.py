@@ -29,7 +29,6 @@ def _open_maybe_gz(path: pathlib.Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-
 def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (the MNIST format), raw or gzip-compressed.
 
@@ -57,8 +56,9 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.nda
         with _open_maybe_gz(path) as f:
             head = f.read(4)
             if len(head) < 4 or head[:2] != b"\x00\x00":
-                raise DataError(f"{path} is not an IDX file (bad magic number {head.hex()!r}); "
-                                f"{fix}")
+                raise DataError(
+                    f"{path} is not an IDX file (bad magic number {head.hex()!r}); {fix}"
+                )
             code, ndim = head[2], head[3]
             if code not in _IDX_DTYPES:
                 raise DataError(f"{path}: unknown IDX type code 0x{code:02x}; {fix}")
@@ -71,8 +71,10 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.nda
             dtype = np.dtype(_IDX_DTYPES[code])
             nbytes = math.prod(dims) * dtype.itemsize
             if max_bytes is not None and nbytes > max_bytes:
-                raise DataError(f"{path}: header declares {nbytes} bytes of data, more than the "
-                                f"limit of {max_bytes}")
+                raise DataError(
+                    f"{path}: header declares {nbytes} bytes of data, more than the "
+                    f"limit of {max_bytes}"
+                )
             buf = _read_upto(f, nbytes + 1)
     except FileNotFoundError:
         raise DataError(f"IDX file not found: {path}") from None
@@ -80,8 +82,9 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.nda
         raise DataError(f"cannot read {path}: {e}; {fix}") from e
     if len(buf) != nbytes:
         got = "more" if len(buf) > nbytes else f"{len(buf)} bytes"
-        raise DataError(f"{path}: header {dims} declares {nbytes} bytes of data but the file "
-                        f"holds {got}; {fix}")
+        raise DataError(
+            f"{path}: header {dims} declares {nbytes} bytes of data but the file holds {got}; {fix}"
+        )
     arr = np.frombuffer(buf, dtype=dtype).reshape(dims)
     return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
 
@@ -103,11 +106,15 @@ def _load_idx_pair(images: str, labels: str, stamp: tuple):
     """
     img, lab = read_idx(images), read_idx(labels)
     if img.ndim != 3 or img.dtype != np.uint8:
-        raise DataError(f"{images}: expected uint8 images of shape (N, H, W), got {img.dtype} "
-                        f"{img.shape}; delete it and fetch it again")
+        raise DataError(
+            f"{images}: expected uint8 images of shape (N, H, W), got {img.dtype} "
+            f"{img.shape}; delete it and fetch it again"
+        )
     if lab.ndim != 1 or len(lab) != len(img):
-        raise DataError(f"{labels}: expected {len(img)} labels, got shape {lab.shape}; delete it "
-                        "and fetch it again")
+        raise DataError(
+            f"{labels}: expected {len(img)} labels, got shape {lab.shape}; delete it "
+            "and fetch it again"
+        )
     x = np.divide(img.reshape(len(img), -1), np.float32(255), dtype=np.float32)  # (N, D)
     y = lab.astype(np.int64)  # (N,)
     x.flags.writeable = False

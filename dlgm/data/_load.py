@@ -21,9 +21,11 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageData:
     if None in paths:
         if not download:
             missing = [b for b, p in zip(_SPLIT_FILES[split], paths, strict=True) if p is None]
-            raise DataError(f"{name} files {', '.join(missing)} are not in {directory} and "
-                            f"download=False; call dlgm.data.fetch({name!r}) or pass "
-                            "download=True")
+            raise DataError(
+                f"{name} files {', '.join(missing)} are not in {directory} and "
+                f"download=False; call dlgm.data.fetch({name!r}) or pass "
+                "download=True"
+            )
         fetch(name, root)
         paths = [_find_idx(directory, base) for base in _SPLIT_FILES[split]]
     images, labels = (p.resolve() for p in paths)
@@ -32,15 +34,15 @@ def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageData:
     return ImageData(x=x, y=y, shape=shape, name=name)
 
 
-
 @functools.lru_cache(maxsize=1)
 def _digits_all() -> tuple[np.ndarray, np.ndarray]:
     """All 1797 digits as float32 (N, 64) in [0, 1] and int64 labels, in a fixed shuffled order."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise DataError("the digits data set needs scikit-learn: pip install scikit-learn") \
-            from None
+        raise DataError(
+            "the digits data set needs scikit-learn: pip install scikit-learn"
+        ) from None
     bunch = load_digits()
     perm = np.random.default_rng(0).permutation(len(bunch.target))
     x = np.ascontiguousarray(bunch.data[perm] / 16.0, dtype=np.float32)  # (1797, 64)
@@ -59,10 +61,14 @@ def _digits(split: str) -> ImageData:
     return ImageData(x=x, y=y, shape=(8, 8), name="digits")
 
 
-
-def load_dataset(name: str | os.PathLike, split: str = "train", *,
-                 root: str | os.PathLike | None = None, download: bool = True,
-                 max_bytes: int | None = None) -> ImageData:
+def load_dataset(
+    name: str | os.PathLike,
+    split: str = "train",
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    max_bytes: int | None = None,
+) -> ImageData:
     """Load one split of a data set.
 
     Parameters
@@ -99,5 +105,7 @@ def load_dataset(name: str | os.PathLike, split: str = "train", *,
     path = pathlib.Path(name).expanduser()
     if path.suffix.lower() == ".npz" or path.is_file():
         return load_npz(path, max_bytes=max_bytes, split=split)
-    raise DataError(f"unknown data set {str(name)!r}; use one of {', '.join(DATASETS)} or the "
-                    "path to an .npz file")
+    raise DataError(
+        f"unknown data set {str(name)!r}; use one of {', '.join(DATASETS)} or the "
+        "path to an .npz file"
+    )

@@ -35,13 +35,20 @@ def _check_npz_sizes(path: pathlib.Path, keys: list[str], max_bytes: int | None)
             info = zf.getinfo(member)
             declared = _npy_nbytes(zf, member)
             if max_bytes is not None and max(declared or 0, info.file_size) > max_bytes:
-                size = f"holds {declared}" if declared is not None and declared > max_bytes \
+                size = (
+                    f"holds {declared}"
+                    if declared is not None and declared > max_bytes
                     else f"uncompresses to {info.file_size}"
-                raise DataError(f"array {key!r} in {path.name} {size} bytes, more than the limit "
-                                f"of {max_bytes}; use fewer or smaller images")
+                )
+                raise DataError(
+                    f"array {key!r} in {path.name} {size} bytes, more than the limit "
+                    f"of {max_bytes}; use fewer or smaller images"
+                )
             if declared is not None and declared > info.file_size:
-                raise DataError(f"array {key!r} in {path.name} is corrupt: its header declares "
-                                f"{declared} bytes but only {info.file_size} are stored")
+                raise DataError(
+                    f"array {key!r} in {path.name} is corrupt: its header declares "
+                    f"{declared} bytes but only {info.file_size} are stored"
+                )
 
 
 def _as_images(x, source: str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -53,14 +60,18 @@ def _as_images(x, source: str) -> tuple[np.ndarray, tuple[int, int]]:
     if x.ndim == 2:
         side = math.isqrt(x.shape[1])
         if side * side != x.shape[1]:
-            raise DataError(f"{source}: x has shape {x.shape} and {x.shape[1]} is not a perfect "
-                            "square; save non-square images as an (N, H, W) array")
+            raise DataError(
+                f"{source}: x has shape {x.shape} and {x.shape[1]} is not a perfect "
+                "square; save non-square images as an (N, H, W) array"
+            )
         shape = (side, side)
     elif x.ndim == 3:
         shape = x.shape[1:]
     else:
-        raise DataError(f"{source}: x has shape {x.shape}; expected (N, D) with D = H * W a "
-                        "perfect square, or (N, H, W)")
+        raise DataError(
+            f"{source}: x has shape {x.shape}; expected (N, D) with D = H * W a "
+            "perfect square, or (N, H, W)"
+        )
     if x.shape[0] == 0 or 0 in shape:
         raise DataError(f"{source}: x has shape {x.shape}, with no images or no pixels")
     x = x.reshape(x.shape[0], -1)
@@ -70,22 +81,29 @@ def _as_images(x, source: str) -> tuple[np.ndarray, tuple[int, int]]:
     if kind in "iu":
         lo, hi = int(x.min()), int(x.max())
         if x.dtype != np.uint8 and (lo < 0 or hi > 255):
-            raise DataError(f"{source}: x has dtype {x.dtype} with values in [{lo}, {hi}]; "
-                            "integer images must be grey levels in [0, 255] (uint8 is best), "
-                            "float images in [0, 1]")
+            raise DataError(
+                f"{source}: x has dtype {x.dtype} with values in [{lo}, {hi}]; "
+                "integer images must be grey levels in [0, 255] (uint8 is best), "
+                "float images in [0, 1]"
+            )
         return np.divide(x, np.float32(255), dtype=np.float32), shape
     if kind != "f":
-        raise DataError(f"{source}: x has dtype {x.dtype}; use uint8 grey levels in [0, 255] or "
-                        "floats in [0, 1]")
+        raise DataError(
+            f"{source}: x has dtype {x.dtype}; use uint8 grey levels in [0, 255] or "
+            "floats in [0, 1]"
+        )
     finite = np.isfinite(x)
     if not finite.all():
-        raise DataError(f"{source}: x holds {x.size - np.count_nonzero(finite)} NaN or infinite "
-                        "values; replace them (e.g. numpy.nan_to_num) before saving")
+        raise DataError(
+            f"{source}: x holds {x.size - np.count_nonzero(finite)} NaN or infinite "
+            "values; replace them (e.g. numpy.nan_to_num) before saving"
+        )
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
         hint = " (divide by 255 if they are 0..255 grey levels)" if hi <= 255 and lo >= 0 else ""
-        raise DataError(f"{source}: x has values in [{lo:g}, {hi:g}]; float images must lie in "
-                        f"[0, 1]{hint}")
+        raise DataError(
+            f"{source}: x has values in [{lo:g}, {hi:g}]; float images must lie in [0, 1]{hint}"
+        )
     return np.ascontiguousarray(x, dtype=np.float32), shape
 
 
@@ -95,11 +113,13 @@ def _as_labels(y, n: int, source: str) -> np.ndarray:
         dtype = getattr(y, "dtype", type(y).__name__)
         raise DataError(f"{source}: y has dtype {dtype}; class labels must be integers")
     if y.shape != (n,):
-        raise DataError(f"{source}: y has shape {y.shape} but x has {n} images; y must have "
-                        f"shape ({n},)")
+        raise DataError(
+            f"{source}: y has shape {y.shape} but x has {n} images; y must have shape ({n},)"
+        )
     if n and (y.min() < 0 or y.max() > np.iinfo(np.int64).max):
-        raise DataError(f"{source}: y has values in [{y.min()}, {y.max()}]; class labels must be "
-                        "non-negative")
+        raise DataError(
+            f"{source}: y has values in [{y.min()}, {y.max()}]; class labels must be non-negative"
+        )
     return y.astype(np.int64)
 
 
@@ -111,12 +131,19 @@ def _npz_keys(keys: list[str], split: str | None, source: str) -> tuple[str, str
     if key in keys:
         return key, f"y_{split or 'train'}"
     found = ", ".join(repr(k) for k in keys) or "none"
-    raise DataError(f"{source} has no array named 'x' (arrays found: {found}); save the images "
-                    "with numpy.savez(path, x=images, y=labels)")
+    raise DataError(
+        f"{source} has no array named 'x' (arrays found: {found}); save the images "
+        "with numpy.savez(path, x=images, y=labels)"
+    )
 
 
-def load_npz(path: str | os.PathLike, *, max_bytes: int | None = None, name: str | None = None,
-             split: str | None = None) -> ImageData:
+def load_npz(
+    path: str | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    name: str | None = None,
+    split: str | None = None,
+) -> ImageData:
     """Load and validate user images from an ``.npz`` file.
 
     The file must hold an array ``x`` of shape (N, D), with D a perfect square (square images
@@ -153,11 +180,15 @@ def load_npz(path: str | os.PathLike, *, max_bytes: int | None = None, name: str
         raise DataError(f"no such file: {path}")
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
-        raise DataError(f"{src} is {size} bytes, more than the limit of {max_bytes}; use fewer "
-                        "or smaller images")
+        raise DataError(
+            f"{src} is {size} bytes, more than the limit of {max_bytes}; use fewer "
+            "or smaller images"
+        )
     if not zipfile.is_zipfile(path):
-        raise DataError(f"{src} is not a valid .npz file (not a zip archive); save the images "
-                        "with numpy.savez(path, x=images, y=labels)")
+        raise DataError(
+            f"{src} is not a valid .npz file (not a zip archive); save the images "
+            "with numpy.savez(path, x=images, y=labels)"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             xkey, ykey = _npz_keys(list(npz.files), split, src)
@@ -172,8 +203,10 @@ def load_npz(path: str | os.PathLike, *, max_bytes: int | None = None, name: str
     except DataError:
         raise
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{src} is not a valid .npz file ({e}); save the images with "
-                        "numpy.savez(path, x=images, y=labels)") from e
+        raise DataError(
+            f"{src} is not a valid .npz file ({e}); save the images with "
+            "numpy.savez(path, x=images, y=labels)"
+        ) from e
     raw = arrays[xkey]
     if max_bytes is not None and getattr(raw, "nbytes", 0) > max_bytes:
         raise DataError(f"{src}: x holds {raw.nbytes} bytes, more than the limit of {max_bytes}")

@@ -26,5 +26,17 @@ from ._trainer import (
     resolve_device,
 )
 
-__all__ = ["Trainer", "Progress", "fit", "continue_fit", "resolve_device", "run_training",
-           "build_trainer", "STATE_FILE", "TRAIN_DEFAULTS", "OPTIMIZERS", "BINARIZE", "INPUT_NOISE"]
+__all__ = [
+    "Trainer",
+    "Progress",
+    "fit",
+    "continue_fit",
+    "resolve_device",
+    "run_training",
+    "build_trainer",
+    "STATE_FILE",
+    "TRAIN_DEFAULTS",
+    "OPTIMIZERS",
+    "BINARIZE",
+    "INPUT_NOISE",
+]

@@ -71,18 +71,24 @@ class _FastStep:
         def empty(*size):
             return torch.empty(size, device=dev)
 
-        return {"idx": torch.empty(n, dtype=torch.long, device=dev),
-                "u_bin": empty(n, t.x.shape[1]) if s["binarize"] == "dynamic" else None,
-                "u_noise": empty(n, t.x.shape[1]) if noisy else None,
-                "eps": empty(*shape),
-                "xi_noise": empty(*shape) if s["sample_noise"] > 0 else None}
+        return {
+            "idx": torch.empty(n, dtype=torch.long, device=dev),
+            "u_bin": empty(n, t.x.shape[1]) if s["binarize"] == "dynamic" else None,
+            "u_noise": empty(n, t.x.shape[1]) if noisy else None,
+            "eps": empty(*shape),
+            "xi_noise": empty(*shape) if s["sample_noise"] > 0 else None,
+        }
 
     def _draw(self, b: dict, idx) -> None:
         """Fill ``b`` in place, in ``Trainer._draw_noise``'s order, from the same stream."""
         g = self.t.dev_gen
         b["idx"].copy_(idx)
-        for key, draw in (("u_bin", torch.rand), ("u_noise", torch.rand),
-                          ("eps", torch.randn), ("xi_noise", torch.randn)):
+        for key, draw in (
+            ("u_bin", torch.rand),
+            ("u_noise", torch.rand),
+            ("eps", torch.randn),
+            ("xi_noise", torch.randn),
+        ):
             if b[key] is not None:
                 draw(b[key].shape, generator=g, device=b[key].device, out=b[key])
 
@@ -93,8 +99,9 @@ class _FastStep:
             out = self.compiled(t.x, b["idx"], b["u_bin"], b["u_noise"], b["eps"], b["xi_noise"])
         except Exception as e:  # the compiler's own failures (no C++ compiler, no Triton)
             if "torch._dynamo" in type(e).__module__ or "torch._inductor" in type(e).__module__:
-                raise TrainingError(f"fast=True needs a working torch.compile ({e!s:.300}); "
-                                    "train without --fast") from e
+                raise TrainingError(
+                    f"fast=True needs a working torch.compile ({e!s:.300}); train without --fast"
+                ) from e
             raise
         out["loss"].backward()
         t._clip_and_step()
@@ -131,4 +138,3 @@ class _FastStep:
                 self.graph_out = self._update(b)
         self.graph.replay()
         return self.graph_out
-

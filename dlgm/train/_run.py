@@ -19,20 +19,46 @@ from ._trainer import Trainer, continue_fit, resolve_device
 
 # Every setting of a run, with its default: the keys of the CLI's flags and of its --config JSON.
 TRAIN_DEFAULTS = dict(
-    data="digits", latent="2", gen_hidden="200,200", rec_hidden="200,200", covariance="diag",
-    likelihood=None, kappa=1.0, epochs=10, batch_size=200, samples=1, optimizer="rmsprop",
-    lr=3e-4, binarize="dynamic", static_seed=0, input_noise="none", input_noise_p=0.0,
-    sample_noise=0.0, clip_grad=None, seed=0, device="auto", out=None, resume=False,
-    checkpoint_every=1, eval_k=0, eval_limit=None, quiet=False, report_every=50, lr_decay=1.0,
-    fast=False, u_delay=0, input_activation=None,
+    data="digits",
+    latent="2",
+    gen_hidden="200,200",
+    rec_hidden="200,200",
+    covariance="diag",
+    likelihood=None,
+    kappa=1.0,
+    epochs=10,
+    batch_size=200,
+    samples=1,
+    optimizer="rmsprop",
+    lr=3e-4,
+    binarize="dynamic",
+    static_seed=0,
+    input_noise="none",
+    input_noise_p=0.0,
+    sample_noise=0.0,
+    clip_grad=None,
+    seed=0,
+    device="auto",
+    out=None,
+    resume=False,
+    checkpoint_every=1,
+    eval_k=0,
+    eval_limit=None,
+    quiet=False,
+    report_every=50,
+    lr_decay=1.0,
+    fast=False,
+    u_delay=0,
+    input_activation=None,
 )
 
 
 def _settings(settings: dict) -> dict:
     unknown = set(settings) - set(TRAIN_DEFAULTS)
     if unknown:
-        raise ConfigError(f"unknown training settings {sorted(unknown)}; known: "
-                          f"{sorted(TRAIN_DEFAULTS)}")
+        raise ConfigError(
+            f"unknown training settings {sorted(unknown)}; known: {sorted(TRAIN_DEFAULTS)}"
+        )
     s = TRAIN_DEFAULTS | {k: v for k, v in settings.items() if v is not None}
     epochs = float(s["epochs"])
     if not 0 < epochs <= 100_000:
@@ -41,18 +67,27 @@ def _settings(settings: dict) -> dict:
 
 
 def _trainer_options(s: dict, binarize: str) -> dict:
-    return dict(batch_size=int(s["batch_size"]), n_samples=int(s["samples"]),
-                optimizer=s["optimizer"], lr=float(s["lr"]),
-                binarize="dynamic" if binarize == "dynamic" else "none",
-                input_noise=s["input_noise"], input_noise_p=float(s["input_noise_p"]),
-                sample_noise=float(s["sample_noise"]),
-                clip_grad=None if s["clip_grad"] is None else float(s["clip_grad"]),
-                seed=int(s["seed"]), report_every=int(s["report_every"]),
-                lr_decay=float(s["lr_decay"]), fast=bool(s["fast"]), u_delay=int(s["u_delay"]))
+    return dict(
+        batch_size=int(s["batch_size"]),
+        n_samples=int(s["samples"]),
+        optimizer=s["optimizer"],
+        lr=float(s["lr"]),
+        binarize="dynamic" if binarize == "dynamic" else "none",
+        input_noise=s["input_noise"],
+        input_noise_p=float(s["input_noise_p"]),
+        sample_noise=float(s["sample_noise"]),
+        clip_grad=None if s["clip_grad"] is None else float(s["clip_grad"]),
+        seed=int(s["seed"]),
+        report_every=int(s["report_every"]),
+        lr_decay=float(s["lr_decay"]),
+        fast=bool(s["fast"]),
+        u_delay=int(s["u_delay"]),
+    )
 
 
-def build_trainer(model: DLGM, x, settings: dict | None = None, *, device="auto",
-                  x_valid=None) -> Trainer:
+def build_trainer(
+    model: DLGM, x, settings: dict | None = None, *, device="auto", x_valid=None
+) -> Trainer:
     """A ``Trainer`` for ``model`` from a settings dict, by the rules of ``run_training``.
 
     Parameters
@@ -80,12 +115,16 @@ def build_trainer(model: DLGM, x, settings: dict | None = None, *, device="auto"
 
 
 def _new_model(s: dict, data_shape) -> DLGM:
-    config = DLGMConfig(data_shape=data_shape, n_latent=parse_sizes(s["latent"], "latent"),
-                        gen_hidden=parse_sizes(s["gen_hidden"], "gen_hidden"),
-                        rec_hidden=parse_sizes(s["rec_hidden"], "rec_hidden"),
-                        covariance=s["covariance"], likelihood=s["likelihood"],
-                        kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]),
-                        input_activation=s["input_activation"] or None)
+    config = DLGMConfig(
+        data_shape=data_shape,
+        n_latent=parse_sizes(s["latent"], "latent"),
+        gen_hidden=parse_sizes(s["gen_hidden"], "gen_hidden"),
+        rec_hidden=parse_sizes(s["rec_hidden"], "rec_hidden"),
+        covariance=s["covariance"],
+        likelihood=s["likelihood"],
+        kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]),
+        input_activation=s["input_activation"] or None,
+    )
     return DLGM(config, seed=int(s["seed"]))
 
 
@@ -100,8 +139,15 @@ def _start_distributed(device: torch.device) -> torch.device:
     return device
 
 
-def run_training(settings: dict, *, progress=None, on_start=None, data=None,
-                 command: str | None = None, eval_progress=None) -> dict:
+def run_training(
+    settings: dict,
+    *,
+    progress=None,
+    on_start=None,
+    data=None,
+    command: str | None = None,
+    eval_progress=None,
+) -> dict:
     """Train a DLGM from one settings dict; what ``python -m dlgm train`` and the app call.
 
     Parameters
@@ -153,14 +199,16 @@ def run_training(settings: dict, *, progress=None, on_start=None, data=None,
         valid = _data.load_dataset(s["data"], "test").x[:1000]
     else:
         train, valid = data
-    x, shape = (train.x, train.shape) if hasattr(train, "shape") and hasattr(train, "x") \
-        else (train, None)
+    x, shape = (
+        (train.x, train.shape) if hasattr(train, "shape") and hasattr(train, "x") else (train, None)
+    )
     binarize = binarization_for(s["likelihood"], s["binarize"])
     if binarize == "static":
         x = _data.static_binarize(x, int(s["static_seed"]))
         valid = None if valid is None else _data.static_binarize(valid, int(s["static_seed"]) + 1)
-    binarization = {"kind": binarize} | ({"seed": int(s["static_seed"])}
-                                          if binarize == "static" else {})
+    binarization = {"kind": binarize} | (
+        {"seed": int(s["static_seed"])} if binarize == "static" else {}
+    )
     resuming = bool(s["resume"]) and out is not None and (out / STATE_FILE).is_file()
     if resuming:
         trainer = Trainer.resume(out, x, device=device, x_valid=valid)
@@ -169,9 +217,11 @@ def run_training(settings: dict, *, progress=None, on_start=None, data=None,
             raise ConfigError("data: give an ImageData (its image shape is needed)")
         trainer = build_trainer(_new_model(s, shape), x, s, device=device, x_valid=valid)
     trainer.model.metadata.update(
-        data=str(s["data"]), binarization=binarization,
+        data=str(s["data"]),
+        binarization=binarization,
         device=str(trainer.device) + (f" x{trainer.world}" if trainer.world > 1 else ""),
-        **({"command": command} if command else {}))
+        **({"command": command} if command else {}),
+    )
     if on_start is not None:
         on_start(trainer)
     stopped = []
@@ -183,26 +233,48 @@ def run_training(settings: dict, *, progress=None, on_start=None, data=None,
         return None
 
     t0 = time.perf_counter()
-    continue_fit(trainer, epochs=s["epochs"], callback=report,
-                 checkpoint_dir=out if rank0 and out else None,
-                 checkpoint_every=int(s["checkpoint_every"]))
-    wall = time.perf_counter() - t0 + (float(trainer.model.metadata.get("wall_time_s", 0.0))
-                                       if resuming else 0.0)
-    result = {"out": None if out is None else str(out), "steps": trainer.step_count,
-              "wall_time_s": round(wall, 2),
-              "train_elbo": trainer.history[-1]["elbo"] if trainer.history else None}
+    continue_fit(
+        trainer,
+        epochs=s["epochs"],
+        callback=report,
+        checkpoint_dir=out if rank0 and out else None,
+        checkpoint_every=int(s["checkpoint_every"]),
+    )
+    wall = (
+        time.perf_counter()
+        - t0
+        + (float(trainer.model.metadata.get("wall_time_s", 0.0)) if resuming else 0.0)
+    )
+    result = {
+        "out": None if out is None else str(out),
+        "steps": trainer.step_count,
+        "wall_time_s": round(wall, 2),
+        "train_elbo": trainer.history[-1]["elbo"] if trainer.history else None,
+    }
     if rank0:
         trainer.model.metadata["wall_time_s"] = round(wall, 2)
         if int(s["eval_k"]) > 0:
             from ..likelihood import evaluate_split
 
-            result.update(evaluate_split(trainer.model.eval(), "test", data_name=s["data"],
-                                         n_samples=int(s["eval_k"]), limit=s["eval_limit"],
-                                         device=trainer.device, progress=eval_progress))
+            result.update(
+                evaluate_split(
+                    trainer.model.eval(),
+                    "test",
+                    data_name=s["data"],
+                    n_samples=int(s["eval_k"]),
+                    limit=s["eval_limit"],
+                    device=trainer.device,
+                    progress=eval_progress,
+                )
+            )
             trainer.model.metadata.update(
-                test_nll=result["nll"], test_elbo=result["elbo"], eval_k=result["k"],
-                eval_n=result["n"], eval_seconds=result["seconds"],
-                eval_binarization=result["binarization"])
+                test_nll=result["nll"],
+                test_elbo=result["elbo"],
+                eval_k=result["k"],
+                eval_n=result["n"],
+                eval_seconds=result["seconds"],
+                eval_binarization=result["binarization"],
+            )
         if out is not None:
             trainer.save(out)
         else:
@@ -214,5 +286,9 @@ def run_training(settings: dict, *, progress=None, on_start=None, data=None,
     if not rank0:
         return {}
     epochs = trainer.epoch + trainer.pos / len(trainer.perm)
-    return result | {"epochs": round(epochs, 4), "stopped": bool(stopped),
-                     "model": trainer.model, "trainer": trainer}
+    return result | {
+        "epochs": round(epochs, 4),
+        "stopped": bool(stopped),
+        "model": trainer.model,
+        "trainer": trainer,
+    }

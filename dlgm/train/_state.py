@@ -21,18 +21,27 @@ def save(trainer, directory) -> Path:
     directory = Path(directory)
     save_model(trainer.model, directory)
     opt_state = trainer.opt.state_dict()
-    tensors = {"perm": trainer.perm, "gen": trainer.gen.get_state(),
-               "dev_gen": trainer.dev_gen.get_state().cpu()}
+    tensors = {
+        "perm": trainer.perm,
+        "gen": trainer.gen.get_state(),
+        "dev_gen": trainer.dev_gen.get_state().cpu(),
+    }
     # The weights go with the state in one atomic file: a kill between the two files
     # must not pair new weights with an old optimiser state.
     tensors.update({f"model.{k}": v for k, v in trainer.model.state_dict().items()})
     for pid, st in opt_state["state"].items():
         for k, v in st.items():
             tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v)
-    meta = {"settings": trainer.settings, "step": trainer.step_count, "epoch": trainer.epoch,
-            "pos": trainer.pos, "lr": trainer.lr, "recoveries": trainer.recoveries,
-            "history": trainer.history,
-            "param_groups": [{**g, "lr": float(g["lr"])} for g in opt_state["param_groups"]]}
+    meta = {
+        "settings": trainer.settings,
+        "step": trainer.step_count,
+        "epoch": trainer.epoch,
+        "pos": trainer.pos,
+        "lr": trainer.lr,
+        "recoveries": trainer.recoveries,
+        "history": trainer.history,
+        "param_groups": [{**g, "lr": float(g["lr"])} for g in opt_state["param_groups"]],
+    }
     atomic_write_bytes(directory / STATE_FILE, encode_tensors(tensors, {"train": meta}))
     return directory
 
@@ -44,9 +53,11 @@ def load_into(trainer, directory) -> None:
     if not isinstance(m, dict):
         raise CheckpointError(f"{directory}/{STATE_FILE} has no training state")
     if len(tensors["perm"]) != trainer.n_data:
-        raise CheckpointError(f"the checkpoint was trained on {len(tensors['perm'])} rows; "
-                              f"this data has {trainer.n_data}")
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        raise CheckpointError(
+            f"the checkpoint was trained on {len(tensors['perm'])} rows; "
+            f"this data has {trainer.n_data}"
+        )
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     if weights:
         trainer.model.load_state_dict(weights, strict=True)
     state: dict = {}
@@ -59,8 +70,11 @@ def load_into(trainer, directory) -> None:
     trainer.step_count, trainer.recoveries = m["step"], m["recoveries"]
     trainer.history = m["history"]
     trainer.gen.set_state(tensors["gen"])
-    trainer.dev_gen.set_state(tensors["dev_gen"].to(trainer.dev_gen.device)
-                           if trainer.device.type != "cpu" else tensors["dev_gen"])
+    trainer.dev_gen.set_state(
+        tensors["dev_gen"].to(trainer.dev_gen.device)
+        if trainer.device.type != "cpu"
+        else tensors["dev_gen"]
+    )
     trainer._snapshot()
 
 

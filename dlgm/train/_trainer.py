@@ -56,8 +56,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but no CUDA GPU is available; use "
-                          "--device cpu or auto")
+        raise ConfigError(
+            "device 'cuda' was asked for, but no CUDA GPU is available; use --device cpu or auto"
+        )
     if device != "cpu" and not device.startswith("cuda"):
         raise ConfigError(f"device={device!r}: choose auto, cpu or cuda")
     return torch.device(device)
@@ -69,12 +70,15 @@ def _check_settings(s: dict, n: int) -> None:
             raise ConfigError(msg)
 
     need(s["optimizer"] in OPTIMIZERS, f"optimizer={s['optimizer']!r}: choose {OPTIMIZERS}")
-    need(s["binarize"] in BINARIZE, f"binarize={s['binarize']!r}: choose {BINARIZE} "
-         "(static binarisation is done once on the data: dlgm.data.static_binarize)")
-    need(s["input_noise"] in INPUT_NOISE, f"input_noise={s['input_noise']!r}: choose "
-         f"{INPUT_NOISE}")
-    need(1 <= s["batch_size"] <= 1_000_000, f"batch_size={s['batch_size']}: must be in "
-         "[1, 1000000]")
+    need(
+        s["binarize"] in BINARIZE,
+        f"binarize={s['binarize']!r}: choose {BINARIZE} "
+        "(static binarisation is done once on the data: dlgm.data.static_binarize)",
+    )
+    need(s["input_noise"] in INPUT_NOISE, f"input_noise={s['input_noise']!r}: choose {INPUT_NOISE}")
+    need(
+        1 <= s["batch_size"] <= 1_000_000, f"batch_size={s['batch_size']}: must be in [1, 1000000]"
+    )
     need(1 <= s["n_samples"] <= 10_000, f"n_samples={s['n_samples']}: must be in [1, 10000]")
     need(0 < s["lr"] <= 10 and math.isfinite(s["lr"]), f"lr={s['lr']}: must be in (0, 10]")
     need(0 <= s["input_noise_p"] < 1, f"input_noise_p={s['input_noise_p']}: must be in [0, 1)")
@@ -131,40 +135,81 @@ class Trainer:
         Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
     """
 
-    def __init__(self, model, x_train, *, batch_size=200, n_samples=1, optimizer="rmsprop",
-                 lr=3e-4, binarize="dynamic", input_noise="none", input_noise_p=0.0,
-                 sample_noise=0.0, clip_grad=None, seed=0, device="auto", x_valid=None,
-                 report_every=50, lr_backoff=0.5, max_recoveries=10, lr_decay=1.0, fast=False,
-                 u_delay=0):
-        self.settings = dict(batch_size=int(batch_size), n_samples=int(n_samples),
-                             optimizer=optimizer, lr=float(lr), binarize=binarize,
-                             input_noise=input_noise, input_noise_p=float(input_noise_p),
-                             sample_noise=float(sample_noise), clip_grad=clip_grad, seed=int(seed),
-                             report_every=int(report_every), lr_backoff=float(lr_backoff),
-                             max_recoveries=int(max_recoveries), lr_decay=float(lr_decay),
-                             fast=bool(fast), u_delay=int(u_delay))
+    def __init__(
+        self,
+        model,
+        x_train,
+        *,
+        batch_size=200,
+        n_samples=1,
+        optimizer="rmsprop",
+        lr=3e-4,
+        binarize="dynamic",
+        input_noise="none",
+        input_noise_p=0.0,
+        sample_noise=0.0,
+        clip_grad=None,
+        seed=0,
+        device="auto",
+        x_valid=None,
+        report_every=50,
+        lr_backoff=0.5,
+        max_recoveries=10,
+        lr_decay=1.0,
+        fast=False,
+        u_delay=0,
+    ):
+        self.settings = dict(
+            batch_size=int(batch_size),
+            n_samples=int(n_samples),
+            optimizer=optimizer,
+            lr=float(lr),
+            binarize=binarize,
+            input_noise=input_noise,
+            input_noise_p=float(input_noise_p),
+            sample_noise=float(sample_noise),
+            clip_grad=clip_grad,
+            seed=int(seed),
+            report_every=int(report_every),
+            lr_backoff=float(lr_backoff),
+            max_recoveries=int(max_recoveries),
+            lr_decay=float(lr_decay),
+            fast=bool(fast),
+            u_delay=int(u_delay),
+        )
         _check_settings(self.settings, len(x_train))
         if self.settings["u_delay"] and not hasattr(model, "head_u"):
-            raise ConfigError(f"u_delay={u_delay}: only a rank-one recognition model has a "
-                              "factor u to delay (covariance 'rank1' or 'rank1-joint')")
+            raise ConfigError(
+                f"u_delay={u_delay}: only a rank-one recognition model has a "
+                "factor u to delay (covariance 'rank1' or 'rank1-joint')"
+            )
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).train()
         self.x = self._as_tensor(x_train, "x_train")
         self.x_valid = None if x_valid is None else self._as_tensor(x_valid[:1000], "x_valid")
-        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if (
-            dist.is_available() and dist.is_initialized()) else (0, 1)
+        self.rank, self.world = (
+            (dist.get_rank(), dist.get_world_size())
+            if (dist.is_available() and dist.is_initialized())
+            else (0, 1)
+        )
         if self.settings["batch_size"] % self.world:
-            raise ConfigError(f"batch_size={batch_size} must be divisible by the number of "
-                              f"processes ({self.world})")
+            raise ConfigError(
+                f"batch_size={batch_size} must be divisible by the number of "
+                f"processes ({self.world})"
+            )
         rest = len(self.x) % self.settings["batch_size"]
         if 0 < rest < self.world:
-            raise ConfigError(f"the last minibatch of each epoch has {rest} rows "
-                              f"({len(self.x)} % {batch_size}), fewer than the {self.world} "
-                              "processes; choose another batch size")
+            raise ConfigError(
+                f"the last minibatch of each epoch has {rest} rows "
+                f"({len(self.x)} % {batch_size}), fewer than the {self.world} "
+                "processes; choose another batch size"
+            )
         self.fast = self.settings["fast"]
         if self.fast and self.world > 1:
-            raise ConfigError("fast=True trains in one process; under torchrun leave it off "
-                              "(DDP already overlaps its all-reduce with the backward pass)")
+            raise ConfigError(
+                "fast=True trains in one process; under torchrun leave it off "
+                "(DDP already overlaps its all-reduce with the backward pass)"
+            )
         self.ddp = None
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -188,8 +233,10 @@ class Trainer:
         x = x if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
         x = self.model.check_input(x.reshape(len(x), -1).float(), name)
         if x.min() < 0 or x.max() > 1:
-            raise ConfigError(f"{name} values lie in [{float(x.min()):.3g}, {float(x.max()):.3g}]"
-                              "; expected grey levels in [0, 1]")
+            raise ConfigError(
+                f"{name} values lie in [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+                "; expected grey levels in [0, 1]"
+            )
         return x.to(self.device).contiguous()
 
     def _make_optimizer(self):
@@ -225,9 +272,12 @@ class Trainer:
         """Load an optimiser state; the hyperparameters other than lr (capturable, foreach,
         ...) stay this trainer's, so a state saved by the fast path on a GPU loads into the
         plain path on a CPU and back."""
-        groups = [{**cur, "params": saved["params"], "lr": float(saved["lr"])}
-                  for cur, saved in zip(self.opt.state_dict()["param_groups"],
-                                        state["param_groups"], strict=True)]
+        groups = [
+            {**cur, "params": saved["params"], "lr": float(saved["lr"])}
+            for cur, saved in zip(
+                self.opt.state_dict()["param_groups"], state["param_groups"], strict=True
+            )
+        ]
         self.opt.load_state_dict({"state": state["state"], "param_groups": groups})
         for group in self.opt.param_groups:  # the fast path keeps lr as a tensor
             if self.fast:
@@ -361,8 +411,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ recovery
     def _snapshot(self):
-        self._good = (copy.deepcopy(self.model.state_dict()),
-                      copy.deepcopy(self.opt.state_dict()))
+        self._good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.opt.state_dict()))
 
     def _finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
@@ -370,15 +419,19 @@ class Trainer:
     def _recover(self) -> str:
         self.recoveries += 1
         if self.recoveries > self.settings["max_recoveries"]:
-            raise TrainingError(f"the loss stayed non-finite after {self.recoveries - 1} "
-                                "recoveries; lower the learning rate or check the data")
+            raise TrainingError(
+                f"the loss stayed non-finite after {self.recoveries - 1} "
+                "recoveries; lower the learning rate or check the data"
+            )
         old = self.lr  # before the restore, which puts back the snapshot's (higher) lr
         model_state, opt_state = self._good
         self.model.load_state_dict(model_state)
         self._load_optimizer_state(opt_state)
         self._set_lr(old * self.settings["lr_backoff"])
-        return (f"non-finite loss at step {self.step_count}: restored the last good state and "
-                f"lowered the learning rate from {old:.3g} to {self.lr:.3g}")
+        return (
+            f"non-finite loss at step {self.step_count}: restored the last good state and "
+            f"lowered the learning rate from {old:.3g} to {self.lr:.3g}"
+        )
 
     # ------------------------------------------------------------------ loops
     @torch.no_grad()
@@ -408,7 +461,8 @@ class Trainer:
         steps_per_epoch = math.ceil(self.n_data / bs)
         last = self.step_count + min(
             steps if steps is not None else math.inf,
-            round(epochs * steps_per_epoch) if epochs is not None else math.inf)
+            round(epochs * steps_per_epoch) if epochs is not None else math.inf,
+        )
         every = self.settings["report_every"]
         sums, n, t0, seen = None, 0, time.perf_counter(), 0
         while self.step_count < last:
@@ -427,13 +481,21 @@ class Trainer:
             else:
                 self._snapshot()
             dt = max(time.perf_counter() - t0, 1e-9)
-            p = Progress(step=self.step_count, epoch=self.epoch + self.pos / len(self.perm),
-                         free_energy=loss, elbo=elbo, samples_per_s=seen / dt, lr=self.lr,
-                         end_of_epoch=end_epoch and message is None, message=message)
+            p = Progress(
+                step=self.step_count,
+                epoch=self.epoch + self.pos / len(self.perm),
+                free_energy=loss,
+                elbo=elbo,
+                samples_per_s=seen / dt,
+                lr=self.lr,
+                end_of_epoch=end_epoch and message is None,
+                message=message,
+            )
             if p.end_of_epoch:
                 p.valid_elbo = self.valid_elbo()
-                self.history.append({k: v for k, v in asdict(p).items()
-                                     if k not in ("end_of_epoch", "message")})
+                self.history.append(
+                    {k: v for k, v in asdict(p).items() if k not in ("end_of_epoch", "message")}
+                )
             yield p
             sums, n, t0, seen = None, 0, time.perf_counter(), 0
 
@@ -442,9 +504,11 @@ class Trainer:
         """Write the run into the model's card: ``metadata["history"]`` (per-epoch reports) and
         ``metadata["training"]`` (the settings, steps and epochs done). Returns the latter."""
         self.model.metadata["history"] = self.history
-        self.model.metadata["training"] = {**self.settings, "steps": self.step_count,
-                                           "epochs": round(self.epoch + self.pos /
-                                                           len(self.perm), 4)}
+        self.model.metadata["training"] = {
+            **self.settings,
+            "steps": self.step_count,
+            "epochs": round(self.epoch + self.pos / len(self.perm), 4),
+        }
         return self.model.metadata["training"]
 
     def save(self, directory, **metadata):
@@ -471,14 +535,20 @@ class Trainer:
         return trainer
 
 
-def fit(model, x_train, *, epochs=10, callback=None, checkpoint_dir=None, checkpoint_every=1,
-        **settings) -> Trainer:
+def fit(
+    model, x_train, *, epochs=10, callback=None, checkpoint_dir=None, checkpoint_every=1, **settings
+) -> Trainer:
     """Train ``model`` for ``epochs``; ``callback(progress)`` is called with every report and
     may return ``False`` to stop. Checkpoints go to ``checkpoint_dir`` every
     ``checkpoint_every`` epochs and at the end. Returns the Trainer."""
     trainer = Trainer(model, x_train, **settings)
-    return continue_fit(trainer, epochs=epochs, callback=callback, checkpoint_dir=checkpoint_dir,
-                        checkpoint_every=checkpoint_every)
+    return continue_fit(
+        trainer,
+        epochs=epochs,
+        callback=callback,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+    )
 
 
 def continue_fit(trainer, *, epochs, callback=None, checkpoint_dir=None, checkpoint_every=1):
@@ -489,8 +559,12 @@ def continue_fit(trainer, *, epochs, callback=None, checkpoint_dir=None, checkpo
     if remaining <= 0:
         return trainer
     for p in trainer.run(steps=remaining):
-        if checkpoint_dir and trainer.rank == 0 and p.end_of_epoch and (
-                round(p.epoch) % checkpoint_every == 0):
+        if (
+            checkpoint_dir
+            and trainer.rank == 0
+            and p.end_of_epoch
+            and (round(p.epoch) % checkpoint_every == 0)
+        ):
             trainer.save(checkpoint_dir)
         if callback is not None and callback(p) is False:
             break

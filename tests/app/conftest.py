@@ -77,8 +77,13 @@ def tiny_entry(name: str, n_latent=(3,), data_shape=(8, 8)):
     """A small untrained digits model as a session entry named ``name``."""
     from app.session import Entry
 
-    config = dlgm.DLGMConfig(data_shape=data_shape, n_latent=n_latent, gen_hidden=(16,),
-                             rec_hidden=(16,), covariance="rank1")
+    config = dlgm.DLGMConfig(
+        data_shape=data_shape,
+        n_latent=n_latent,
+        gen_hidden=(16,),
+        rec_hidden=(16,),
+        covariance="rank1",
+    )
     model = dlgm.DLGM(config, metadata={"data": "digits"}, seed=0).eval().requires_grad_(False)
     return Entry(name, model, f"trained:{name}", "trained")
 

@@ -18,8 +18,9 @@ def test_estimators_chart_follows_function_and_k():
 
     at.select_slider(key="est_kmax").set_value(20).run()
     no_errors(at)
-    np.testing.assert_array_equal(array(chart(at, "Variance of")["data"][0]["x"]),
-                                  [1, 2, 5, 10, 20])
+    np.testing.assert_array_equal(
+        array(chart(at, "Variance of")["data"][0]["x"]), [1, 2, 5, 10, 20]
+    )
     table = at.dataframe[0].value
     assert "variance at K=20" in table.columns
 

@@ -9,8 +9,13 @@ from app.figures import curves as F
 
 
 def test_curves_figure_gaps_and_order():
-    fig = F.curves_figure([0.5, 1.0, 1.5], {"F": [3.0, 2.0, 1.0], "valid": [None, 2.5, None]},
-                          title="training", x_title="epoch", y_title="nats")
+    fig = F.curves_figure(
+        [0.5, 1.0, 1.5],
+        {"F": [3.0, 2.0, 1.0], "valid": [None, 2.5, None]},
+        title="training",
+        x_title="epoch",
+        y_title="nats",
+    )
     assert_labelled(fig)
     assert [t.name for t in fig.data] == ["F", "valid"]
     assert np.isnan(np.asarray(fig.data[1].y, dtype=float)[0])
@@ -43,16 +48,21 @@ def test_variance_figure_log_axes_and_guides():
 
 
 def test_variance_figure_without_reference():
-    fig = F.variance_figure(np.array([1, 10]), {"reparam": np.array([1.0, 1.0])},
-                             reference=None)
+    fig = F.variance_figure(np.array([1, 10]), {"reparam": np.array([1.0, 1.0])}, reference=None)
     assert len(fig.data) == 1 and len(fig.data[0].x) == 2
 
 
 def test_table1_figure():
-    rows = [{"model": "FA", "nll": 106.0, "source": "paper", "binarisation": "static",
-             "k": "not stated"},
-            {"model": "mine", "nll": 90.5, "source": "this app", "binarisation": "dynamic",
-             "k": 5000}]
+    rows = [
+        {
+            "model": "FA",
+            "nll": 106.0,
+            "source": "paper",
+            "binarisation": "static",
+            "k": "not stated",
+        },
+        {"model": "mine", "nll": 90.5, "source": "this app", "binarisation": "dynamic", "k": 5000},
+    ]
     fig = F.table1_figure(rows)
     assert_labelled(fig)
     assert [t.name for t in fig.data] == ["paper", "this app"]
@@ -63,8 +73,14 @@ def test_table1_figure():
 
 def test_k_curve_figure():
     ks = np.array([1, 10, 100])
-    fig = F.k_curve_figure(ks, np.array([-25.0, -24.0, -23.8]), -25.1,
-                            sem=np.array([0.1, 0.1, 0.1]), chosen=10, title="k")
+    fig = F.k_curve_figure(
+        ks,
+        np.array([-25.0, -24.0, -23.8]),
+        -25.1,
+        sem=np.array([0.1, 0.1, 0.1]),
+        chosen=10,
+        title="k",
+    )
     assert_labelled(fig)
     assert fig.layout.xaxis.type == "log"
     est, elbo, chosen = fig.data

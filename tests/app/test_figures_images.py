@@ -7,8 +7,10 @@ from conftest import assert_crisp, assert_labelled
 from app.figures import images as F
 
 
-@pytest.mark.parametrize(("n", "n_cols", "pad", "expected"), [
-    (4, None, 1, (17, 17)), (5, None, 1, (17, 26)), (3, 3, 0, (8, 24)), (1, None, 2, (8, 8))])
+@pytest.mark.parametrize(
+    ("n", "n_cols", "pad", "expected"),
+    [(4, None, 1, (17, 17)), (5, None, 1, (17, 26)), (3, 3, 0, (8, 24)), (1, None, 2, (8, 8))],
+)
 def test_tile_images_shape_and_gaps(n, n_cols, pad, expected):
     images = np.arange(n * 64, dtype=np.float32).reshape(n, 64)
     tiled = F.tile_images(images, (8, 8), n_cols=n_cols, pad=pad)
@@ -71,8 +73,7 @@ def test_manifold_figure_centres_tiles_on_their_positions(pad):
     n, coords = 3, np.array([-1.0, 0.0, 1.0])
     # image k (decoded at (coords[j], coords[i]), k = i * n + j) is filled with k / 10
     images = np.stack([np.full((2, 2), k / 10, np.float32) for k in range(n * n)])
-    fig = F.manifold_figure(images, coords, title="manifold", x_title="ξ₁", y_title="ξ₂",
-                            pad=pad)
+    fig = F.manifold_figure(images, coords, title="manifold", x_title="ξ₁", y_title="ξ₂", pad=pad)
     assert_labelled(fig)
     h = fig.data[0]
     z, x, y = np.asarray(h.z), np.asarray(h.x), np.asarray(h.y)
@@ -121,16 +122,18 @@ def test_imputation_strip_figure():
     mask = np.zeros((H, W), bool)
     mask[2:5, 1:3] = True
     labels = ["truth", "0", "1", "2", "3"]
-    fig = F.imputation_strip_figure(strips, mask, labels, marked=[False] + [True] * 4,
-                                     title="chains")
+    fig = F.imputation_strip_figure(
+        strips, mask, labels, marked=[False] + [True] * 4, title="chains"
+    )
     assert_labelled(fig)
     assert fig.layout.title.text == "chains"
     image, tint = fig.data
     assert_crisp(image, compact=True)  # redrawn on every step: one byte a pixel
     z = np.asarray(image.z)
     assert z.shape == (2 * (H + 1) - 1, C * (W + 1) - 1)
-    np.testing.assert_array_equal(z[H + 1:, W + 1:2 * W + 1],
-                                  np.rint(strips["MWG"][1] * 254))  # row 1, column 1
+    np.testing.assert_array_equal(
+        z[H + 1 :, W + 1 : 2 * W + 1], np.rint(strips["MWG"][1] * 254)
+    )  # row 1, column 1
     assert (z[H] == 255).all() and (z[:, W] == 255).all()  # the gaps
     tz = np.asarray(tint.z)
     assert tz.dtype == np.uint8 and tint.colorscale[0][1] == "rgba(0,0,0,0)"  # 0: transparent

@@ -13,8 +13,15 @@ def test_embedding_figure_one_trace_per_class_with_indices():
     rng = np.random.default_rng(2)
     pts, labels = rng.normal(size=(50, 2)), rng.integers(0, 3, 50)
     plane = rng.normal(size=(16, 2))
-    fig = F.embedding_figure(pts, labels, title="emb", x_title="PC 1", y_title="PC 2",
-                             plane=plane, class_names={0: "zero"})
+    fig = F.embedding_figure(
+        pts,
+        labels,
+        title="emb",
+        x_title="PC 1",
+        y_title="PC 2",
+        plane=plane,
+        class_names={0: "zero"},
+    )
     assert_labelled(fig)
     data = [t for t in fig.data if t.name != "plane"]
     assert len(data) == 3 and all(isinstance(t, go.Scattergl) for t in fig.data)
@@ -43,9 +50,16 @@ def test_posterior_figure_traces():
     xx, yy = np.meshgrid(xs, ys)
     log_post = -0.5 * (xx**2 + (yy - 1) ** 2) - np.log(2 * np.pi)
     log_q = -0.5 * ((xx / 2) ** 2 + yy**2)
-    fig = F.posterior_figure(xs, ys, log_post, title="posterior", log_q={"q (diag)": log_q},
-                             prior_samples=np.zeros((7, 2)), q_samples=np.ones((5, 2)),
-                             map_point=np.array([0.0, 1.0]))
+    fig = F.posterior_figure(
+        xs,
+        ys,
+        log_post,
+        title="posterior",
+        log_q={"q (diag)": log_q},
+        prior_samples=np.zeros((7, 2)),
+        q_samples=np.ones((5, 2)),
+        map_point=np.array([0.0, 1.0]),
+    )
     assert_labelled(fig)
     kinds = [type(t).__name__ for t in fig.data]
     assert kinds == ["Contour", "Contour", "Scatter", "Scatter", "Scatter"]
@@ -97,8 +111,10 @@ def test_latent_bars_figure():
 def test_embedding_figure_height_and_one_step_build():
     fig = F.embedding_figure(np.zeros((3, 2)), title="t", height=640)
     assert fig.layout.height == 640
-    fig = figure([dict(type="scatter", x=[1, 2], y=[3, 4])],
-                   dict(title=dict(text="t"), xaxis=dict(title=dict(text="x"))))
+    fig = figure(
+        [dict(type="scatter", x=[1, 2], y=[3, 4])],
+        dict(title=dict(text="t"), xaxis=dict(title=dict(text="x"))),
+    )
     assert isinstance(fig.data[0], go.Scatter) and fig.layout.xaxis.title.text == "x"
     with pytest.raises(ValueError):  # still validated
         figure([dict(type="scatter", no_such_property=1)], {})

@@ -15,9 +15,15 @@ def test_freeze_serialises_once_and_shows_the_same_json():
     xs = np.linspace(-3, 3, 21)
 
     def build():
-        return latent.posterior_figure(xs, xs, rng.normal(size=(21, 21)), title="p",
-                                  log_q={"q": rng.normal(size=(21, 21))},
-                                  q_samples=rng.normal(size=(5, 2)), map_point=[0.0, 0.0])
+        return latent.posterior_figure(
+            xs,
+            xs,
+            rng.normal(size=(21, 21)),
+            title="p",
+            log_q={"q": rng.normal(size=(21, 21))},
+            q_samples=rng.normal(size=(5, 2)),
+            map_point=[0.0, 0.0],
+        )
 
     rng = np.random.default_rng(0)
     expected = pio.to_json(build(), validate=False)

@@ -27,7 +27,10 @@ def test_imputation_steps_advance_the_chains(imputation):
     assert strip3["layout"]["xaxis"]["ticktext"] == ["truth", "0", "1", "2", "3"]
     assert len(strip3["layout"]["xaxis"]["ticktext"]) > len(strip0["layout"]["xaxis"]["ticktext"])
     assert strip3["layout"]["yaxis"]["ticktext"] == [
-        "pseudo-Gibbs (paper)", "Metropolis-within-Gibbs (exact)", "importance resampling"]
+        "pseudo-Gibbs (paper)",
+        "Metropolis-within-Gibbs (exact)",
+        "importance resampling",
+    ]
     errors = chart(at, "Error on the missing pixels")
     assert len(errors["data"]) == 3 and all(len(array(t["y"])) == 4 for t in errors["data"])
     assert metric(at, "MWG acceptance rate").endswith("%")

@@ -54,14 +54,20 @@ def test_models_run_ended_by_a_rerun_keeps_the_model():
 
     entry = tiny_entry("half")
     entry.model.requires_grad_(True)
-    trainer = Trainer(entry.model, load_dataset("digits", "train").x, batch_size=100,
-                      device="cpu")
+    trainer = Trainer(entry.model, load_dataset("digits", "train").x, batch_size=100, device="cpu")
     for _ in range(3):
         trainer.step()
-    log = {"name": "half", "epochs": 2, "history": [], "status": "running", "seconds": 0.5,
-           "trainer": trainer}
-    at = open_page("models", models_tab="Train a new model", models_train_log=log,
-                   **with_model(entry))
+    log = {
+        "name": "half",
+        "epochs": 2,
+        "history": [],
+        "status": "running",
+        "seconds": 0.5,
+        "trainer": trainer,
+    }
+    at = open_page(
+        "models", models_tab="Train a new model", models_train_log=log, **with_model(entry)
+    )
     assert "Stopped 'half' after 0.21 of 2 epochs" in at.success[0].value
     model = at.session_state["user_models"]["half"].model
     assert model.metadata["training"]["steps"] == 3

@@ -14,9 +14,19 @@ from app import limits, server
 from app.compute import embedding, likelihoods, models, posterior, samples
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPUTED = (likelihoods.live_results, likelihoods.log_px, likelihoods.elbo, posterior.panel,
-            posterior.grid, posterior.samples, posterior.image_panel, embedding.embedding,
-            embedding.embedding_chart, samples.ancestral_samples, samples.grid_chart)
+COMPUTED = (
+    likelihoods.live_results,
+    likelihoods.log_px,
+    likelihoods.elbo,
+    posterior.panel,
+    posterior.grid,
+    posterior.samples,
+    posterior.image_panel,
+    embedding.embedding,
+    embedding.embedding_chart,
+    samples.ancestral_samples,
+    samples.grid_chart,
+)
 
 
 def test_server_settings_for_many_sessions():
@@ -44,19 +54,22 @@ def test_warm_up_fills_the_caches_that_first_visits_read(monkeypatch):
     them again."""
     for f in COMPUTED:
         f.clear()
-    assert server.warm_defaults(TEST_MODEL) == ["likelihoods", "posterior", "embedding",
-                                                "samples"]
+    assert server.warm_defaults(TEST_MODEL) == ["likelihoods", "posterior", "embedding", "samples"]
 
     def computed_again(*args, **kwargs):
         raise AssertionError("computed again: the warm-up's result was not found")
 
-    for module, name in ((likelihoods, "log_likelihood"), (likelihoods, "k_curve_figure"),
-                         (posterior, "posterior_grid"), (posterior, "posterior_figure"),
-                         (embedding, "embedding_figure"), (samples, "image_grid_figure"),
-                         (samples, "ancestral")):
+    for module, name in (
+        (likelihoods, "log_likelihood"),
+        (likelihoods, "k_curve_figure"),
+        (posterior, "posterior_grid"),
+        (posterior, "posterior_figure"),
+        (embedding, "embedding_figure"),
+        (samples, "image_grid_figure"),
+        (samples, "ancestral"),
+    ):
         monkeypatch.setattr(module, name, computed_again)
-    for page, n_charts in (("likelihoods", 4), ("posterior", 3), ("embedding", 1),
-                           ("samples", 4)):
+    for page, n_charts in (("likelihoods", 4), ("posterior", 3), ("embedding", 1), ("samples", 4)):
         assert len(open_page(page).get("plotly_chart")) == n_charts, page
 
 

@@ -29,8 +29,9 @@ def test_a_test_image_is_the_same_image_on_every_page():
     rows = [int(a["text"].split(":")[0].lstrip("#")) for a in gallery["layout"]["annotations"]]
     for k, i in enumerate(rows):
         r, c = divmod(k, 4)
-        np.testing.assert_array_equal(z[r * 10 + 2:r * 10 + 10, c * 9:c * 9 + 8],
-                                      seen[i].reshape(8, 8))
+        np.testing.assert_array_equal(
+            z[r * 10 + 2 : r * 10 + 10, c * 9 : c * 9 + 8], seen[i].reshape(8, 8)
+        )
     i = rows[0]  # the worst-modelled image, now on the two other pages
     post = open_page("posterior", post_index=i)
     v = next(f for f in charts(post) if f["layout"]["title"]["text"] == "v")
@@ -47,8 +48,9 @@ def test_seen_images_are_shared_read_only_and_a_prefix_of_the_test_set():
     again, _ = session.seen_test_images(model)
     assert data.x is again.x and not data.x.flags.writeable  # one shared copy
     assert how == {"kind": "dynamic", "eval_seed": 1}
-    np.testing.assert_array_equal(data.x[:50], as_seen_by(model, session.test_images(
-        "digits").x[:50])[0])  # binarising a prefix gives the prefix
+    np.testing.assert_array_equal(
+        data.x[:50], as_seen_by(model, session.test_images("digits").x[:50])[0]
+    )  # binarising a prefix gives the prefix
 
 
 def test_the_app_opens_on_the_shipped_mnist_model():
