@@ -77,34 +77,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _serve_module():
+    """``scripts/serve.py`` as a module: the one place that knows how to start the app."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dlgm_serve", ROOT / "scripts" / "serve.py")
+    module = sys.modules.setdefault("dlgm_serve", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
 def start_server(port: int, log_path: Path, threads: int | None = None) -> subprocess.Popen:
-    """``streamlit run streamlit_app.py`` on 127.0.0.1:port, in its own process group;
-    ``threads`` sets the server's torch threads per operation (DLGM_TORCH_THREADS, which the
-    app applies, default 1; and OMP_NUM_THREADS)."""
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = env["DLGM_TORCH_THREADS"] = str(threads)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    """``streamlit run streamlit_app.py`` on 127.0.0.1:port, in its own process group, as
+    ``scripts/serve.py`` starts a replica; ``threads`` sets the server's torch threads per
+    operation (DLGM_TORCH_THREADS, which the app applies, default 1; and OMP_NUM_THREADS)."""
+    env = {"OMP_NUM_THREADS": str(threads), "DLGM_TORCH_THREADS": str(threads)} if threads else None
+    return _serve_module().start_replica(port, log_path, env)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
