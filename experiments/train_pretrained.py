@@ -86,7 +86,8 @@ def _arch(c: dict) -> str:
     lat = ",".join(str(k) for k in c["n_latent"])
     gen = ",".join(str(h) for h in c["gen_hidden"]) or "-"
     rec = ",".join(str(h) for h in c["rec_hidden"]) or "-"
-    return f"latent {lat}; gen {gen}; rec {rec}"
+    f = c.get("input_activation")
+    return f"latent {lat}; gen {f + '(h), ' if f else ''}{gen}; rec {rec}"
 
 
 def _row(name: str) -> str | None:
