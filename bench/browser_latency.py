@@ -153,7 +153,7 @@ def train_in_tab(page, epochs: int) -> float:
     page.get_by_role("tab", name="Train a new model").click()
     page.get_by_role("button", name="Train").first.wait_for()
     wait_idle(page)
-    epochs_box = page.get_by_role("spinbutton", name="Epochs")
+    epochs_box = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs_box.fill(str(epochs))
     epochs_box.press("Tab")
     start = time.perf_counter()
