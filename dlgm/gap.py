@@ -148,8 +148,9 @@ def optimal_q(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - t / steps)
     blocks = _blocks(model)
     was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
     model.eval()
-    for p in model.parameters():
+    for p, _ in flags:
         p.requires_grad_(False)
     try:
         for step in range(steps):
@@ -164,8 +165,8 @@ def optimal_q(
             if progress is not None:
                 progress(step + 1, steps)
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        for p, flag in flags:
+            p.requires_grad_(flag)
         model.train(was_training)
     return _build({k: v.detach() for k, v in params.items()}, family, blocks)
 
