@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a DLGM (Algorithm 1)")
     t.add_argument("--config", help="JSON file of settings (flags given here override it)")
-    t.add_argument("--data", help="digits | mnist | fashion-mnist | path to .npz")
+    t.add_argument("--data", help="digits | mnist | fashion-mnist | patches | path to .npz")
     t.add_argument("--latent", help="latents per stochastic layer, layer 1 first, e.g. 2 or 100,50")
     t.add_argument("--gen-hidden", help="hidden widths of each generative MLP, e.g. 200,200")
     t.add_argument("--rec-hidden", help="hidden widths of the recognition MLP")

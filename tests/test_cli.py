@@ -185,6 +185,14 @@ def test_data_info_digits(capsys):
     assert res["test"] == {"n": 360, "shape": [8, 8]}
 
 
+def test_data_info_patches(capsys):
+    code, out, _ = _main(capsys, "data", "info", "patches")
+    assert code == 0
+    res = _one_json_line(out)
+    assert res["train"] == {"n": 26_670, "shape": [8, 8]}
+    assert res["test"] == {"n": 6_510, "shape": [8, 8]}
+
+
 # ---------------------------------------------------------------------------- bad input
 def _assert_clean_error(code, err, match):
     assert code == 2
