@@ -146,13 +146,14 @@ def test_digits_split_is_deterministic_and_cached():
 
 # --------------------------------------------------------------------------- patches
 def _grey_photos_from_scratch() -> list[np.ndarray]:
-    """scikit-learn's two photos in grey, by the documented formula, independently of _patches."""
+    """scikit-learn's two photos in grey (1 - BT.601 luma: ink, 1 is black), by the documented
+    formula, independently of _patches."""
     from sklearn.datasets import load_sample_images
 
     bunch = load_sample_images()
     assert [pathlib.Path(f).name for f in bunch.filenames] == list(data.PATCH_PHOTOS)
     weights = np.array([0.299, 0.587, 0.114])
-    return [img.astype(np.float64) @ weights / 255.0 for img in bunch.images]
+    return [1.0 - img.astype(np.float64) @ weights / 255.0 for img in bunch.images]
 
 
 def test_patches_shapes_ranges_and_counts():

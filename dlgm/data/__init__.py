@@ -10,7 +10,8 @@ Sources
     permutation (seed 0).
 ``"patches"``
     8x8 grey patches of the two photographs bundled with scikit-learn (offline; china.jpg and
-    flower.jpg): grey = (0.299 R + 0.587 G + 0.114 B) / 255, stride 4, train from the left 80%
+    flower.jpg): grey = 1 - (0.299 R + 0.587 G + 0.114 B) / 255 (ink: 1 is black, as in the
+    digits and MNIST), stride 4, train from the left 80%
     of each photo's columns (26,670 patches), test from the right 20% (6,510), no overlap
     between the splits, no per-patch normalisation; ``y`` is the photo (0 china, 1 flower).
     For Gaussian-pixel models (the paper's CIFAR-10 patches, sec. 5.2); see

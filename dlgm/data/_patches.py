@@ -4,8 +4,11 @@ An offline stand-in for the paper's 8x8 patches of CIFAR-10 (sec. 5.2), made as 
 deterministically (no randomness but one shuffle with a fixed seed):
 
 1. Each photo of ``sklearn.datasets.load_sample_image`` (``china.jpg``, ``flower.jpg``, both
-   427 x 640 RGB, uint8) becomes grey levels in [0, 1] by the ITU-R BT.601 luma formula
-   ``grey = (0.299 R + 0.587 G + 0.114 B) / 255`` (float32, not rounded).
+   427 x 640 RGB, uint8) becomes grey levels in [0, 1] by the ITU-R BT.601 luma formula,
+   counted as ink like the digits' and MNIST's grey levels (0 = white paper, 1 = black):
+   ``grey = 1 - (0.299 R + 0.587 G + 0.114 B) / 255`` (float32, not rounded). So every
+   picture of the app and of ``python -m dlgm sample`` (which draw grey level 1 as black)
+   shows a patch as it looks in the photo, not as its negative.
 2. Its columns are cut at ``round(0.8 * 640) = 512``: columns 0-511 are the **train** region,
    512-639 the **test** region. A patch lies wholly inside one region, so no train patch shares
    a pixel with a test patch.
@@ -42,13 +45,14 @@ PATCH_PHOTOS = ("china.jpg", "flower.jpg")
 PATCH_SIZE = 8
 PATCH_STRIDE = 4
 TRAIN_FRACTION = 0.8  # of each photo's columns, from the left
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: grey = LUMA . (R, G, B) / 255
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: grey = 1 - LUMA . (R, G, B) / 255 (ink)
 _SHUFFLE_SEED = 0
 
 
 @functools.lru_cache(maxsize=1)
 def _grey_photos() -> tuple[np.ndarray, ...]:
-    """The photos as grey levels in [0, 1], float32 (H, W) each, in :data:`PATCH_PHOTOS` order."""
+    """The photos as grey levels in [0, 1] (1 - luma: 1 is black), float32 (H, W) each, in
+    :data:`PATCH_PHOTOS` order."""
     try:
         from sklearn.datasets import load_sample_image
     except ImportError:
@@ -64,7 +68,7 @@ def _grey_photos() -> tuple[np.ndarray, ...]:
                 "the patches data set needs Pillow to decode scikit-learn's photos: "
                 "pip install pillow"
             ) from None
-        grey = rgb.astype(np.float64) @ np.array(LUMA) / 255.0  # (H, W)
+        grey = 1.0 - rgb.astype(np.float64) @ np.array(LUMA) / 255.0  # (H, W)
         out.append(np.clip(grey, 0.0, 1.0).astype(np.float32))
     return tuple(out)
 
