@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,15 @@ def test_named_dlgm_objects_exist(name):
 def test_resolve_fails_on_a_missing_name():
     with pytest.raises(AttributeError):
         resolve("dlgm.grid.no_such_function")
+
+
+def test_lessons_import_neither_torch_nor_dlgm():
+    """The Models page draws its lesson before the heavy imports (its title comes first)."""
+    code = "import sys, app.lessons; print(sorted({'torch', 'dlgm'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------- LaTeX
