@@ -1,8 +1,9 @@
 """End to end: the real app in headless Chromium (Playwright), every page of the navigation.
 
 Starts ``streamlit run streamlit_app.py`` on a free port, visits each page, waits for the script
-to finish, and checks that no exception, error box or traceback shows; on the Imputation page it
-makes a mask and steps the chains. A screenshot of every page goes to a temporary directory
+to finish, and checks that no exception, error box or traceback shows and that the page's lesson
+shows its equations as KaTeX (no render error, none clipped); on the Imputation page it makes a
+mask and steps the chains. A screenshot of every page goes to a temporary directory
 (or to ``$DLGM_SCREENSHOT_DIR``). Without Chromium or Playwright the test is skipped, except
 when ``CI=true``, where that is a failure.
 """
@@ -19,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from app.lessons import LESSONS
 
 pytestmark = pytest.mark.browser
 
@@ -166,6 +169,19 @@ def assert_no_errors(page, where: str) -> None:
     assert "Traceback" not in body, f"{where}: a traceback is shown"
 
 
+def check_lesson(page, path: str) -> None:
+    """The page's lesson (app/lessons.py) is open on this first visit and shows every equation
+    as KaTeX, none an error and none wider than the lesson (a clipped, scrolling equation)."""
+    lesson = LESSONS[path or "models"]
+    box = page.locator('[data-testid="stExpander"]').filter(has_text=f"Lesson: {lesson.title}")
+    assert box.count() == 1, f"/{path}: no lesson"
+    shown = box.locator(".katex-display")
+    assert shown.count() == len(lesson.equations), f"/{path}: {shown.count()} equations shown"
+    assert not page.locator(".katex-error").count(), f"/{path}: KaTeX could not render"
+    clipped = shown.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth + 4).length")
+    assert clipped == 0, f"/{path}: {clipped} equations wider than the lesson"
+
+
 def visit(page, base: str, path: str, heading: str) -> None:
     page.goto(f"{base}/{path}")
     page.get_by_role("heading", name=heading).first.wait_for()
@@ -193,6 +209,7 @@ def test_every_page_renders_and_imputation_steps(server, browser_page, screensho
         start = time.monotonic()
         visit(page, server, path, heading)
         assert_no_errors(page, f"/{path}")
+        check_lesson(page, path)
         if path == "imputation":
             run_imputation(page)
             assert_no_errors(page, "/imputation after stepping")

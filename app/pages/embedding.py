@@ -14,6 +14,7 @@ import streamlit as st
 from app.compute import embedding as compute
 from app.compute.embedding import decode
 from app.figures.images import image_figure, image_grid_figure
+from app.lessons import lesson_ui
 from app.session import model_picker_ui, test_data_ui
 from app.widgets import show_figure
 
@@ -84,6 +85,7 @@ def page() -> None:
         "Posterior means E_q[ξ | v] of test images, coloured by class (Rezende et al., "
         "2014, Fig. 3b). Hover for the class and index; select to see the images."
     )
+    lesson_ui("embedding")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:

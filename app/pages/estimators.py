@@ -15,6 +15,7 @@ import streamlit as st
 
 from app.compute.estimators import MAX_ELEMENTS, TARGETS, variance_results
 from app.figures.curves import ESTIMATOR_NAMES
+from app.lessons import lesson_ui
 from dlgm.estimators import ESTIMATORS, FUNCTIONS
 
 ALL_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
@@ -97,6 +98,7 @@ def main() -> None:
         "score function's variance per coordinate grows as O(K) (faster without a baseline, "
         "when E[f] grows with K), while Gaussian backpropagation's stays O(1)."
     )
+    lesson_ui("estimators")
     s = settings_ui()
     if not s["estimators"]:
         st.info("Choose at least one estimator.")

@@ -17,6 +17,7 @@ from PIL import Image
 from app.compute import imputation as compute
 from app.compute.imputation import LABELS, METRICS, N_SHOWN
 from app.figures.images import painted_mask
+from app.lessons import lesson_ui
 from app.session import Entry, model_picker_ui, seen_label, seen_test_images, test_data_ui
 from dlgm.errors import DLGMError
 from dlgm.impute import INITS, METHODS, as_mask, mask_random, mask_square
@@ -215,6 +216,7 @@ def main() -> None:
         "**importance resampling** draws from weighted particles. Observed pixels never "
         "change; missing ones are tinted orange."
     )
+    lesson_ui("imputation")
     entry = model_picker_ui()
     model = entry.model
     if len(model.data_shape) != 2:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app.compute import likelihoods as compute
+from app.lessons import lesson_ui
 from app.session import Entry, all_model_names, get_entry, model_picker_ui, test_data_ui
 from dlgm.data import eval_seed
 
@@ -181,6 +182,7 @@ def main() -> None:
         "proposal: log p(v) ~ log (1/K) sum_k p(v, xi_k) / q(xi_k | v). With K = 1 this is "
         "a one-sample ELBO; as K grows it tightens towards log p(v)."
     )
+    lesson_ui("likelihoods")
     entry = model_picker_ui()
     table_section()
     if len(entry.model.data_shape) != 2:

@@ -17,6 +17,8 @@ import time
 
 import streamlit as st
 
+from app.lessons import lesson_ui
+
 # The title first: on a cold server the imports below (torch, pandas, plotly through app.compute
 # and app.figures) take seconds, and a page script's output only shows once it is drawn.
 st.title("Models")
@@ -25,6 +27,7 @@ st.caption(
     "model's card, live training, step mode and checkpoints. Models you train or "
     "upload live in this browser tab only."
 )
+lesson_ui("models")
 LOADING = st.empty()
 LOADING.caption("Loading the model libraries…")
 

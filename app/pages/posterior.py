@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from app.compute import posterior as compute
+from app.lessons import lesson_ui
 from app.limits import MAX_GRID
 from app.session import (
     all_model_names,
@@ -82,6 +83,7 @@ def page() -> None:
         "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
         "samples and the MAP (Rezende et al., 2014, Fig. 2)."
     )
+    lesson_ui("posterior")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     model = entry.model
     if model.latent_dim != 2:
