@@ -254,6 +254,46 @@ def test_fetch_over_http(fake, server, tmp_path):
     assert len(data.load_dataset("mnist", "train", download=False)) == 6
 
 
+def test_fetch_reports_progress_in_bytes_of_the_missing_files(fake, server, tmp_path):
+    """Over HTTP: a report as each file starts and is stored; ``done`` rises to ``total`` (the
+    uncompressed sizes of the missing files only) and every file is named."""
+    served, url = server
+    write_files(served, fake, gz=True)
+    have = "t10k-labels-idx1-ubyte"
+    write_files(tmp_path / "cache" / "mnist", {have: fake[have]}, gz=False)
+    calls = []
+    data.fetch("mnist", routes=[url], progress=lambda *a: calls.append(a))
+    total = sum(len(v) for k, v in fake.items() if k != have)
+    assert {c[1] for c in calls} == {total}
+    done = [c[0] for c in calls]
+    assert done[0] == 0 and done[-1] == total and done == sorted(done)
+    stored = [c[2] for c in calls if c[2].endswith("checked and stored")]
+    assert sorted(m.split(":")[0] for m in stored) == sorted(set(fake) - {have})
+    calls.clear()
+    data.fetch("mnist", routes=[url], progress=lambda *a: calls.append(a))
+    assert calls == []  # nothing missing
+
+
+def test_fetch_progress_falls_back_when_a_route_fails(fake, server, tmp_path):
+    """A file that fails its check on the first route is not counted; the second route brings
+    it and ``done`` ends at ``total``."""
+    served, url = server
+    write_files(served, fake, gz=True)
+    base = "train-images-idx3-ubyte"
+    bad = bytearray(fake[base])
+    bad[-1] ^= 0xFF
+    (served / f"{base}.gz").write_bytes(gzip.compress(bytes(bad)))
+    system = tmp_path / "system"
+    write_files(system, fake, gz=False)
+    calls = []
+    data.fetch("mnist", routes=[url, system], progress=lambda *a: calls.append(a))
+    total = sum(len(v) for v in fake.values())
+    assert calls[-1][0] == total
+    after_http = [c for c in calls if str(system) in c[2]]
+    assert [c[2] for c in after_http] == [f"{base}: reading {system / base}"]
+    assert after_http[0][0] == total - len(fake[base])  # the bad file was never counted
+
+
 def test_fetch_default_mirror_from_env(fake, server, tmp_path, monkeypatch):
     served, url = server
     write_files(served, fake, gz=True)
