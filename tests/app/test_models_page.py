@@ -224,6 +224,24 @@ def test_models_upload_npz_train_and_explore_it_on_every_page():
     assert z.shape[1] == 4 * 7 - 1 and z.shape[0] == 3 * 7 - 1
 
 
+def test_models_step_mode_on_a_model_of_uploaded_data():
+    """Step mode draws its minibatches from the uploaded training split (48 images)."""
+    from app.compute.models import read_user_data
+
+    data = read_user_data("mine.npz", npz_bytes(**user_images()), max_bytes=2**20)
+    entry = tiny_entry("on-mine", n_latent=(2,), data_shape=(6, 6))
+    entry.model.metadata["data"] = data.name
+    at = open_page(
+        "models", models_tab="Step mode", user_data={data.name: data}, **with_model(entry)
+    )
+    at.number_input(key="step_batch").set_value(10)
+    next(b for b in at.button if b.label.startswith("Start step mode")).click().run()
+    next(b for b in at.button if b.label == "One step").click().run()
+    no_errors(at)
+    trainer = at.session_state["models_step"]["trainer"]
+    assert trainer.step_count == 1 and trainer.x.shape == (48, 36)
+
+
 def test_models_uploaded_data_missing_from_the_tab_says_to_upload_it_again():
     """A model whose card names an upload this tab does not hold: the page says what to do."""
     entry = tiny_entry("orphan", n_latent=(2,), data_shape=(6, 6))
