@@ -173,7 +173,7 @@ def fetch_dataset(name: str, progress) -> Path:
     ``name`` now."""
     lock = _fetch_locks()[name]
     if not lock.acquire(blocking=False):
-        raise RuntimeError(f"another session is fetching {name} now; try again in a minute")
+        raise RuntimeError(f"Another session is fetching {name} now; try again in a minute.")
     try:
         return fetch(name, progress=progress)
     finally:

@@ -380,6 +380,8 @@ def fetch_ui() -> None:
         name, kind, message = last
         if kind == "ok":
             st.success(message)
+        elif kind == "busy":
+            st.info(message)
         else:
             st.error(f"Could not fetch {name} from here. {fetch_help(name)}")
             st.code(message, language=None, wrap_lines=True)
@@ -396,7 +398,11 @@ def fetch_now(name: str) -> None:
     try:
         path = fetch_dataset(name, progress)
     except (DataError, RuntimeError) as e:
-        st.session_state[FETCHED] = (name, "error", str(e))
+        st.session_state[FETCHED] = (
+            name,
+            "busy" if isinstance(e, RuntimeError) else "error",
+            str(e),
+        )
         bar.empty()
         return
     st.session_state[FETCHED] = (name, "ok", f"Fetched {name} into {path}; the form offers it.")

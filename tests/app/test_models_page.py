@@ -416,3 +416,19 @@ def test_models_fetch_offline_says_what_to_do(no_mnist, tmp_path):
     assert "mnist" not in at.selectbox(key="train_data").options
     at.run()  # the message stays until the next fetch
     assert at.error[0].value == error
+
+
+def test_models_fetch_one_session_at_a_time(no_mnist, tmp_path):
+    """While another session holds mnist's fetch lock, a click says so and fetches nothing."""
+    from app.compute.models import _fetch_locks
+
+    lock = _fetch_locks()["mnist"]
+    assert lock.acquire(blocking=False)
+    try:
+        at = open_page("models", models_tab="Train a new model")
+        at.button(key="fetch_mnist").click().run()
+    finally:
+        lock.release()
+    no_errors(at)
+    assert at.info[0].value == "Another session is fetching mnist now; try again in a minute."
+    assert not (tmp_path / "cache" / "mnist").exists()
