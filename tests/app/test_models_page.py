@@ -188,10 +188,12 @@ def user_images(n=60, side=6) -> dict:
 USER_PAGES = ("samples", "embedding", "posterior", "imputation", "likelihoods")
 
 
-def test_models_upload_npz_train_and_explore_it_on_every_page():
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_models_upload_npz_train_and_explore_it_on_every_page(likelihood):
     """A good .npz: kept in the tab (48 train / 12 test by the seed-0 permutation) and picked
     in the form; a 2-latent model trained on it for 1 epoch records it in its card, and every
-    page that explores a model shows that model's test images without an error."""
+    page that explores a model shows that model's test images without an error. A Bernoulli
+    model sees them binarised, a Gaussian one as the grey levels themselves."""
     at = open_page("models", models_tab="Train a new model")
     at.file_uploader(key="upload_data").upload("my images.npz", npz_bytes(**user_images()))
     at.run()
@@ -207,10 +209,12 @@ def test_models_upload_npz_train_and_explore_it_on_every_page():
     at.text_input(key="train_name").input("mine")
     at.text_input(key="train_hidden").input("16")
     at.number_input(key="train_epochs").set_value(1)
+    at.selectbox(key="train_lik").set_value(likelihood)
     next(b for b in at.button if b.label == "Train").click().run()
     no_errors(at)
     model = at.session_state["user_models"]["mine"].model
     assert model.metadata["data"] == name and model.data_shape == (6, 6)
+    assert model.config.likelihood == likelihood
     assert model.metadata["training"]["steps"] == 1  # 48 images, minibatch 100
     assert at.sidebar.selectbox(key="model_picker").value == "mine"
     for page in USER_PAGES:
@@ -222,6 +226,8 @@ def test_models_upload_npz_train_and_explore_it_on_every_page():
     assert name in grey["layout"]["title"]["text"]
     z = array(grey["data"][0]["z"])  # 12 test images of 6x6 in a grid with 1 px gaps
     assert z.shape[1] == 4 * 7 - 1 and z.shape[0] == 3 * 7 - 1
+    seen = array(chart(at, "Test data as the model sees it")["data"][0]["z"])
+    assert np.array_equal(seen, z, equal_nan=True) == (likelihood == "gaussian")  # NaN: gaps
 
 
 def test_models_step_mode_on_a_model_of_uploaded_data():
