@@ -9,6 +9,12 @@ The test images as a model sees them come from ``dlgm.data.as_seen_by`` only (bi
 with the model's eval seed for Bernoulli models, grey levels for Gaussian ones), computed once
 per (data set, seed) per server and shared read-only, so test image #i is the same image on
 every page.
+
+A data set the user uploads (an ``.npz`` file, on the Models page) lives in this tab's session
+too, split into training and test images by ``dlgm.data.load_npz_splits``; its name
+(``upload:<stem>-<digest of the file>``) is what the card of a model trained on it records, so
+every page finds its test images through :func:`test_images` like a shipped data set's, and
+the same name always means the same images.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ _MODELS_KEY = "user_models"  # {name: Entry} of this session (no widget owns the
 _CURRENT_KEY = "current_model"
 _PICKER_KEY = "model_picker"  # the sidebar select box
 _PENDING_KEY = "model_picker_pending"  # the picker must show _CURRENT_KEY on the next run
+_DATA_KEY = "user_data"  # {name: UserData} uploaded in this session (no widget owns it)
+USER_DATA_PREFIX = "upload:"
 
 
 @dataclass
@@ -147,16 +155,91 @@ def model_picker_ui(where=st.sidebar) -> Entry:
     return get_entry(choice)
 
 
-# ---------------------------------------------------------------------------- test images
-@st.cache_resource(show_spinner="Loading images...", max_entries=8)
-def test_images(data_name: str) -> ImageData:
-    """Test images of a data set as grey levels: the shipped sample in pretrained/samples if
-    there is one (a prefix of the test split), else the data set's test split (digits is
-    bundled with scikit-learn).
+# ---------------------------------------------------------------------------- user data
+@dataclass(frozen=True)
+class UserData:
+    """A data set uploaded in this tab: its two splits and how they were made."""
 
-    One copy per server, shared by every session: its arrays are read-only (``st.cache_data``
-    made a copy on every call, 16 MB for the MNIST sample). Copy before handing to torch
+    name: str  # "upload:<stem>-<digest>": the name a model's card records
+    file_name: str
+    train: ImageData
+    test: ImageData
+    split: dict  # dlgm.data.load_npz_splits's "how"
+    binary: bool  # every pixel 0 or 1
+
+    @property
+    def label(self) -> str:
+        """Short name for titles and model names: the file's stem."""
+        return self.file_name.rsplit(".", 1)[0] or "data"
+
+
+def is_user_data(data_name: str) -> bool:
+    """Whether ``data_name`` names an uploaded data set (not a shipped one)."""
+    return str(data_name).startswith(USER_DATA_PREFIX)
+
+
+def session_datasets() -> dict[str, UserData]:
+    """The data sets uploaded in this tab, by name."""
+    if _DATA_KEY not in st.session_state:
+        st.session_state[_DATA_KEY] = {}
+    return st.session_state[_DATA_KEY]
+
+
+def add_session_data(data: UserData) -> UserData:
+    """Keep an uploaded data set in this tab (the same name is the same file: replaced)."""
+    for split in (data.train, data.test):
+        read_only(split.x)
+        read_only(split.y)
+    session_datasets()[data.name] = data
+    return data
+
+
+def user_data(data_name: str) -> UserData:
+    """The uploaded data set ``data_name`` of this tab; DataError if it is not here."""
+    found = session_datasets().get(data_name)
+    if found is None:
+        stem = data_name.removeprefix(USER_DATA_PREFIX).rsplit("-", 1)[0]
+        raise DataError(
+            f"{data_name!r} is a data set uploaded in a browser tab, and it lives in that tab "
+            f"only; upload {stem}.npz again on the Models page (tab 'Train a new model') to "
+            "use it here"
+        )
+    return found
+
+
+def dataset_split(data_name: str, split: str) -> ImageData:
+    """One split of a shipped data set (never downloaded here) or of one uploaded in this tab."""
+    if is_user_data(data_name):
+        data = user_data(data_name)
+        return data.train if split == "train" else data.test
+    return load_dataset(data_name, split, download=False)
+
+
+def data_label(data_name: str) -> str:
+    """How a data set is named in titles and model names: an uploaded one by its file's stem."""
+    if is_user_data(data_name):
+        found = session_datasets().get(data_name)
+        return found.label if found else data_name.removeprefix(USER_DATA_PREFIX)
+    return data_name
+
+
+# ---------------------------------------------------------------------------- test images
+def test_images(data_name: str) -> ImageData:
+    """Test images of a data set as grey levels: for a data set uploaded in this tab, its test
+    split; else the shipped sample in pretrained/samples if there is one (a prefix of the test
+    split), else the data set's test split (digits is bundled with scikit-learn).
+
+    Read-only arrays, shared (a shipped data set's by every session: ``st.cache_data`` made a
+    copy on every call, 16 MB for the MNIST sample). Copy before handing to torch
     (``torch.from_numpy`` wants a writable array)."""
+    if is_user_data(data_name):
+        return user_data(data_name).test
+    return _shipped_test_images(data_name)
+
+
+@st.cache_resource(show_spinner="Loading images...", max_entries=8)
+def _shipped_test_images(data_name: str) -> ImageData:
+    """:func:`test_images` of a shipped data set, one copy per server."""
     sample = SAMPLES / f"{data_name}-test.npz"
     if sample.is_file():
         with np.load(sample, allow_pickle=False) as f:

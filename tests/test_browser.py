@@ -217,3 +217,37 @@ def test_every_page_renders_and_imputation_steps(server, browser_page, screensho
         page.wait_for_timeout(500)  # let data frames (drawn on a canvas) paint
         page.screenshot(path=str(screenshot_dir / f"{path or 'models'}.png"), full_page=True)
     print(f"seconds per page: {seconds}; screenshots in {screenshot_dir}")
+
+
+def test_upload_npz_train_and_see_it_on_samples(server, browser_page, tmp_path, screenshot_dir):
+    """The real file uploader (set_input_files): a .npz of 40 grey 6x6 images becomes a data
+    set of the tab, a 1-epoch model is trained on it, and the Samples page, reached through
+    the navigation (same session), shows that model's test images."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=rng.integers(0, 256, size=(40, 6, 6), dtype=np.uint8))
+    page = browser_page
+    visit(page, server, "", "Models")
+    page.get_by_role("tab", name="Train a new model").click()
+    wait_idle(page)
+    page.get_by_text("Your own images (.npz)").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    page.get_by_text("Added mine.npz").wait_for()
+    wait_idle(page)
+    assert_no_errors(page, "/ after the upload")
+    assert page.get_by_text("32 training and 8 test images of 6×6").count()
+    page.get_by_role("textbox", name="Name (optional)").fill("mine-model")
+    page.get_by_role("textbox", name="Hidden widths of every MLP").fill("16")
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("1")
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("Trained 'mine-model'").wait_for()
+    wait_idle(page)
+    assert_no_errors(page, "/ after training")
+    page.get_by_role("link", name="Samples").click()
+    page.get_by_role("heading", name="Samples").first.wait_for()
+    wait_idle(page)
+    assert_no_errors(page, "/samples with the model trained on the upload")
+    page.get_by_text("Test data: grey levels (upload:mine-").first.wait_for()
+    page.screenshot(path=str(screenshot_dir / "samples-upload.png"), full_page=True)
