@@ -6,7 +6,8 @@ once with the card's evaluation seed), importance sampling with K samples from t
 q (``dlgm.likelihood.evaluate``, generator seed 0), so the CLI reproduces every number here.
 
 Per-image results are cached in ``runs/experiments/eval/NAME-K{K}-N{N}.json`` (git-ignored;
-a cache entry is only reused for the same weights: it records the checkpoint's SHA-256).
+a cache entry is only reused for the same weights: it records the SHA-256 of the
+checkpoint's tensors, ``weights_digest``).
 ``--update-cards`` writes ``test_nll``, ``test_nll_se`` (standard error over images),
 ``test_elbo``, ``eval_k``, ``eval_n``, ``eval_seconds`` and ``eval_binarization`` into each
 model's card (and its checkpoint metadata).
@@ -23,6 +24,7 @@ import argparse
 import hashlib
 import json
 import math
+import struct
 import sys
 import time
 from pathlib import Path
@@ -43,7 +45,13 @@ PRETRAINED = ROOT / "pretrained"
 
 
 def weights_digest(path: Path) -> str:
-    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+    """SHA-256 of the checkpoint's tensors (names, shapes, dtypes and bytes), not of its metadata:
+    writing an evaluation into the card (``update_card``) keeps the cache entry valid."""
+    raw = (path / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    header.pop("__metadata__", None)
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode() + raw[8 + n :]).hexdigest()
 
 
 def evaluate_model(path: Path, k: int = 5000, limit: int | None = None) -> dict:
