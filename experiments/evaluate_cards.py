@@ -16,6 +16,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python experiments/evaluate_cards.py mnist-table1-diag --k 5000
     OMP_NUM_THREADS=1 python experiments/evaluate_cards.py --all-mnist --update-cards
+    python experiments/evaluate_cards.py --table mnist-table1-rank1 --all-mnist   # cached only
 """
 
 from __future__ import annotations
@@ -109,6 +110,50 @@ def update_card(path: Path, r: dict) -> None:
     save(model, path)
 
 
+def cached(name: str, k: int, limit: int | None) -> dict | None:
+    """The cached evaluation of ``name`` for its current weights, or None."""
+    path = Path(name) if Path(name).is_dir() else PRETRAINED / name
+    model = dlgm.load(path)
+    n = len(model_images(model, "test", limit=limit)[0])
+    cache = CACHE / f"{path.name}-K{k}-N{n}.json"
+    if not cache.is_file():
+        return None
+    hit = json.loads(cache.read_text())
+    return hit if hit.get("sha256") == weights_digest(path) else None
+
+
+def table(names: list[str], reference: str, k: int, limit: int | None) -> str:
+    """Markdown rows: NLL ± s.e. over images, the paired difference against ``reference``
+    (mean and s.e. of the per-image differences: the same images and binarisation), -ELBO,
+    ESS, and the NLL of the first 1,000 images (the cards' earlier protocol)."""
+    ref = cached(reference, k, limit)
+    if ref is None:
+        raise SystemExit(f"{reference}: no cached evaluation with K={k}; run it first")
+    ref_nll = np.asarray(ref["nll_per_image"])
+    lines = [
+        "| model | -ln p(v) (nats) | ± s.e. | vs " + reference + " (paired) | −ELBO | ESS "
+        "| images | K | first 1,000 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        r = cached(name, k, limit)
+        if r is None:
+            lines.append(f"| {name} | not evaluated | | | | | | | |")
+            continue
+        nll = np.asarray(r["nll_per_image"])
+        d = nll - ref_nll
+        diff = (
+            "-"
+            if name == reference
+            else f"{d.mean():+.2f} ± {d.std(ddof=1) / math.sqrt(len(d)):.2f}"
+        )
+        lines.append(
+            f"| {name} | {r['nll']:.2f} | {r['nll_se']:.2f} | {diff} | {-r['elbo']:.2f} "
+            f"| {r['ess']:.0f} | {r['n']:,} | {r['k']} | {nll[:1000].mean():.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="model folders in pretrained/ (or paths)")
@@ -116,6 +161,12 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=5000)
     p.add_argument("--limit", type=int, default=None, help="first N test images (default all)")
     p.add_argument("--update-cards", action="store_true")
+    p.add_argument(
+        "--table",
+        metavar="REFERENCE",
+        help="print a markdown table of the models' cached results (evaluates none), with the "
+        "paired difference against model REFERENCE",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     names = list(args.names)
@@ -125,6 +176,9 @@ def main(argv=None) -> int:
             for c in sorted(PRETRAINED.glob("*/card.json"))
             if json.loads(c.read_text()).get("data") == "mnist"
         ]
+    if args.table:
+        print(table(names, args.table, args.k, args.limit))
+        return 0
     for name in names:
         path = Path(name) if Path(name).is_dir() else PRETRAINED / name
         r = evaluate_model(path, args.k, args.limit)
