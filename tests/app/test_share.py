@@ -25,6 +25,7 @@ from conftest import (
 )
 
 import dlgm
+from app.compute.posterior import GRID, RADIUS
 from app.widgets import view_url
 
 BASE = "http://dlgm.test"
@@ -179,6 +180,18 @@ def test_a_link_to_an_unknown_model_warns_and_falls_back():
     picker.set_value(TEST_MODEL).run()
     no_errors(at)
     assert not at.warning
+
+
+def test_bad_values_in_a_link_fall_back_to_the_defaults():
+    """Values a widget cannot take (out of range, not a number, not a boolean) are ignored:
+    the widget keeps its default and the parameter leaves the URL and the link."""
+    bad = {"post_index": "99999", "post_grid": "abc", "post_radius": "100", "post_zoom": "maybe"}
+    at = open_link("posterior", {"model": TEST_MODEL, **bad})
+    assert at.number_input(key="post_index").value == 0
+    assert at.slider(key="post_grid").value == GRID and at.slider(key="post_radius").value == RADIUS
+    assert at.toggle(key="post_zoom").value is True
+    assert at.query_params == {"model": TEST_MODEL}
+    assert link_params(at) == {"model": [TEST_MODEL]}
 
 
 def test_the_link_follows_values_the_server_sets():
