@@ -1,7 +1,9 @@
-"""DLGM Lab: the Streamlit entry point. Builds the page navigation and runs it."""
+"""DLGM Lab: the Streamlit entry point. Builds the page navigation, draws the model picker
+(bound to the URL), runs the page, then draws the link to the view in the sidebar."""
 
 import streamlit as st
 
+from app.picker import PICKER_KEY, model_select_ui
 from app.server import configure_server, first_page_done
 
 configure_server()  # once per process: GC thresholds, the warm-up thread (torch threads after it)
@@ -29,7 +31,16 @@ pages = {
         st.Page("app/pages/likelihoods.py", title="Likelihoods", icon=":material/leaderboard:"),
     ],
 }
+MODEL_FREE = {"estimators"}  # URL paths of the pages that use no model: no picker there
 try:
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    uses_model = page.url_path not in MODEL_FREE
+    if uses_model:
+        model_select_ui()  # one widget on every page, so its value and URL parameter stay
+    page.run()
+    from app.widgets import share_link_ui  # here: the page has imported it (and torch) already
+
+    # After the page, so that every widget bound to the URL is in the link.
+    share_link_ui(skip=() if uses_model else (PICKER_KEY,))
 finally:
     first_page_done()  # the server's warm-up starts after the first page is drawn

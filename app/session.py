@@ -1,4 +1,5 @@
-"""The models of this browser tab, the model picker, and the test images as a model sees them.
+"""The models of this browser tab, the selected one (picked by :mod:`app.picker`), and the test
+images as a model sees them.
 
 Pretrained models are loaded once per server with ``st.cache_resource`` and shared by every
 user, so they are read-only (``eval()``; training always works on a copy). Models a user trains
@@ -20,26 +21,28 @@ the same name always means the same images.
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 import dlgm
 from app.cache import name_model, read_only
+from app.picker import (  # noqa: F401 (DEFAULT_MODEL, PRETRAINED, pretrained_names: re-exported)
+    CURRENT_KEY,
+    DEFAULT_MODEL,
+    MISSING_KEY,
+    MODELS_KEY,
+    PENDING_KEY,
+    PRETRAINED,
+    default_model_name,
+    model_names,
+    pretrained_names,
+)
 from dlgm.data import DataError, ImageData, as_seen_by, eval_seed, load_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
-PRETRAINED = ROOT / "pretrained"
 SAMPLES = PRETRAINED / "samples"
-DEFAULT_MODEL = "mnist-2d-rank1"  # the paper's data; its 5,000 test images ship in samples/
-_MODELS_KEY = "user_models"  # {name: Entry} of this session (no widget owns these keys)
-_CURRENT_KEY = "current_model"
-_PICKER_KEY = "model_picker"  # the sidebar select box
-_PENDING_KEY = "model_picker_pending"  # the picker must show _CURRENT_KEY on the next run
 _DATA_KEY = "user_data"  # {name: UserData} uploaded in this session (no widget owns it)
 USER_DATA_PREFIX = "upload:"
 
@@ -62,24 +65,6 @@ class Entry:
 
 
 # ---------------------------------------------------------------------------- models
-_NAMES_TTL_S = 10.0
-_names_cache: tuple[float, tuple[str, ...]] = (-_NAMES_TTL_S, ())
-
-
-def pretrained_names() -> list[str]:
-    """Names of the models shipped in pretrained/ (folders with a model.safetensors).
-
-    The folder is listed at most every 10 s per process (a glob of it cost about 1 ms, three
-    times per rerun of every page)."""
-    global _names_cache
-    now = time.monotonic()
-    stamp, names = _names_cache
-    if now - stamp >= _NAMES_TTL_S:
-        names = tuple(sorted(p.parent.name for p in PRETRAINED.glob("*/model.safetensors")))
-        _names_cache = (now, names)
-    return list(names)
-
-
 @st.cache_resource(show_spinner="Loading model...")
 def _load_pretrained(name: str) -> dlgm.DLGM:
     model = dlgm.load(PRETRAINED / name)
@@ -88,13 +73,13 @@ def _load_pretrained(name: str) -> dlgm.DLGM:
 
 
 def _session_models() -> dict:
-    if _MODELS_KEY not in st.session_state:
-        st.session_state[_MODELS_KEY] = {}
-    return st.session_state[_MODELS_KEY]
+    if MODELS_KEY not in st.session_state:
+        st.session_state[MODELS_KEY] = {}
+    return st.session_state[MODELS_KEY]
 
 
 def all_model_names() -> list[str]:
-    return pretrained_names() + sorted(_session_models())
+    return model_names()
 
 
 def pretrained_entry(name: str) -> Entry:
@@ -113,8 +98,8 @@ def add_session_model(name: str, model: dlgm.DLGM, source: str) -> Entry:
     """Store a model in this browser tab (overwriting a same-named one) and select it."""
     entry = Entry(name, model, f"{source}:{uuid.uuid4().hex}", source)
     _session_models()[name] = entry
-    st.session_state[_CURRENT_KEY] = name
-    st.session_state[_PENDING_KEY] = True  # the picker may already be drawn in this run
+    st.session_state[CURRENT_KEY] = name
+    st.session_state[PENDING_KEY] = True  # the picker is already drawn in this run
     return entry
 
 
@@ -134,25 +119,31 @@ def trainable_copy(entry: Entry) -> dlgm.DLGM:
 def current_entry() -> Entry:
     """The model selected in this session (the default one at first)."""
     names = all_model_names()
-    name = st.session_state.get(_CURRENT_KEY)
+    name = st.session_state.get(CURRENT_KEY)
     if name not in names:
-        name = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-        st.session_state[_CURRENT_KEY] = name
+        name = default_model_name(names)
+        st.session_state[CURRENT_KEY] = name
     return get_entry(name)
 
 
-def model_picker_ui(where=st.sidebar) -> Entry:
-    """A select box of every model this session can see; returns the selected entry.
+def model_picker_ui() -> Entry:
+    """The model picked in the sidebar, loaded; call it after the page's title (the first load
+    of a model takes seconds).
 
-    It follows ``add_session_model`` from the next script run on: a page that adds a model
-    after drawing the picker calls ``st.rerun()`` to show it selected at once."""
-    names = all_model_names()
-    current = current_entry().name
-    if st.session_state.pop(_PENDING_KEY, False):
-        st.session_state.pop(_PICKER_KEY, None)  # a fresh widget starts at ``index``
-    choice = where.selectbox("Model", names, index=names.index(current), key=_PICKER_KEY)
-    st.session_state[_CURRENT_KEY] = choice
-    return get_entry(choice)
+    The select box itself (``app.picker.model_select_ui``) is drawn by ``streamlit_app.py``
+    before the page, bound to the URL. When a link named a model this server does not have,
+    this shows a warning (until another model is picked). A page that adds a model after the
+    picker was drawn calls ``st.rerun()`` to show it selected at once."""
+    entry = current_entry()
+    missing = st.session_state.get(MISSING_KEY)
+    if missing is not None:
+        st.warning(
+            f"The link names the model {missing!r}, which this server does not have (models "
+            "trained or uploaded in a browser tab live only in that tab). Showing "
+            f"{entry.name!r} instead.",
+            icon=":material/link_off:",
+        )
+    return entry
 
 
 # ---------------------------------------------------------------------------- user data

@@ -4,8 +4,9 @@ Starts ``streamlit run streamlit_app.py`` on a free port, visits each page, wait
 to finish, and checks that no exception, error box or traceback shows and that the page's lesson
 shows its equations as KaTeX (no render error, none clipped); on the Imputation page it makes a
 mask and steps the chains. A screenshot of every page goes to a temporary directory
-(or to ``$DLGM_SCREENSHOT_DIR``). Without Chromium or Playwright the test is skipped, except
-when ``CI=true``, where that is a failure.
+(or to ``$DLGM_SCREENSHOT_DIR``). A shared link, opened in a fresh browser context, shows the
+view it names, and changing a widget changes the URL and the link. Without Chromium or
+Playwright the tests are skipped, except when ``CI=true``, where that is a failure.
 """
 
 from __future__ import annotations
@@ -124,15 +125,20 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser_page(playwright_api):
+def browser(playwright_api):
     with playwright_api() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            page.set_default_timeout(PAGE_TIMEOUT_S * 1000)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.set_default_timeout(PAGE_TIMEOUT_S * 1000)
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +257,67 @@ def test_upload_npz_train_and_see_it_on_samples(server, browser_page, tmp_path, 
     assert_no_errors(page, "/samples with the model trained on the upload")
     page.get_by_text("Test data: grey levels (upload:mine-").first.wait_for()
     page.screenshot(path=str(screenshot_dir / "samples-upload.png"), full_page=True)
+
+
+def sidebar_link(page) -> str:
+    """The link to the view shown in the sidebar (``app.widgets.share_link_ui``)."""
+    return page.locator('[data-testid="stSidebar"] [data-testid="stCode"] code').inner_text()
+
+
+def wait_for_link(page, wanted: dict[str, str]) -> dict[str, list[str]]:
+    """Wait until the sidebar's link (drawn last, after the page) and the address bar both
+    carry ``wanted``; return the link's parameters."""
+    from urllib.parse import parse_qs, urlsplit
+
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while True:
+        links = page.locator('[data-testid="stSidebar"] [data-testid="stCode"] code')
+        params = parse_qs(urlsplit(links.first.inner_text()).query) if links.count() else {}
+        in_url = parse_qs(urlsplit(page.url).query)
+        if all(params.get(k) == [v] and in_url.get(k) == [v] for k, v in wanted.items()):
+            wait_idle(page)
+            return params
+        if time.monotonic() > deadline:
+            raise AssertionError(f"link {params}, address {in_url}; wanted {wanted}")
+        time.sleep(0.2)
+
+
+def test_a_shared_link_opens_the_same_view(server, browser):
+    """A link to the Posterior page, opened in a fresh browser context (no session, no cookies),
+    shows the model, test image, grid and zoom it names; changing the image changes the address
+    bar and the link; a link naming a model this server does not have says so."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(PAGE_TIMEOUT_S * 1000)
+        linked = {"model": "digits-2d-rank1", "post_index": "7", "post_grid": "31"}
+        query = "&".join(f"{k}={v}" for k, v in linked.items())
+        page.goto(f"{server}/posterior?{query}&post_zoom=false")
+        page.get_by_role("heading", name="Posterior").first.wait_for()
+        params = wait_for_link(page, {**linked, "post_zoom": "false"})
+        assert sidebar_link(page).startswith(f"{server}/posterior?")
+        assert set(params) == {*linked, "post_zoom"}
+        picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
+        assert picker.input_value() == "digits-2d-rank1"
+        index = page.get_by_role("spinbutton", name="Test image #")
+        assert index.input_value() == "7"
+        grid = page.locator('[data-testid="stSlider"]').filter(has_text="Grid points per axis G")
+        assert grid.locator('[data-testid="stSliderThumbValue"]').inner_text() == "31"
+        assert not page.get_by_role("switch", name="Zoom on the posterior").is_checked()
+        page.get_by_text("Test image #7, class").first.wait_for()  # the page used image 7
+        page.get_by_text("digits-2d-rank1: p(ξ | v)").first.wait_for()  # and the model
+        assert_no_errors(page, "a shared link")
+
+        index.fill("9")
+        index.press("Enter")
+        wait_for_link(page, {**linked, "post_index": "9"})
+        page.get_by_text("Test image #9, class").first.wait_for()
+
+        page.goto(f"{server}/samples?model=trained-in-another-tab&smp_seed=4")
+        page.get_by_role("heading", name="Samples").first.wait_for()
+        params = wait_for_link(page, {"smp_seed": "4"})
+        assert "model" not in params and "model=" not in page.url
+        warning = page.locator('[data-testid="stAlertContentWarning"]').first.inner_text()
+        assert "'trained-in-another-tab'" in warning and "mnist-2d-rank1" in warning
+    finally:
+        context.close()

@@ -35,7 +35,13 @@ def image_ui(entry: Entry, data) -> tuple[int, np.ndarray]:
     n = len(data)
     idx = int(
         st.number_input(
-            "Test image", 0, n - 1, 0, key="imp_index", help=f"Index into the {n} test images."
+            "Test image",
+            0,
+            n - 1,
+            0,
+            key="imp_index",
+            help=f"Index into the {n} test images.",
+            bind="query-params",
         )
     )
     label = "" if data.y is None else f"; label {int(data.y[idx])}"
@@ -51,24 +57,31 @@ def _set_rate(rate: int) -> None:
 def mask_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Draw the mask controls; returns a bool mask (H, W), True = missing (not yet validated)."""
     H, W = shape
-    kind = st.radio("Mask", MASK_KINDS, horizontal=True, key="imp_mask_kind")
+    kind = st.radio("Mask", MASK_KINDS, horizontal=True, key="imp_mask_kind", bind="query-params")
     if kind == MASK_KINDS[0]:
-        if "imp_rate" not in st.session_state:
-            st.session_state["imp_rate"] = 60
         c1, c2 = st.columns(2)
         c1.button("60% missing", on_click=_set_rate, args=(60,), key="imp_60")
         c2.button("80% missing", on_click=_set_rate, args=(80,), key="imp_80")
-        rate = st.slider("Missing rate (%)", 0, 100, key="imp_rate")
-        seed = int(st.number_input("Mask seed", 0, 1_000_000, 0, key="imp_mask_seed"))
+        rate = st.slider("Missing rate (%)", 0, 100, 60, key="imp_rate", bind="query-params")
+        seed = int(
+            st.number_input("Mask seed", 0, 1_000_000, 0, key="imp_mask_seed", bind="query-params")
+        )
         m = mask_random(H * W, rate / 100.0, torch.Generator().manual_seed(seed))
         return m.numpy().reshape(H, W)
     if kind == MASK_KINDS[1]:
         size = st.slider(
-            "Square size (pixels)", 1, min(H, W), max(1, min(H, W) // 2), key="imp_size"
+            "Square size (pixels)",
+            1,
+            min(H, W),
+            max(1, min(H, W) // 2),
+            key="imp_size",
+            bind="query-params",
         )
         c1, c2 = st.columns(2)
-        top = c1.slider("Top row", 0, H - 1, (H - size) // 2, key="imp_top")
-        left = c2.slider("Left column", 0, W - 1, (W - size) // 2, key="imp_left")
+        top = c1.slider("Top row", 0, H - 1, (H - size) // 2, key="imp_top", bind="query-params")
+        left = c2.slider(
+            "Left column", 0, W - 1, (W - size) // 2, key="imp_left", bind="query-params"
+        )
         return mask_square((H, W), size, top, left).numpy().reshape(H, W)
     return paint_ui(image, shape)
 
@@ -101,7 +114,12 @@ def paint_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def chain_settings_ui() -> dict:
     with st.expander("Chain settings"):
         methods = st.multiselect(
-            "Chains", METHODS, default=list(METHODS), key="imp_methods", format_func=LABELS.get
+            "Chains",
+            METHODS,
+            default=list(METHODS),
+            key="imp_methods",
+            format_func=LABELS.get,
+            bind="query-params",
         )
         init = st.selectbox(
             "Initial fill of the missing pixels",
@@ -110,14 +128,20 @@ def chain_settings_ui() -> dict:
             "noise, a warm start for the exact chains (from noise, MWG "
             "accepts almost nothing)",
             key="imp_init",
+            bind="query-params",
         )
-        particles = st.slider("Importance particles", 10, 1000, 100, step=10, key="imp_particles")
-        seed = int(st.number_input("Chain seed", 0, 1_000_000, 0, key="imp_seed"))
+        particles = st.slider(
+            "Importance particles", 10, 1000, 100, step=10, key="imp_particles", bind="query-params"
+        )
+        seed = int(
+            st.number_input("Chain seed", 0, 1_000_000, 0, key="imp_seed", bind="query-params")
+        )
         shown = st.radio(
             "Show",
             ("pixel probabilities E[v | xi]", "sampled pixels"),
             horizontal=True,
             key="imp_shown",
+            bind="query-params",
         )
     return {
         "methods": tuple(methods),

@@ -137,9 +137,14 @@ def live_section(entry: Entry) -> None:
         n_default,
         step=10 if n_max >= 20 else 1,
         key="ll_n",
+        bind="query-params",
     )
-    k = c2.select_slider("Importance samples K", compute.K_CHOICES, value=k_default, key="ll_k")
-    seed = int(c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed"))
+    k = c2.select_slider(
+        "Importance samples K", compute.K_CHOICES, value=k_default, key="ll_k", bind="query-params"
+    )
+    seed = int(
+        c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed", bind="query-params")
+    )
     binary = model.config.binary
     with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
         live = compute.live_results(model, entry.name, entry.data_name, n_images, k, seed)

@@ -633,7 +633,7 @@ def page() -> None:
     LOADING.caption("Loading the model…")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     LOADING.empty()
-    tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
+    tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0], bind="query-params")
     for tab, draw in zip(
         tabs,
         (lambda: model_tab(entry), train_tab, lambda: step_tab(entry), lambda: files_tab(entry)),

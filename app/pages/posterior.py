@@ -38,6 +38,7 @@ def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
         default=SOURCES[0],
         required=True,
         key="post_source",
+        bind="query-params",
         persist_state="session",
     )
     if source == SOURCES[1]:
@@ -94,10 +95,10 @@ def page() -> None:
             "pick one such as mnist-2d-rank1 in the sidebar, or train one on the Models "
             "page with latents = 2."
         )
-        st.stop()
+        return
     data = test_data_ui(entry)
     if data is None:
-        st.stop()
+        return
     controls, shown = st.columns([1, 3])
     with controls:
         chosen = image_ui(entry, data)
@@ -109,6 +110,7 @@ def page() -> None:
                 compute.GRID,
                 step=10,
                 key="post_grid",
+                bind="query-params",
                 persist_state="session",
             )
         )
@@ -120,6 +122,7 @@ def page() -> None:
                 compute.RADIUS,
                 step=0.5,
                 key="post_radius",
+                bind="query-params",
                 persist_state="session",
             )
         )
@@ -131,6 +134,7 @@ def page() -> None:
                 compute.SAMPLES,
                 step=10,
                 key="post_samples",
+                bind="query-params",
                 persist_state="session",
             )
         )
@@ -139,12 +143,13 @@ def page() -> None:
             "Zoom on the posterior",
             value=True,
             key="post_zoom",
+            bind="query-params",
             persist_state="session",
             help="Show the region where p(ξ | v) and q have their mass; off: the "
             "whole grid [-r, r]².",
         )
     if chosen is None:
-        st.stop()
+        return
     x, caption = chosen
     with controls:
         show_figure(compute.image_panel(x, tuple(data.shape)))
@@ -156,6 +161,7 @@ def page() -> None:
                 "Show the covariance twins",
                 value=True,
                 key="post_twins",
+                bind="query-params",
                 persist_state="session",
                 help=f"Also show {', '.join(n for n in names if n != entry.name)} "
                 "(one more grid each).",

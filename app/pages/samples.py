@@ -28,7 +28,7 @@ def page() -> None:
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
-        st.stop()
+        return
     model = entry.model
     c1, c2, c3 = st.columns([2, 1, 2])
     n = int(
@@ -37,6 +37,7 @@ def page() -> None:
             N_CHOICES,
             value=compute.N_DEFAULT,
             key="smp_n",
+            bind="query-params",
             persist_state="session",
         )
     )

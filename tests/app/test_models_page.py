@@ -53,8 +53,8 @@ def test_models_train_two_epochs_adds_a_session_model():
     next(b for b in at.button if b.label == "Train").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    assert "tiny" in at.sidebar.selectbox(key="model_picker").options
-    assert at.sidebar.selectbox(key="model_picker").value == "tiny"  # selected after the run
+    assert "tiny" in at.sidebar.selectbox(key="model").options
+    assert at.sidebar.selectbox(key="model").value == "tiny"  # selected after the run
     log = at.session_state["models_train_log"]
     assert log["status"] == "finished" and log["history"][-1]["epoch"] == pytest.approx(2.0)
     assert "Trained 'tiny'" in at.success[0].value
@@ -151,7 +151,7 @@ def test_models_step_mode_shows_eps_xi_and_reconstruction():
     before = array(charts(at)[2]["data"][2]["y"])
     next(b for b in at.button if b.label == "10 steps").click().run()
     assert at.session_state["models_step"]["trainer"].step_count == 11
-    assert "digits-2d-rank1-steps" in at.sidebar.selectbox(key="model_picker").options
+    assert "digits-2d-rank1-steps" in at.sidebar.selectbox(key="model").options
     assert not np.array_equal(array(charts(at)[2]["data"][2]["y"]), before)  # xi moved
 
 
@@ -162,7 +162,7 @@ def test_models_upload_accepts_a_checkpoint_and_rejects_a_pickle():
     at.file_uploader(key="upload_ckpt").upload("mine.safetensors", dlgm.to_bytes(entry.model))
     at.run()
     assert not at.exception and not at.error
-    assert at.sidebar.selectbox(key="model_picker").value == "mine"
+    assert at.sidebar.selectbox(key="model").value == "mine"
     assert "Loaded mine.safetensors" in at.success[0].value
     at.file_uploader(key="upload_ckpt").clear().upload("evil.safetensors", b"\x80\x04K\x01.")
     at.run()

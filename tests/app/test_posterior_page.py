@@ -29,9 +29,7 @@ def test_posterior_grid_controls_and_twins():
     # a session model named like a covariance twin of the pretrained digits-2d-rank1
     twin = tiny_entry("digits-2d-rank1-joint", n_latent=(2,))
     at2 = open_page("posterior", **with_model(twin), post_grid=31)
-    stems = [
-        n for n in at2.sidebar.selectbox(key="model_picker").options if n.startswith("digits-2d-")
-    ]
+    stems = [n for n in at2.sidebar.selectbox(key="model").options if n.startswith("digits-2d-")]
     panels = sum(m.label == "log p(v)" for m in at2.metric)
     assert panels == len(stems) >= 2  # one panel and one set of numbers per twin
     at2.toggle(key="post_twins").set_value(False).run()
