@@ -253,9 +253,9 @@ def table1_figure(rows: Sequence[Mapping]) -> go.Figure:
     )
 
 
-GAP_PARTS = (
-    ("approximation_gap", "approximation gap: log p(v) − ELBO(q*)", BLUE),
-    ("amortisation_gap", "amortisation gap: ELBO(q*) − ELBO(q)", ORANGE),
+GAP_PARTS = (  # key, legend name, what it is (hover), colour
+    ("approximation_gap", "approximation gap", "log p(v) − ELBO(q*)", BLUE),
+    ("amortisation_gap", "amortisation gap", "ELBO(q*) − ELBO(q)", ORANGE),
 )
 
 
@@ -280,7 +280,7 @@ def gap_bars_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
     if len(set(labels)) != len(labels):
         raise ValueError(f"bar labels must be unique; got {labels}")
     data = []
-    for key, name, colour in GAP_PARTS:
+    for key, name, formula, colour in GAP_PARTS:
         values = [float(r[key]) for r in rows]
         se = [float(r.get(f"{key}_se", np.nan)) for r in rows]
         data.append(
@@ -295,8 +295,8 @@ def gap_bars_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
                 text=[f"{v:.2f}" for v in values],
                 textposition="inside",
                 customdata=se,
-                hovertemplate="%{y}<br>" + name + ": %{x:.3f} ± %{customdata:.3f} nats"
-                "<extra></extra>",
+                hovertemplate=f"%{{y}}<br>{name}, {formula}: "
+                "%{x:.3f} ± %{customdata:.3f} nats<extra></extra>",
             )
         )
     return figure(
@@ -306,8 +306,8 @@ def gap_bars_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
             yaxis=dict(title=dict(text="model"), autorange="reversed"),
             title=dict(text=title),
             barmode="relative",
-            legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
-            height=int(170 + 34 * len(rows)),
+            legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+            height=int(150 + 34 * len(rows)),
             margin=MARGIN_TIGHT,
         ),
     )

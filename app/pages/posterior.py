@@ -125,7 +125,7 @@ def gap_metrics_ui(gaps: dict, where) -> None:
     ]
     for family, rf in rest:
         a.metric(
-            f"approximation gap, q* ({family})",
+            f"approx. gap, {family} q*",
             f"{rf['approximation_gap']:.3f}",
             help="log p(v) − ELBO(q*) for the best Gaussian of any covariance: how far the "
             "true posterior is from every Gaussian, nats.",

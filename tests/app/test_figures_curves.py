@@ -86,7 +86,8 @@ def test_gap_bars_figure_stacks_the_two_gaps():
     assert_labelled(fig)
     assert fig.layout.barmode == "relative"  # stacked; a negative MC estimate goes below 0
     approx, amort = fig.data
-    assert approx.name.startswith("approximation") and amort.name.startswith("amortisation")
+    assert (approx.name, amort.name) == ("approximation gap", "amortisation gap")
+    assert "ELBO(q*)" in approx.hovertemplate and "ELBO(q)" in amort.hovertemplate
     assert list(approx.y) == ["m-diag", "m-rank1"] and approx.orientation == "h"
     assert list(approx.x) == [0.7, -0.01] and list(amort.x) == [5.2, 5.6]
     np.testing.assert_allclose(np.asarray(amort.error_x.array), [0.4, 0.0])  # no s.e.: none

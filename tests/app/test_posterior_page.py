@@ -62,7 +62,7 @@ def test_posterior_best_gaussian_splits_the_gap():
     assert post["data"][2]["line"]["dash"] == "dash"
     at.checkbox(key="post_qstar_full").set_value(True).run()
     no_errors(at)
-    full = float(metric(at, "approximation gap, q* (full)"))
+    full = float(metric(at, "approx. gap, full q*"))
     # in 2-D a rank-one precision is any precision: both q* reach the same ELBO
     assert abs(full - approx) < 0.05
     assert "q* (full)" in [t.get("name") for t in charts(at)[-1]["data"]]
