@@ -1,7 +1,9 @@
 """The inference-gap lab: where each shipped model's nats go (Cremer, Li & Duvenaud, 2018).
 
 For each model in ``pretrained/`` (or those named), on the first ``--n`` test images as the model
-sees them (``dlgm.data.model_images``: binarised once with the card's evaluation seed):
+sees them (``dlgm.data.as_seen_by``: binarised once with the card's evaluation seed; the images
+are the app's, from ``pretrained/samples/`` where the data set has a sample there, a prefix of
+its test split, so that test image #i is the app's test image #i):
 
 - q*, per image, the Gaussian of the recognition model's own family (diagonal or rank-one) with
   the highest ELBO for that image alone (``dlgm.gap.optimal_q``: ``--steps`` Adam steps of 16
@@ -46,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
-from dlgm.data import model_images  # noqa: E402
+from dlgm.data import as_seen_by, model_images  # noqa: E402
 from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q  # noqa: E402
 from dlgm.grid import grid_basis  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
@@ -58,6 +60,19 @@ RUNS = ROOT / "runs" / "experiments" / "gaps"
 N_SAMPLES, LR, ELBO_SAMPLES = 16, 0.05, 1000
 GRID = 101  # the coarse grid of posterior_quality.refined_grid, over [-RADIUS, RADIUS]^2
 FIGURE_MODEL = "mnist-2d-diag"
+
+
+def test_images(model, n: int) -> tuple[torch.Tensor, dict]:
+    """The first ``n`` test images of the model's data set as it sees them, and how they were
+    made: from ``pretrained/samples/<data>-test.npz`` (as the app) if there, else the split."""
+    sample = PRETRAINED / "samples" / f"{model.metadata.get('data')}-test.npz"
+    if not sample.is_file():
+        x, how = model_images(model, limit=n)
+        return torch.tensor(x), how
+    with np.load(sample, allow_pickle=False) as f:
+        grey = f["x"][:n].reshape(min(n, len(f["x"])), -1).astype(np.float32) / 255.0
+    x, how = as_seen_by(model, grey, "test")
+    return torch.tensor(x), how
 
 
 def own_family(model) -> str:
@@ -120,8 +135,7 @@ def run_model(name: str, args) -> dict:
     if cache.is_file() and not args.fresh:
         return json.loads(cache.read_text())
     model = dlgm.load(PRETRAINED / name).eval().requires_grad_(False)
-    x, how = model_images(model, limit=args.n)
-    x = torch.tensor(x)
+    x, how = test_images(model, args.n)
     t0 = time.perf_counter()
     log_px, method = log_px_of(model, x, args.k)
     families = [own_family(model)] + (["full"] if model.latent_dim == 2 else [])
@@ -379,7 +393,7 @@ def main(argv=None) -> int:
     fig_row = next((r for r in rows if r["model"] == FIGURE_MODEL), None)
     if fig_row is not None:
         model = dlgm.load(PRETRAINED / FIGURE_MODEL).eval().requires_grad_(False)
-        x = torch.tensor(model_images(model, limit=args.n)[0])
+        x = test_images(model, args.n)[0]
         with torch.no_grad():
             posterior_png(model, x, fig_row, picks_of(fig_row), FIGURES / "gaps_posterior.png")
     return 0
