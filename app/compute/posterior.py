@@ -23,9 +23,10 @@ from dlgm.grid import grid_basis, posterior_grid
 # The page's default settings (also what the server's warm-up computes).
 GRID, RADIUS, SAMPLES, SEED = min(101, MAX_GRID), 5.0, 100, 0
 # q*, the best Gaussian for one image (dlgm.gap.optimal_q): 100 Adam steps of 16 samples from
-# lr 0.1 decayed to 0. On the first 6 test images of the four shipped 2-latent models its
-# KL(q* || p) on a 201 x 201 grid is within 0.01-0.03 nats of 300 steps at lr 0.05, at 0.3-0.5 s
-# of CPU per image and family (digits) and 0.7-0.9 s (MNIST); both ELBOs from 1,000 common draws.
+# lr 0.1 decayed to 0. On the first 6 test images of each shipped 2-latent model (digits, MNIST;
+# own family and full) its mean KL(q* || p) on a 201 x 201 grid is within 0.01 nats of 300 steps
+# at lr 0.05, for 0.35-0.6 s of CPU per image and family (digits) and 0.7-0.95 s (MNIST): too
+# slow to run on every click, so the page has a toggle. Both ELBOs from 1,000 common draws.
 QSTAR_STEPS, QSTAR_SAMPLES, QSTAR_LR, GAP_SAMPLES = 100, 16, 0.1, 1000
 _TWIN = re.compile(r"^(?P<stem>.+)-(?P<cov>diag|rank1-joint|rank1)$")
 _COV_ORDER = ("diag", "rank1", "rank1-joint")
