@@ -26,7 +26,7 @@ K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 50
 N_WORST = 12
 # The inference gap: the table experiments/gaps.py ships, and the live computation's settings.
 GAPS_TABLE = PRETRAINED / "gaps.json"
-GAP_CHUNK = 10  # images per cached chunk: the progress bar's step, about 0.5-3 s each
+GAP_CHUNK = 10  # images per cached chunk (the progress bar's step): 1-3 s of CPU at 100 steps
 GAP_STEPS = (25, 50, 100, 200, 300)  # Adam steps of q*
 GAP_N, GAP_STEPS_DEFAULT, GAP_SEED = 20, 100, 0
 GAP_LR, GAP_SAMPLES, GAP_ELBO_SAMPLES, GAP_K = 0.1, 16, 1000, min(1000, MAX_K)
