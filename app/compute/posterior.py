@@ -193,4 +193,4 @@ def warm(entry: Entry) -> None:
     image_panel(x, tuple(data.shape))
     for twin in twins(entry.name, pretrained_names()):
         e = entry if twin == entry.name else pretrained_entry(twin)
-        panel(e.model, twin, x, GRID, RADIUS, SAMPLES, SEED, True)
+        panel(e.model, twin, x, GRID, RADIUS, SAMPLES, SEED, True, ())  # as the page calls it
