@@ -32,6 +32,12 @@ from .posteriors import DiagonalNormal, RankOneNormal
 FAMILIES = ("diag", "rank1", "full")
 
 
+def own_family(model) -> str:
+    """The q* family of the model's recognition model: "diag", or "rank1" (also for
+    rank1-joint, whose single block over all latents is what "rank1" does for one layer)."""
+    return "diag" if model.config.covariance == "diag" else "rank1"
+
+
 def _blocks(model) -> tuple | None:
     return None if model.config.covariance == "rank1-joint" else model.config.n_latent
 
@@ -152,7 +158,7 @@ def optimal_q(
     -------
     Distribution with batch_shape (B,) and event_shape (K,), detached.
     """
-    family = family or ("diag" if model.config.covariance == "diag" else "rank1")
+    family = family or own_family(model)
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: choose one of {FAMILIES}")
     x = model.check_input(x)
@@ -263,7 +269,7 @@ def inference_gaps(
         "total_gap": log_px - elbo_q,
     }
     out = {key: v.double().cpu().numpy() for key, v in out.items()}
-    family = family or ("diag" if model.config.covariance == "diag" else "rank1")
+    family = family or own_family(model)
     return out | {
         "family": family,
         "k": k,
@@ -299,4 +305,12 @@ def gap_summary(result: dict) -> dict:
     return out
 
 
-__all__ = ["FAMILIES", "GAP_KEYS", "elbo_of", "gap_summary", "inference_gaps", "optimal_q"]
+__all__ = [
+    "FAMILIES",
+    "GAP_KEYS",
+    "elbo_of",
+    "gap_summary",
+    "inference_gaps",
+    "optimal_q",
+    "own_family",
+]

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
 from dlgm.data import as_seen_by, model_images  # noqa: E402
-from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q  # noqa: E402
+from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q, own_family  # noqa: E402
 from dlgm.grid import grid_basis  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
 
@@ -73,10 +73,6 @@ def test_images(model, n: int) -> tuple[torch.Tensor, dict]:
         grey = f["x"][:n].reshape(min(n, len(f["x"])), -1).astype(np.float32) / 255.0
     x, how = as_seen_by(model, grey, "test")
     return torch.tensor(x), how
-
-
-def own_family(model) -> str:
-    return "diag" if model.config.covariance == "diag" else "rank1"
 
 
 # ---------------------------------------------------------------------------- measuring

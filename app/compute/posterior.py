@@ -17,7 +17,7 @@ from app.figures.latent import posterior_figure, zoom_box
 from app.figures.style import freeze
 from app.limits import MAX_GRID
 from app.session import Entry, pretrained_entry, pretrained_names, seen_test_images
-from dlgm.gap import GAP_KEYS, inference_gaps, optimal_q
+from dlgm.gap import GAP_KEYS, inference_gaps, optimal_q, own_family
 from dlgm.grid import grid_basis, posterior_grid
 
 # The page's default settings (also what the server's warm-up computes).
@@ -74,11 +74,6 @@ def samples(model: dlgm.DLGM, x: np.ndarray, n: int, seed: int) -> dict:
         q = model.encode(xt).rsample((n,), generator=g)[:, 0]  # (n, 2)
         elbo = float(model.elbo(xt, n_samples=1000, generator=g)[0])
     return dict(prior=prior.numpy(), q=q.numpy(), elbo=elbo)
-
-
-def own_family(model: dlgm.DLGM) -> str:
-    """The q* family of the model's recognition model (rank1-joint is "rank1")."""
-    return "diag" if model.config.covariance == "diag" else "rank1"
 
 
 def qstar_families(model: dlgm.DLGM, own: bool, full: bool) -> tuple[str, ...]:

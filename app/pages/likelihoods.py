@@ -19,7 +19,7 @@ from app.compute import likelihoods as compute
 from app.session import Entry, all_model_names, get_entry, model_picker_ui, test_data_ui
 from app.widgets import show_figure
 from dlgm.data import eval_seed
-from dlgm.gap import FAMILIES
+from dlgm.gap import FAMILIES, own_family
 
 GAP_STATE = "ll_gap_run_state"  # {"request", "running", "done"}: no widget owns it
 
@@ -191,7 +191,7 @@ def live_gaps_ui(entry: Entry, data) -> dict | None:
     images (each cached) with a progress bar; Stop (or any click) ends the run and keeps the
     finished chunks, which a new Compute reuses. Returns its row, or None."""
     model = entry.model
-    own = "diag" if model.config.covariance == "diag" else "rank1"
+    own = own_family(model)
     c1, c2, c3 = st.columns(3)
     n_max = min(200, len(data))
     n = int(
@@ -255,7 +255,7 @@ def live_gaps_ui(entry: Entry, data) -> dict | None:
         if len(parts) < len(chunks):
             st.info(
                 f"Stopped after {chunks[len(parts) - 1][1] if parts else 0} of {n} images; "
-                "the numbers below are for those. Compute goes on from there (finished "
+                "the chart and table above show those. Compute goes on from there (finished "
                 "images are kept)."
             )
     if not parts:
