@@ -185,11 +185,15 @@ def cmd_impute(args) -> dict:
     if args.out:
         strip = result.probs[:, 0].numpy()
         _save_images(Path(args.out), strip, model.data_shape, ncol=len(strip))
+    # Binary pixels: cross-entropy (nats per missing pixel); grey levels (Gaussian pixels):
+    # squared error of the pixel means, per missing pixel.
+    name = "cross_entropy" if model.config.binary else "squared_error"
+    values = err["cross_entropy" if model.config.binary else "mse"]
     return {
         "method": args.method,
         "steps": args.steps,
         "missing": int(mask.sum()),
-        "cross_entropy": [round(float(v), 4) for v in err["cross_entropy"]],
+        name: [round(float(v), 6 if name == "squared_error" else 4) for v in values],
         "acceptance_rate": result.acceptance_rate,
         "out": args.out,
     }
@@ -213,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a DLGM (Algorithm 1)")
     t.add_argument("--config", help="JSON file of settings (flags given here override it)")
-    t.add_argument("--data", help="digits | mnist | fashion-mnist | path to .npz")
+    t.add_argument("--data", help="digits | mnist | fashion-mnist | patches | path to .npz")
     t.add_argument("--latent", help="latents per stochastic layer, layer 1 first, e.g. 2 or 100,50")
     t.add_argument("--gen-hidden", help="hidden widths of each generative MLP, e.g. 200,200")
     t.add_argument("--rec-hidden", help="hidden widths of the recognition MLP")
@@ -283,7 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png")
     s.set_defaults(func=cmd_sample)
 
-    i = sub.add_parser("impute", help="fill missing pixels of a test image by a Markov chain")
+    i = sub.add_parser(
+        "impute",
+        help="fill missing pixels of a test image by a Markov chain; prints the error of "
+        "every step (cross-entropy for binary pixels, squared error for grey levels)",
+    )
     i.add_argument("--model", required=True)
     i.add_argument("--data")
     i.add_argument("--index", type=int, default=0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -109,6 +110,10 @@ def _row(name: str) -> str | None:
     nll = num("test_nll")
     if card.get("test_nll_quadrature") is not None:  # 2 latents: also by quadrature
         nll += f" (quadrature {card['test_nll_quadrature']:.2f})"
+    if c.get("likelihood") == "gaussian" and card.get("test_nll") is not None:
+        # a density of grey levels: per image, and per dimension (pixel)
+        d = math.prod(c["data_shape"])
+        nll += f"; {card['test_nll'] / d:.3f} per dimension (/ {d})"
     cmd = card.get("command", "")
     return (
         f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {c['covariance']} | {opt} | "

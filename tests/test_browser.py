@@ -321,3 +321,44 @@ def test_a_shared_link_opens_the_same_view(server, browser):
         assert "'trained-in-another-tab'" in warning and "mnist-2d-rank1" in warning
     finally:
         context.close()
+
+
+PATCHES_MODEL = "patches-2d-rank1"  # Gaussian pixels: grey 8x8 patches of two photos
+
+
+def select_model(page, name: str) -> None:
+    """Pick ``name`` in the sidebar's model select box (this browser session keeps it)."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    wait_idle(page)
+
+
+def nav(page, title: str) -> None:
+    """Go to a page through the sidebar navigation (the same session, unlike ``visit``)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title).first.wait_for()
+    wait_idle(page)
+
+
+def test_the_patches_model_renders_its_pages(server, browser_page, screenshot_dir):
+    """The Gaussian patches model on Samples, Imputation (stepped), Embedding and
+    Likelihoods: grey 8x8 patches, squared error, the NLL per dimension."""
+    page = browser_page
+    visit(page, server, "samples", "Samples")
+    select_model(page, PATCHES_MODEL)
+    page.get_by_text("Model: pixel means, seed 0").first.wait_for()
+    page.get_by_text("Test data: grey levels (patches)").first.wait_for()
+    assert_no_errors(page, f"/samples with {PATCHES_MODEL}")
+    page.screenshot(path=str(screenshot_dir / "samples-patches.png"), full_page=True)
+    for title in ("Imputation", "Embedding", "Likelihoods"):
+        nav(page, title)
+        assert_no_errors(page, f"/{title.lower()} with {PATCHES_MODEL}")
+        if title == "Imputation":
+            page.get_by_text("patches test image 0").first.wait_for()
+            run_imputation(page)
+            page.get_by_text("squared error of the pixel means").first.wait_for()
+            assert_no_errors(page, f"/imputation with {PATCHES_MODEL} after stepping")
+        if title == "Likelihoods":
+            page.get_by_text("Test NLL per dimension, K = 100").first.wait_for()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(screenshot_dir / f"{title.lower()}-patches.png"), full_page=True)

@@ -7,6 +7,7 @@ process (the same code path without a second interpreter start-up, which costs s
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -177,12 +178,43 @@ def test_impute_prints_the_cross_entropy_of_every_step(issue_model, capsys, meth
         assert 0 <= res["acceptance_rate"] <= 1
 
 
+def test_train_eval_impute_on_grey_patches(tmp_path, capsys):
+    """A Gaussian model of the patches: trained without binarisation, evaluated on grey levels,
+    and its imputation error reported as squared error (cross-entropy is for binary pixels)."""
+    out = tmp_path / "patches"
+    argv = [*TINY[2:-1], "--data", "patches", "--likelihood", "gaussian", "--epochs", "0.05"]
+    code, res, err = _main(capsys, "train", *argv, "--out", str(out), "--quiet")
+    assert code == 0, err
+    model = dlgm.load(out)
+    assert model.metadata["data"] == "patches" and model.metadata["binarization"] == {
+        "kind": "none"
+    }
+    code, res, _ = _main(capsys, "eval", "--model", str(out), "--k", "10", "--limit", "20")
+    res = _one_json_line(res)
+    assert code == 0 and res["data"] == "patches" and res["binarization"] == {"kind": "none"}
+    assert res["n"] == 20 and all(map(math.isfinite, (res["nll"], res["elbo"])))
+    code, res, _ = _main(
+        capsys, "impute", "--model", str(out), "--steps", "3", "--mask", "square:4"
+    )
+    res = _one_json_line(res)
+    assert code == 0 and "cross_entropy" not in res and res["missing"] == 16
+    assert len(res["squared_error"]) == 4 and all(0 <= v <= 1 for v in res["squared_error"])
+
+
 def test_data_info_digits(capsys):
     code, out, _ = _main(capsys, "data", "info", "digits")
     assert code == 0
     res = _one_json_line(out)
     assert res["train"] == {"n": 1437, "shape": [8, 8]}
     assert res["test"] == {"n": 360, "shape": [8, 8]}
+
+
+def test_data_info_patches(capsys):
+    code, out, _ = _main(capsys, "data", "info", "patches")
+    assert code == 0
+    res = _one_json_line(out)
+    assert res["train"] == {"n": 26_670, "shape": [8, 8]}
+    assert res["test"] == {"n": 6_510, "shape": [8, 8]}
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -144,6 +144,69 @@ def test_digits_split_is_deterministic_and_cached():
     assert not b.x.flags.writeable  # shared by every caller
 
 
+# --------------------------------------------------------------------------- patches
+def _grey_photos_from_scratch() -> list[np.ndarray]:
+    """scikit-learn's two photos in grey (1 - BT.601 luma: ink, 1 is black), by the documented
+    formula, independently of _patches."""
+    from sklearn.datasets import load_sample_images
+
+    bunch = load_sample_images()
+    assert [pathlib.Path(f).name for f in bunch.filenames] == list(data.PATCH_PHOTOS)
+    weights = np.array([0.299, 0.587, 0.114])
+    return [1.0 - img.astype(np.float64) @ weights / 255.0 for img in bunch.images]
+
+
+def test_patches_shapes_ranges_and_counts():
+    pytest.importorskip("sklearn")
+    train, test = data.load_dataset("patches"), data.load_dataset("patches", "test")
+    # 427 x 640 photos, stride 4: 105 rows of corners; 127 columns in 0..511, 31 in 512..639
+    assert (len(train), len(test)) == (2 * 105 * 127, 2 * 105 * 31) == (26_670, 6_510)
+    for d in (train, test):
+        assert d.shape == (8, 8) and d.name == "patches"
+        assert d.x.dtype == np.float32 and d.x.shape[1] == 64 and d.x.flags.c_contiguous
+        assert 0.0 <= d.x.min() and d.x.max() <= 1.0 and d.x.std() > 0.2  # not normalised
+        assert d.y.dtype == np.int64 and np.array_equal(np.bincount(d.y), [len(d) // 2] * 2)
+        assert not d.x.flags.writeable and not d.y.flags.writeable
+        # shuffled: the first 200 patches come from both photos and from all over each region
+        origin = data.patch_origins("train" if d is train else "test")[:200]
+        assert set(origin[:, 0]) == {0, 1} and np.ptp(origin[:, 1]) > 300
+
+
+def test_patches_are_grey_crops_of_the_photos_from_disjoint_regions():
+    pytest.importorskip("sklearn")
+    photos = _grey_photos_from_scratch()
+    covered = {}
+    for split in ("train", "test"):
+        d, origin = data.load_dataset("patches", split), data.patch_origins(split)
+        assert origin.shape == (len(d), 3) and np.array_equal(origin[:, 0], d.y)
+        assert set(origin[:, 1] % 4) == {0} and set(origin[:, 2] % 4) == {0}  # stride 4
+        for i in range(0, len(d), 97):  # every 97th patch is its crop of the grey photo
+            p, r, c = origin[i]
+            crop = photos[p][r : r + 8, c : c + 8].ravel()
+            np.testing.assert_allclose(d.x[i], crop, rtol=0, atol=1e-6)
+        # the columns each split's patches cover: train inside 0..511, test inside 512..639
+        cols = origin[:, 2]
+        covered[split] = (int(cols.min()), int(cols.max()) + 8)
+        assert len(np.unique(origin, axis=0)) == len(d)  # no patch twice
+    assert covered == {"train": (0, 512), "test": (512, 640)}  # no shared pixel column
+
+
+def test_patches_are_deterministic():
+    pytest.importorskip("sklearn")
+    from dlgm.data import _patches
+
+    a = data.load_dataset("patches", "test")
+    for f in (_patches.patches, _patches._patch_table, _patches._grey_photos):
+        f.cache_clear()
+    b = data.load_dataset("patches", "test")
+    assert a is not b and np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert data.load_dataset("patches", "test") is b
+    with pytest.raises(DataError, match="patches ships with scikit-learn"):
+        data.fetch("patches")
+    with pytest.raises(DataError, match="unknown split"):
+        data.patch_origins("valid")
+
+
 def test_image_data_len_subset_and_validation():
     x = np.arange(5 * 4, dtype=np.float32).reshape(5, 4) / 20
     d = ImageData(x=x, y=np.arange(5), shape=(2, 2), name="t")

@@ -12,6 +12,7 @@ from app.figures.images import manifold_figure
 from app.figures.latent import XI_TITLES, embedding_figure
 from app.figures.style import freeze
 from app.session import Entry, seen_test_images, test_images
+from dlgm.data import PATCH_PHOTOS
 
 FASHION = (
     "T-shirt/top",
@@ -25,6 +26,10 @@ FASHION = (
     "Bag",
     "Ankle boot",
 )
+CLASS_NAMES = {  # data set -> legend name of each label (default "class <label>")
+    "fashion-mnist": dict(enumerate(FASHION)),
+    "patches": {i: f"photo {p}" for i, p in enumerate(PATCH_PHOTOS)},  # y: the source photo
+}
 MAX_POINTS = 5000
 N_DEFAULT = 2000  # the page's default number of test images (at most MAX_POINTS and the data)
 PLANE_NODES = 61  # per axis, the invisible clickable lattice
@@ -108,7 +113,7 @@ def embedding_chart(model: dlgm.DLGM, data_name: str, n: int):
             x_title=x_title,
             y_title=y_title,
             plane=plane_nodes(emb["coords"]),
-            class_names=dict(enumerate(FASHION)) if data_name == "fashion-mnist" else None,
+            class_names=CLASS_NAMES.get(data_name),
             marker_size=5 if n > 1000 else 7,
             height=640,
         )

@@ -22,12 +22,21 @@ LABELS = {
     "mwg": "Metropolis-within-Gibbs (exact)",
     "importance": "importance resampling",
 }
-METRICS = {
+METRICS = {  # for binary pixels (Bernoulli models): name -> (missing_error's key, axis title)
     "cross-entropy": ("cross_entropy", "cross-entropy (nats per missing pixel)"),
     "pixel error rate": ("accuracy", "fraction of missing pixels wrong"),
     "squared error": ("mse", "mean squared error per missing pixel"),
 }
+GREY_METRICS = {  # for grey levels (Gaussian models): cross-entropy and error rate need 0/1
+    "squared error": ("mse", "mean squared error per missing pixel (grey levels)"),
+}
 N_SHOWN = 15  # iterations shown in the strip, as in Fig. 5
+
+
+def metrics_for(model: dlgm.DLGM) -> dict[str, tuple[str, str]]:
+    """The errors the page offers for ``model``'s pixels: :data:`METRICS` for binary pixels,
+    :data:`GREY_METRICS` (squared error of the pixel means) for grey levels."""
+    return METRICS if model.config.binary else GREY_METRICS
 
 
 def signature(model: dlgm.DLGM, x: np.ndarray, mask: torch.Tensor, settings: dict) -> tuple:

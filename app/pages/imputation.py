@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from app.compute import imputation as compute
-from app.compute.imputation import LABELS, METRICS, N_SHOWN
+from app.compute.imputation import LABELS, N_SHOWN
 from app.figures.images import painted_mask
 from app.lessons import lesson_ui
 from app.session import Entry, model_picker_ui, seen_label, seen_test_images, test_data_ui
@@ -111,7 +111,8 @@ def paint_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return painted_mask(result.image_data, (H, W))
 
 
-def chain_settings_ui() -> dict:
+def chain_settings_ui(binary: bool = True) -> dict:
+    mean = "pixel probabilities E[v | xi]" if binary else "pixel means E[v | xi]"
     with st.expander("Chain settings"):
         methods = st.multiselect(
             "Chains",
@@ -138,7 +139,8 @@ def chain_settings_ui() -> dict:
         )
         shown = st.radio(
             "Show",
-            ("pixel probabilities E[v | xi]", "sampled pixels"),
+            ("means", "samples"),
+            format_func={"means": mean, "samples": "sampled pixels"}.get,
             horizontal=True,
             key="imp_shown",
             bind="query-params",
@@ -148,7 +150,7 @@ def chain_settings_ui() -> dict:
         "init": init,
         "particles": particles,
         "seed": seed,
-        "probs": shown.startswith("pixel"),
+        "probs": shown == "means",
     }
 
 
@@ -225,8 +227,16 @@ def chain_view(
     )
     if not mask.any():
         return
-    metric = st.radio("Error", list(METRICS), horizontal=True, key="imp_metric")
-    st.plotly_chart(compute.error_chart(chains, key, *METRICS[metric], truth), key="imp_errors")
+    metrics = compute.metrics_for(entry.model)
+    if entry.model.config.binary:
+        metric = st.radio("Error", list(metrics), horizontal=True, key="imp_metric")
+    else:
+        metric = "squared error"
+        st.caption(
+            "Error: squared error of the pixel means E[v | xi] against the true grey levels "
+            "(cross-entropy and the pixel error rate are for binary pixels)."
+        )
+    st.plotly_chart(compute.error_chart(chains, key, *metrics[metric], truth), key="imp_errors")
 
 
 def main() -> None:
@@ -275,7 +285,7 @@ def main() -> None:
                 "model itself. MWG and importance resampling target p(v) exactly; "
                 "pseudo-Gibbs only as far as q matches the posterior."
             )
-    settings = chain_settings_ui()
+    settings = chain_settings_ui(model.config.binary)
     if not settings["methods"]:
         st.info("Choose at least one chain in the chain settings.")
         return

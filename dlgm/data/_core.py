@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DLGMError
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "patches")
 SPLITS = ("train", "test")
 _CHUNK = 1 << 22
 
@@ -33,7 +33,8 @@ class ImageData:
     shape : tuple of int
         Image shape ``(H, W)``.
     name : str
-        ``"digits"``, ``"mnist"``, ``"fashion-mnist"`` or the stem of the user's file.
+        ``"digits"``, ``"mnist"``, ``"fashion-mnist"``, ``"patches"`` or the stem of the user's
+        file.
     """
 
     x: np.ndarray

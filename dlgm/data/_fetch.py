@@ -318,7 +318,7 @@ def fetch(
     if name not in _CHECKSUMS:
         raise DataError(
             f"cannot fetch {name!r}: fetch knows {', '.join(_CHECKSUMS)}"
-            + (" (digits ships with scikit-learn)" if name == "digits" else "")
+            + (f" ({name} ships with scikit-learn)" if name in ("digits", "patches") else "")
         )
     directory = data_dir(root) / name
     missing = [b for b in _CHECKSUMS[name] if _find_idx(directory, b) is None]

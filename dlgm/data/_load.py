@@ -1,4 +1,4 @@
-"""``load_dataset``: one split of digits, MNIST, Fashion-MNIST or a user ``.npz`` file."""
+"""``load_dataset``: one split of digits, MNIST, Fashion-MNIST, patches or a user ``.npz`` file."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ._core import DATASETS, SPLITS, DataError, ImageData, data_dir
 from ._fetch import fetch
 from ._idx import _SPLIT_FILES, _find_idx, _load_idx_pair
 from ._npz import load_npz
+from ._patches import patches
 
 
 def _load_idx_dataset(name: str, split: str, root, download: bool) -> ImageData:
@@ -78,7 +79,8 @@ def load_dataset(
     split : {"train", "test"}
         Which split. For a user file it only selects ``x_<split>`` when the file has no ``x``.
     root : path-like, optional
-        Data directory for MNIST and Fashion-MNIST (see :func:`data_dir`).
+        Data directory for MNIST and Fashion-MNIST (see :func:`data_dir`); digits and patches
+        are made from files bundled with scikit-learn.
     download : bool
         Fetch missing MNIST / Fashion-MNIST files (see :func:`fetch`); if False, raise instead.
     max_bytes : int, optional
@@ -101,6 +103,8 @@ def load_dataset(
     if isinstance(name, str) and name in DATASETS:
         if name == "digits":
             return _digits(split)
+        if name == "patches":
+            return patches(split)
         return _load_idx_dataset(name, split, root, download)
     path = pathlib.Path(name).expanduser()
     if path.suffix.lower() == ".npz" or path.is_file():

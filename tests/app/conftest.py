@@ -73,8 +73,9 @@ def no_errors(at) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def tiny_entry(name: str, n_latent=(3,), data_shape=(8, 8)):
-    """A small untrained digits model as a session entry named ``name``."""
+def tiny_entry(name: str, n_latent=(3,), data_shape=(8, 8), likelihood="bernoulli", data="digits"):
+    """A small untrained model (of the digits unless ``data`` says otherwise) as a session
+    entry named ``name``."""
     from app.session import Entry
 
     config = dlgm.DLGMConfig(
@@ -83,8 +84,9 @@ def tiny_entry(name: str, n_latent=(3,), data_shape=(8, 8)):
         gen_hidden=(16,),
         rec_hidden=(16,),
         covariance="rank1",
+        likelihood=likelihood,
     )
-    model = dlgm.DLGM(config, metadata={"data": "digits"}, seed=0).eval().requires_grad_(False)
+    model = dlgm.DLGM(config, metadata={"data": data}, seed=0).eval().requires_grad_(False)
     return Entry(name, model, f"trained:{name}", "trained")
 
 

@@ -5,7 +5,7 @@ model unless a test selects another), checks it runs without an exception, then 
 reruns and checks what changed.
 """
 
-from conftest import charts, open_page, tiny_entry, trace_types, with_model
+from conftest import array, charts, open_page, tiny_entry, trace_types, with_model
 
 
 def test_embedding_loads_with_a_scatter_chart():
@@ -25,3 +25,15 @@ def test_embedding_manifold_and_pca_for_more_latents():
     assert not at.exception
     assert trace_types(at) == ["heatmap"]
     assert charts(at)[0]["layout"]["title"]["text"].startswith("Pixel means decoded on a 15")
+
+
+def test_embedding_of_grey_patches_is_coloured_by_photo():
+    at = open_page("embedding", current_model="patches-2d-rank1")
+    fig = charts(at)[0]
+    names = [t["name"] for t in fig["data"]]
+    assert names == ["photo china.jpg", "photo flower.jpg", "plane"]
+    assert sum(len(array(t["customdata"])) for t in fig["data"][:2]) == 2000  # N_DEFAULT
+    at.segmented_control(key="emb_view").set_value("Manifold").run()
+    assert not at.exception
+    z = array(charts(at)[0]["data"][0]["z"])
+    assert z.shape == (15 * 9 - 1, 15 * 9 - 1)  # 15 x 15 decoded 8x8 patches, 1px gaps

@@ -86,3 +86,30 @@ def test_imputation_paint_mode_without_strokes(imputation):
     at.radio(key="imp_mask_kind").set_value("Paint with the mouse").run()
     no_errors(at)
     assert any("Nothing is missing" in i.value for i in at.info)
+
+
+PATCHES_MODEL = "patches-2d-rank1"  # the shipped Gaussian model of 8x8 grey photo patches
+
+
+def test_imputation_of_grey_patches_reports_squared_error():
+    """A Gaussian model's chains are scored by squared error on grey levels: no cross-entropy
+    or pixel error rate (those need binary pixels), pixel means rather than probabilities."""
+    at = open_page("imputation", current_model=PATCHES_MODEL)
+    no_errors(at)
+    assert "grey levels" in at.caption[0].value and "patches test image 0" in at.caption[0].value
+    assert not [r for r in at.radio if r.key == "imp_metric"]
+    shown = at.radio(key="imp_shown")
+    assert shown.options == ["pixel means E[v | xi]", "sampled pixels"]
+    for _ in range(2):
+        at.button(key="imp_step").click().run()
+    no_errors(at)
+    assert any("squared error of the pixel means" in c.value for c in at.caption)
+    errors = chart(at, "Error on the missing pixels")
+    assert errors["layout"]["yaxis"]["title"]["text"].startswith("mean squared error")
+    for trace in errors["data"]:
+        y = array(trace["y"])
+        assert len(y) == 3 and ((0 <= y) & (y <= 1)).all()  # grey levels in [0, 1]
+    strip = chart(at, "Imputation chains, iteration 2")
+    assert array(strip["data"][0]["z"]).shape[0] > 8  # tiles of 8x8 patches, one row per chain
+    shown.set_value("samples").run()
+    no_errors(at)

@@ -72,3 +72,24 @@ def test_likelihoods_gaps_after_a_stop_show_the_finished_images():
     assert any("Stopped after 10 of 20 images" in i.value for i in at.info)
     y = chart(at, "Approximation and amortisation gaps")["data"][0]["y"]
     assert y[-1] == "digits-2d-rank1 (live, 10 images)"
+
+
+def test_likelihoods_of_grey_patches_per_image_and_per_dimension():
+    """A continuous (Gaussian) model: the NLL per image and per dimension (/ 64 pixels), in
+    the table (from the card) and live."""
+    at = open_page("likelihoods", current_model="patches-2d-rank1")
+    table = at.dataframe[0].value.set_index("model")
+    row = table.loc["patches-2d-rank1"]
+    assert row["binarisation"] == "none: grey levels (Gaussian pixels)" and row["pixels"] == 64
+    np.testing.assert_allclose(
+        row["test NLL per dimension (nats)"], row["test NLL (nats)"] / 64, rtol=1e-12
+    )
+    mnist = table.loc["DLGM, rank-one covariance"]
+    np.testing.assert_allclose(mnist["test NLL per dimension (nats)"], 86.60 / 784, rtol=1e-12)
+    assert any("have a density, not a probability" in c.value for c in at.caption)
+    at.slider(key="ll_n").set_value(50).run()
+    at.select_slider(key="ll_k").set_value(20).run()
+    no_errors(at)
+    per_image = float(metric(at, "Test NLL, K = 20").split()[0])
+    per_dim = float(metric(at, "Test NLL per dimension, K = 20").split()[0])
+    assert abs(per_dim - per_image / 64) < 0.001  # both rounded for display

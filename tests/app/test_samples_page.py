@@ -36,3 +36,21 @@ def test_samples_number_survives_a_page_change():
     at.switch_page("app/pages/models.py").run()
     at.switch_page("app/pages/samples.py").run()
     assert at.select_slider(key="smp_n").value == 16
+
+
+def test_samples_of_grey_patches():
+    """The Gaussian patches model: pixel means and sampled grey levels beside 8x8 test patches,
+    which the model sees as they are (no binarisation)."""
+    at = open_page("samples", current_model="patches-2d-rank1")
+    assert trace_types(at) == ["heatmap"] * 4
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert titles == [
+        "Model: pixel means, seed 0",
+        "Test data: grey levels (patches)",
+        "Model: sampled pixels v ~ π(v | h(ξ))",
+        "Test data as the model sees it",
+    ]
+    grids = [array(c["data"][0]["z"]) for c in charts(at)]
+    assert all(g.shape == (6 * 9 - 1, 6 * 9 - 1) for g in grids)  # 36 patches of 8x8, 1px gaps
+    np.testing.assert_array_equal(grids[3], grids[1])  # grey levels, not binarised
+    assert len(np.unique(grids[2])) > 10  # sampled grey levels, not two values
