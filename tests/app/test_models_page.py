@@ -216,11 +216,11 @@ def test_models_upload_npz_train_and_explore_it_on_every_page(likelihood):
     assert model.metadata["data"] == name and model.data_shape == (6, 6)
     assert model.config.likelihood == likelihood
     assert model.metadata["training"]["steps"] == 1  # 48 images, minibatch 100
-    assert at.sidebar.selectbox(key="model_picker").value == "mine"
+    assert at.sidebar.selectbox(key="model").value == "mine"
     for page in USER_PAGES:
         at.switch_page(f"app/pages/{page}.py").run()
         no_errors(at)
-        assert at.sidebar.selectbox(key="model_picker").value == "mine", page
+        assert at.sidebar.selectbox(key="model").value == "mine", page
     at.switch_page("app/pages/samples.py").run()
     grey = chart(at, "Test data: grey levels")
     assert name in grey["layout"]["title"]["text"]

@@ -64,7 +64,7 @@ LINKS = {
         "imp_init": ("zeros", "zeros"),
         "imp_particles": ("50", 50),
         "imp_seed": ("4", 4),
-        "imp_shown": ("sampled pixels", "sampled pixels"),
+        "imp_shown": ("sampled pixels", "samples"),
     },
     "estimators": {
         "est_f": ("linear", "linear"),
