@@ -1,4 +1,5 @@
-"""The models of this browser tab, the model picker, and the test images as a model sees them.
+"""The models of this browser tab, the selected one (picked by :mod:`app.picker`), and the test
+images as a model sees them.
 
 Pretrained models are loaded once per server with ``st.cache_resource`` and shared by every
 user, so they are read-only (``eval()``; training always works on a copy). Models a user trains
@@ -9,31 +10,41 @@ The test images as a model sees them come from ``dlgm.data.as_seen_by`` only (bi
 with the model's eval seed for Bernoulli models, grey levels for Gaussian ones), computed once
 per (data set, seed) per server and shared read-only, so test image #i is the same image on
 every page.
+
+A data set the user uploads (an ``.npz`` file, on the Models page) lives in this tab's session
+too, split into training and test images by ``dlgm.data.load_npz_splits``; its name
+(``upload:<stem>-<digest of the file>``) is what the card of a model trained on it records, so
+every page finds its test images through :func:`test_images` like a shipped data set's, and
+the same name always means the same images.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 import dlgm
 from app.cache import name_model, read_only
+from app.picker import (  # noqa: F401 (DEFAULT_MODEL, PRETRAINED, pretrained_names: re-exported)
+    CURRENT_KEY,
+    DEFAULT_MODEL,
+    MISSING_KEY,
+    MODELS_KEY,
+    PENDING_KEY,
+    PRETRAINED,
+    default_model_name,
+    model_names,
+    pretrained_names,
+)
 from dlgm.data import DataError, ImageData, as_seen_by, eval_seed, load_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
-PRETRAINED = ROOT / "pretrained"
 SAMPLES = PRETRAINED / "samples"
-DEFAULT_MODEL = "mnist-2d-rank1"  # the paper's data; its 5,000 test images ship in samples/
-_MODELS_KEY = "user_models"  # {name: Entry} of this session (no widget owns these keys)
-_CURRENT_KEY = "current_model"
-_PICKER_KEY = "model_picker"  # the sidebar select box
-_PENDING_KEY = "model_picker_pending"  # the picker must show _CURRENT_KEY on the next run
+_DATA_KEY = "user_data"  # {name: UserData} uploaded in this session (no widget owns it)
+USER_DATA_PREFIX = "upload:"
 
 
 @dataclass
@@ -54,24 +65,6 @@ class Entry:
 
 
 # ---------------------------------------------------------------------------- models
-_NAMES_TTL_S = 10.0
-_names_cache: tuple[float, tuple[str, ...]] = (-_NAMES_TTL_S, ())
-
-
-def pretrained_names() -> list[str]:
-    """Names of the models shipped in pretrained/ (folders with a model.safetensors).
-
-    The folder is listed at most every 10 s per process (a glob of it cost about 1 ms, three
-    times per rerun of every page)."""
-    global _names_cache
-    now = time.monotonic()
-    stamp, names = _names_cache
-    if now - stamp >= _NAMES_TTL_S:
-        names = tuple(sorted(p.parent.name for p in PRETRAINED.glob("*/model.safetensors")))
-        _names_cache = (now, names)
-    return list(names)
-
-
 @st.cache_resource(show_spinner="Loading model...")
 def _load_pretrained(name: str) -> dlgm.DLGM:
     model = dlgm.load(PRETRAINED / name)
@@ -80,13 +73,13 @@ def _load_pretrained(name: str) -> dlgm.DLGM:
 
 
 def _session_models() -> dict:
-    if _MODELS_KEY not in st.session_state:
-        st.session_state[_MODELS_KEY] = {}
-    return st.session_state[_MODELS_KEY]
+    if MODELS_KEY not in st.session_state:
+        st.session_state[MODELS_KEY] = {}
+    return st.session_state[MODELS_KEY]
 
 
 def all_model_names() -> list[str]:
-    return pretrained_names() + sorted(_session_models())
+    return model_names()
 
 
 def pretrained_entry(name: str) -> Entry:
@@ -105,8 +98,8 @@ def add_session_model(name: str, model: dlgm.DLGM, source: str) -> Entry:
     """Store a model in this browser tab (overwriting a same-named one) and select it."""
     entry = Entry(name, model, f"{source}:{uuid.uuid4().hex}", source)
     _session_models()[name] = entry
-    st.session_state[_CURRENT_KEY] = name
-    st.session_state[_PENDING_KEY] = True  # the picker may already be drawn in this run
+    st.session_state[CURRENT_KEY] = name
+    st.session_state[PENDING_KEY] = True  # the picker is already drawn in this run
     return entry
 
 
@@ -126,37 +119,118 @@ def trainable_copy(entry: Entry) -> dlgm.DLGM:
 def current_entry() -> Entry:
     """The model selected in this session (the default one at first)."""
     names = all_model_names()
-    name = st.session_state.get(_CURRENT_KEY)
+    name = st.session_state.get(CURRENT_KEY)
     if name not in names:
-        name = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-        st.session_state[_CURRENT_KEY] = name
+        name = default_model_name(names)
+        st.session_state[CURRENT_KEY] = name
     return get_entry(name)
 
 
-def model_picker_ui(where=st.sidebar) -> Entry:
-    """A select box of every model this session can see; returns the selected entry.
+def model_picker_ui() -> Entry:
+    """The model picked in the sidebar, loaded; call it after the page's title (the first load
+    of a model takes seconds).
 
-    It follows ``add_session_model`` from the next script run on: a page that adds a model
-    after drawing the picker calls ``st.rerun()`` to show it selected at once."""
-    names = all_model_names()
-    current = current_entry().name
-    if st.session_state.pop(_PENDING_KEY, False):
-        st.session_state.pop(_PICKER_KEY, None)  # a fresh widget starts at ``index``
-    choice = where.selectbox("Model", names, index=names.index(current), key=_PICKER_KEY)
-    st.session_state[_CURRENT_KEY] = choice
-    return get_entry(choice)
+    The select box itself (``app.picker.model_select_ui``) is drawn by ``streamlit_app.py``
+    before the page, bound to the URL. When a link named a model this server does not have,
+    this shows a warning (until another model is picked). A page that adds a model after the
+    picker was drawn calls ``st.rerun()`` to show it selected at once."""
+    entry = current_entry()
+    missing = st.session_state.get(MISSING_KEY)
+    if missing is not None:
+        st.warning(
+            f"The link names the model {missing!r}, which this server does not have (models "
+            "trained or uploaded in a browser tab live only in that tab). Showing "
+            f"{entry.name!r} instead.",
+            icon=":material/link_off:",
+        )
+    return entry
+
+
+# ---------------------------------------------------------------------------- user data
+@dataclass(frozen=True)
+class UserData:
+    """A data set uploaded in this tab: its two splits and how they were made."""
+
+    name: str  # "upload:<stem>-<digest>": the name a model's card records
+    file_name: str
+    train: ImageData
+    test: ImageData
+    split: dict  # dlgm.data.load_npz_splits's "how"
+    binary: bool  # every pixel 0 or 1
+
+    @property
+    def label(self) -> str:
+        """Short name for titles and model names: the file's stem."""
+        return self.file_name.rsplit(".", 1)[0] or "data"
+
+
+def is_user_data(data_name: str) -> bool:
+    """Whether ``data_name`` names an uploaded data set (not a shipped one)."""
+    return str(data_name).startswith(USER_DATA_PREFIX)
+
+
+def session_datasets() -> dict[str, UserData]:
+    """The data sets uploaded in this tab, by name."""
+    if _DATA_KEY not in st.session_state:
+        st.session_state[_DATA_KEY] = {}
+    return st.session_state[_DATA_KEY]
+
+
+def add_session_data(data: UserData) -> UserData:
+    """Keep an uploaded data set in this tab (the same name is the same file: replaced)."""
+    for split in (data.train, data.test):
+        read_only(split.x)
+        read_only(split.y)
+    session_datasets()[data.name] = data
+    return data
+
+
+def user_data(data_name: str) -> UserData:
+    """The uploaded data set ``data_name`` of this tab; DataError if it is not here."""
+    found = session_datasets().get(data_name)
+    if found is None:
+        stem = data_name.removeprefix(USER_DATA_PREFIX).rsplit("-", 1)[0]
+        raise DataError(
+            f"{data_name!r} is a data set uploaded in a browser tab, and it lives in that tab "
+            f"only; upload {stem}.npz again on the Models page (tab 'Train a new model') to "
+            "use it here"
+        )
+    return found
+
+
+def dataset_split(data_name: str, split: str) -> ImageData:
+    """One split of a shipped data set (never downloaded here) or of one uploaded in this tab."""
+    if is_user_data(data_name):
+        data = user_data(data_name)
+        return data.train if split == "train" else data.test
+    return load_dataset(data_name, split, download=False)
+
+
+def data_label(data_name: str) -> str:
+    """How a data set is named in titles and model names: an uploaded one by its file's stem."""
+    if is_user_data(data_name):
+        found = session_datasets().get(data_name)
+        return found.label if found else data_name.removeprefix(USER_DATA_PREFIX)
+    return data_name
 
 
 # ---------------------------------------------------------------------------- test images
-@st.cache_resource(show_spinner="Loading images...", max_entries=8)
 def test_images(data_name: str) -> ImageData:
-    """Test images of a data set as grey levels: the shipped sample in pretrained/samples if
-    there is one (a prefix of the test split), else the data set's test split (digits is
-    bundled with scikit-learn).
+    """Test images of a data set as grey levels: for a data set uploaded in this tab, its test
+    split; else the shipped sample in pretrained/samples if there is one (a prefix of the test
+    split), else the data set's test split (digits is bundled with scikit-learn).
 
-    One copy per server, shared by every session: its arrays are read-only (``st.cache_data``
-    made a copy on every call, 16 MB for the MNIST sample). Copy before handing to torch
+    Read-only arrays, shared (a shipped data set's by every session: ``st.cache_data`` made a
+    copy on every call, 16 MB for the MNIST sample). Copy before handing to torch
     (``torch.from_numpy`` wants a writable array)."""
+    if is_user_data(data_name):
+        return user_data(data_name).test
+    return _shipped_test_images(data_name)
+
+
+@st.cache_resource(show_spinner="Loading images...", max_entries=8)
+def _shipped_test_images(data_name: str) -> ImageData:
+    """:func:`test_images` of a shipped data set, one copy per server."""
     sample = SAMPLES / f"{data_name}-test.npz"
     if sample.is_file():
         with np.load(sample, allow_pickle=False) as f:

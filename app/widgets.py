@@ -1,19 +1,25 @@
 """Small widget helpers shared by the pages.
 
 Helpers that draw widgets and return their values end in ``_ui``. Every one takes a ``key``
-(unique per page) and a ``where`` (``st``, ``st.sidebar``, a column or a container; default
-``st``). Their values survive a page change (``persist_state="session"``); a kept value that is
-no longer allowed (e.g. an index past the end of another model's data) falls back to the
-default.
+(unique across pages: it is also the widget's URL parameter) and a ``where`` (``st``,
+``st.sidebar``, a column or a container; default ``st``). Their values are bound to the URL
+(``bind="query-params"``: a link opens the same view; a default value leaves the URL clean) and
+survive a page change (``persist_state="session"``); a kept value that is no longer allowed
+(e.g. an index past the end of another model's data) falls back to the default.
 
-Also here: :func:`show_figure` (``st.plotly_chart`` with the app's defaults). The test images
-a model sees come from ``app.session.test_data_ui``.
+Also here: :func:`show_figure` (``st.plotly_chart`` with the app's defaults) and
+:func:`share_link_ui` (the link to the view). The test images a model sees come from
+``app.session.test_data_ui``.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
 import numpy as np
 import streamlit as st
+
+from app.picker import PICKER_KEY, is_tab_model, tab_only_note
 
 PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]}
 
@@ -62,6 +68,7 @@ def seed_ui(
             step=1,
             key=key,
             help=help,
+            bind="query-params",
             persist_state="session",
         )
     )
@@ -87,6 +94,7 @@ def image_index_ui(
         step=1,
         key=key,
         help=f"0 to {n_images - 1}",
+        bind="query-params",
         persist_state="session",
     )
     right.button(
@@ -112,6 +120,7 @@ def layer_ui(n_layers: int, *, key: str, where=None, label="Resample from layer 
             options=list(range(1, n_layers + 1)),
             value=n_layers,
             key=key,
+            bind="query-params",
             persist_state="session",
             help="Layers l+1..L stay fixed; ξ_1..ξ_l are drawn afresh. l = 1 is nearest the data, "
             "l = L resamples everything.",
@@ -151,3 +160,36 @@ def drawn_image_ui(shape: tuple[int, int], *, key: str, where=None) -> np.ndarra
     if ink.max() < 0.05:
         return None
     return np.clip(ink, 0.0, 1.0).reshape(-1).astype(np.float32)
+
+
+def view_url(base: str | None, params: dict[str, list[str]]) -> str:
+    """The link to a view: ``base`` (the page's URL, ``st.context.url``; its own query and
+    fragment are dropped; None gives a relative link) and the query parameters ``params`` (name
+    -> values, in order), URL-encoded."""
+    parts = urlsplit(base or "")
+    query = urlencode([(k, v) for k, values in params.items() for v in values])
+    path = parts.path or ("/" if parts.netloc else "")
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def share_link_ui(where=None, skip=()) -> str:
+    """The link to this view, in ``st.code`` (which has a copy button); returns it.
+
+    Built from ``st.query_params``, which the bound widgets keep in step with the URL, so draw
+    it after every bound widget of the page (``streamlit_app.py`` draws it after the page).
+    A model trained or uploaded in this tab cannot travel in a link: a note says so. ``skip``:
+    parameters to leave out (the model picker's on a page that does not draw it: its widget
+    is gone, but its parameter leaves the URL only after the run)."""
+    where = where or st.sidebar
+    params = {k: st.query_params.get_all(k) for k in st.query_params if k not in skip}
+    url = view_url(st.context.url, params)
+    where.caption(
+        "Link to this view",
+        help="Opening it in another browser shows the same page, model and settings "
+        "(not drawings, uploads, selections in a plot or the steps of the imputation chains).",
+    )
+    where.code(url, language=None, wrap_lines=True)
+    model = params.get(PICKER_KEY, [None])[-1]
+    if model is not None and is_tab_model(model):
+        where.caption(tab_only_note(model))
+    return url

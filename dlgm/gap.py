@@ -21,53 +21,75 @@ the families act on the concatenated xi (K,), per block for ``"rank1"`` as the m
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.distributions import Distribution, MultivariateNormal, kl_divergence
 
 from .posteriors import DiagonalNormal, RankOneNormal
 
 FAMILIES = ("diag", "rank1", "full")
-_D_FLOOR = 1e-4  # as the recognition model: d = softplus(.) + 1e-4
 
 
-def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
-    return y + torch.log(-torch.expm1(-y))
+def own_family(model) -> str:
+    """The q* family of the model's recognition model: "diag", or "rank1" (also for
+    rank1-joint, whose single block over all latents is what "rank1" does for one layer)."""
+    return "diag" if model.config.covariance == "diag" else "rank1"
 
 
 def _blocks(model) -> tuple | None:
     return None if model.config.covariance == "rank1-joint" else model.config.n_latent
 
 
-def _start(q: Distribution, family: str, generator) -> dict:
-    """Free parameters of ``family`` that reproduce (or, for a richer family, contain) q."""
-    loc = q.mean.detach().clone()
+def _start(q: Distribution, family: str, generator) -> tuple[dict, dict]:
+    """Free parameters of ``family`` that reproduce q (or, for a richer family, contain it; for
+    the diagonal family from a rank-one q, its closest diagonal Gaussian), and the fixed frame
+    they are measured in.
+
+    The frame whitens by q's precision diagonal ``ref`` (B, K): the mean moves in units of
+    q's axis standard deviations and the precisions (or, for ``"full"``, the Cholesky factor's
+    diagonal) on a log scale, relative to q's. Adam's steps are about ``lr`` in every free
+    parameter, so in these units a step is the same relative change whatever the posterior's
+    scale: with the precision itself as a parameter, a posterior with precisions of 10^3 (the
+    2-latent MNIST models) would need 10^5 steps of 0.01 to move it by a factor of 2."""
+    loc = q.mean.detach()  # (B, K)
+    if isinstance(q, RankOneNormal):
+        d, u = q.d.detach(), q.u.detach()
+        ref = d + u.pow(2)  # the diagonal of the precision D + u u^T
+    else:
+        d, u = q.scale.detach().pow(-2), None
+        ref = d
+    frame = {"loc": loc, "ref": ref}
+    params = {"loc": torch.zeros_like(loc)}
     if family == "full":
         chol = torch.linalg.cholesky(q.covariance_matrix.detach())  # (B, K, K)
-        diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-        return {
-            "loc": loc,
-            "tril": torch.tril(chol, -1).clone(),
-            "rho": _inv_softplus(diag.clamp_min(1e-6)).clone(),
-        }
-    d = q.d if isinstance(q, RankOneNormal) else q.scale.pow(-2)
-    out = {"loc": loc, "rho": _inv_softplus((d.detach() - _D_FLOOR).clamp_min(1e-6)).clone()}
-    if family == "rank1":
-        if isinstance(q, RankOneNormal):
-            out["u"] = q.u.detach().clone()
+        white = chol * ref.sqrt().unsqueeze(-1)  # diag(sqrt(ref)) chol, lower triangular
+        params["tril"] = torch.tril(white, -1)
+        params["log_diag"] = torch.diagonal(white, dim1=-2, dim2=-1).log()
+    elif family == "diag":
+        params["log_d"] = torch.zeros_like(loc)  # d = ref: q itself, or its closest diagonal
+    else:
+        params["log_d"] = (d / ref).log()
+        if u is not None:
+            params["u"] = u / ref.sqrt()
         else:  # u = 0 is a stationary point of the ELBO (it is even in u): start just off it
-            out["u"] = 1e-2 * torch.randn(loc.shape, generator=generator, dtype=loc.dtype)
-    return out
+            params["u"] = 1e-2 * torch.randn(loc.shape, generator=generator, dtype=loc.dtype)
+    return {k: v.clone() for k, v in params.items()}, frame
 
 
-def _build(p: dict, family: str, blocks) -> Distribution:
+def _build(p: dict, frame: dict, family: str, blocks) -> Distribution:
+    """The Gaussian of free parameters ``p`` in ``frame`` (see :func:`_start`)."""
+    ref = frame["ref"]
+    loc = frame["loc"] + p["loc"] * ref.rsqrt()  # (B, K)
     if family == "full":
-        scale = torch.tril(p["tril"], -1) + torch.diag_embed(F.softplus(p["rho"]) + 1e-6)
-        return MultivariateNormal(p["loc"], scale_tril=scale, validate_args=False)
-    d = F.softplus(p["rho"]) + _D_FLOOR
+        white = torch.tril(p["tril"], -1) + torch.diag_embed(p["log_diag"].exp())
+        scale = white * ref.rsqrt().unsqueeze(-1)  # (B, K, K), still lower triangular
+        return MultivariateNormal(loc, scale_tril=scale, validate_args=False)
+    d = ref * p["log_d"].exp()  # (B, K), > 0
     if family == "diag":
-        return DiagonalNormal(p["loc"], d.rsqrt(), validate_args=False)
-    return RankOneNormal(p["loc"], d, p["u"], blocks=blocks, validate_args=False)
+        return DiagonalNormal(loc, d.rsqrt(), validate_args=False)
+    return RankOneNormal(loc, d, p["u"] * ref.sqrt(), blocks=blocks, validate_args=False)
 
 
 def _kl_prior(model, q: Distribution) -> torch.Tensor:
@@ -106,7 +128,7 @@ def optimal_q(
     family: str | None = None,
     steps: int = 300,
     n_samples: int = 16,
-    lr: float = 0.01,
+    lr: float = 0.05,
     generator: torch.Generator | None = None,
     progress=None,
 ) -> Distribution:
@@ -114,8 +136,10 @@ def optimal_q(
 
     Adam on a reparameterised Monte Carlo estimate of each image's ELBO (``n_samples`` draws
     per step, learning rate decayed linearly from ``lr`` to 0), started from the recognition
-    model's q(xi | x); the images are independent problems solved in one batch. The model is
-    not changed.
+    model's q(xi | x); the images are independent problems solved in one batch. The free
+    parameters are relative to q's own scale (the mean in units of q's standard deviations,
+    precisions on a log scale), so ``lr`` is a relative step size, whatever the posterior's
+    width. The model is not changed.
 
     Parameters
     ----------
@@ -134,13 +158,13 @@ def optimal_q(
     -------
     Distribution with batch_shape (B,) and event_shape (K,), detached.
     """
-    family = family or ("diag" if model.config.covariance == "diag" else "rank1")
+    family = family or own_family(model)
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: choose one of {FAMILIES}")
     x = model.check_input(x)
     with torch.no_grad():
         q0 = model.encode(x)
-    params = _start(q0, family, generator)
+    params, frame = _start(q0, family, generator)
     for v in params.values():
         v.requires_grad_(True)
     opt = torch.optim.Adam(params.values(), lr=lr)
@@ -157,7 +181,7 @@ def optimal_q(
             eps = torch.randn(
                 (n_samples, *x.shape[:1], model.latent_dim), generator=generator, dtype=x.dtype
             )
-            loss = -elbo_of(model, x, _build(params, family, blocks), eps).sum()
+            loss = -elbo_of(model, x, _build(params, frame, family, blocks), eps).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -168,7 +192,7 @@ def optimal_q(
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
-    return _build({k: v.detach() for k, v in params.items()}, family, blocks)
+    return _build({k: v.detach() for k, v in params.items()}, frame, family, blocks)
 
 
 @torch.no_grad()
@@ -181,9 +205,10 @@ def inference_gaps(
     elbo_samples: int = 1000,
     steps: int = 300,
     n_samples: int = 16,
-    lr: float = 0.01,
+    lr: float = 0.05,
     generator: torch.Generator | None = None,
     log_px: torch.Tensor | None = None,
+    q_star: Distribution | None = None,
     progress=None,
 ) -> dict:
     """log p(v), ELBO(q), ELBO(q*) and the two gaps for each image, nats.
@@ -201,6 +226,9 @@ def inference_gaps(
         Samples of the reconstruction term for both ELBOs (the same draws for q and q*).
     steps, n_samples, lr, generator, progress
         As in :func:`optimal_q`.
+    q_star : Distribution, optional
+        q* of these images, already found (e.g. by :func:`optimal_q`, kept in a cache), with
+        batch_shape (B,); then ``steps``, ``n_samples``, ``lr`` and ``progress`` are not used.
 
     Returns
     -------
@@ -211,16 +239,21 @@ def inference_gaps(
     from .likelihood import log_likelihood
 
     x = model.check_input(x)
-    with torch.enable_grad():
-        q_star = optimal_q(
-            model,
-            x,
-            family=family,
-            steps=steps,
-            n_samples=n_samples,
-            lr=lr,
-            generator=generator,
-            progress=progress,
+    if q_star is None:
+        with torch.enable_grad():
+            q_star = optimal_q(
+                model,
+                x,
+                family=family,
+                steps=steps,
+                n_samples=n_samples,
+                lr=lr,
+                generator=generator,
+                progress=progress,
+            )
+    elif q_star.batch_shape != x.shape[:1]:
+        raise ValueError(
+            f"q_star has batch_shape {tuple(q_star.batch_shape)}; expected ({len(x)},)"
         )
     q = model.encode(x)
     eps = torch.randn((elbo_samples, len(x), model.latent_dim), generator=generator, dtype=x.dtype)
@@ -236,7 +269,7 @@ def inference_gaps(
         "total_gap": log_px - elbo_q,
     }
     out = {key: v.double().cpu().numpy() for key, v in out.items()}
-    family = family or ("diag" if model.config.covariance == "diag" else "rank1")
+    family = family or own_family(model)
     return out | {
         "family": family,
         "k": k,
@@ -247,4 +280,37 @@ def inference_gaps(
     }
 
 
-__all__ = ["FAMILIES", "elbo_of", "inference_gaps", "optimal_q"]
+GAP_KEYS = ("log_px", "elbo_q", "elbo_qstar", "approximation_gap", "amortisation_gap", "total_gap")
+
+
+def gap_summary(result: dict) -> dict:
+    """Means over images and their standard errors of :func:`inference_gaps`' per-image values.
+
+    Parameters
+    ----------
+    result : dict
+        ``inference_gaps``' output (or any dict with the arrays of :data:`GAP_KEYS`, (N,)).
+
+    Returns
+    -------
+    dict: ``{key: {"mean": float, "se": float}}`` for each key of :data:`GAP_KEYS` (nats per
+    image; the standard error is std / sqrt(N) with ddof = 1, NaN for one image), and ``"n"``.
+    """
+    out: dict = {}
+    for key in GAP_KEYS:
+        a = np.asarray(result[key], dtype=np.float64).reshape(-1)
+        se = a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else math.nan
+        out[key] = {"mean": float(a.mean()), "se": float(se)}
+    out["n"] = len(np.asarray(result[GAP_KEYS[0]]).reshape(-1))
+    return out
+
+
+__all__ = [
+    "FAMILIES",
+    "GAP_KEYS",
+    "elbo_of",
+    "gap_summary",
+    "inference_gaps",
+    "optimal_q",
+    "own_family",
+]

@@ -6,7 +6,8 @@ once with the card's evaluation seed), importance sampling with K samples from t
 q (``dlgm.likelihood.evaluate``, generator seed 0), so the CLI reproduces every number here.
 
 Per-image results are cached in ``runs/experiments/eval/NAME-K{K}-N{N}.json`` (git-ignored;
-a cache entry is only reused for the same weights: it records the checkpoint's SHA-256).
+a cache entry is only reused for the same weights: it records the SHA-256 of the
+checkpoint's tensors, ``weights_digest``).
 ``--update-cards`` writes ``test_nll``, ``test_nll_se`` (standard error over images),
 ``test_elbo``, ``eval_k``, ``eval_n``, ``eval_seconds`` and ``eval_binarization`` into each
 model's card (and its checkpoint metadata).
@@ -15,6 +16,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python experiments/evaluate_cards.py mnist-table1-diag --k 5000
     OMP_NUM_THREADS=1 python experiments/evaluate_cards.py --all-mnist --update-cards
+    python experiments/evaluate_cards.py --table mnist-table1-rank1 --all-mnist   # cached only
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import hashlib
 import json
 import math
+import struct
 import sys
 import time
 from pathlib import Path
@@ -43,7 +46,13 @@ PRETRAINED = ROOT / "pretrained"
 
 
 def weights_digest(path: Path) -> str:
-    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+    """SHA-256 of the checkpoint's tensors (names, shapes, dtypes and bytes), not of its metadata:
+    writing an evaluation into the card (``update_card``) keeps the cache entry valid."""
+    raw = (path / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    header.pop("__metadata__", None)
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode() + raw[8 + n :]).hexdigest()
 
 
 def evaluate_model(path: Path, k: int = 5000, limit: int | None = None) -> dict:
@@ -101,6 +110,50 @@ def update_card(path: Path, r: dict) -> None:
     save(model, path)
 
 
+def cached(name: str, k: int, limit: int | None) -> dict | None:
+    """The cached evaluation of ``name`` for its current weights, or None."""
+    path = Path(name) if Path(name).is_dir() else PRETRAINED / name
+    model = dlgm.load(path)
+    n = len(model_images(model, "test", limit=limit)[0])
+    cache = CACHE / f"{path.name}-K{k}-N{n}.json"
+    if not cache.is_file():
+        return None
+    hit = json.loads(cache.read_text())
+    return hit if hit.get("sha256") == weights_digest(path) else None
+
+
+def table(names: list[str], reference: str, k: int, limit: int | None) -> str:
+    """Markdown rows: NLL ± s.e. over images, the paired difference against ``reference``
+    (mean and s.e. of the per-image differences: the same images and binarisation), -ELBO,
+    ESS, and the NLL of the first 1,000 images (the cards' earlier protocol)."""
+    ref = cached(reference, k, limit)
+    if ref is None:
+        raise SystemExit(f"{reference}: no cached evaluation with K={k}; run it first")
+    ref_nll = np.asarray(ref["nll_per_image"])
+    lines = [
+        "| model | -ln p(v) (nats) | ± s.e. | vs " + reference + " (paired) | −ELBO | ESS "
+        "| images | K | first 1,000 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        r = cached(name, k, limit)
+        if r is None:
+            lines.append(f"| {name} | not evaluated | | | | | | | |")
+            continue
+        nll = np.asarray(r["nll_per_image"])
+        d = nll - ref_nll
+        diff = (
+            "-"
+            if name == reference
+            else f"{d.mean():+.2f} ± {d.std(ddof=1) / math.sqrt(len(d)):.2f}"
+        )
+        lines.append(
+            f"| {name} | {r['nll']:.2f} | {r['nll_se']:.2f} | {diff} | {-r['elbo']:.2f} "
+            f"| {r['ess']:.0f} | {r['n']:,} | {r['k']} | {nll[:1000].mean():.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="model folders in pretrained/ (or paths)")
@@ -108,6 +161,12 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=5000)
     p.add_argument("--limit", type=int, default=None, help="first N test images (default all)")
     p.add_argument("--update-cards", action="store_true")
+    p.add_argument(
+        "--table",
+        metavar="REFERENCE",
+        help="print a markdown table of the models' cached results (evaluates none), with the "
+        "paired difference against model REFERENCE",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     names = list(args.names)
@@ -117,6 +176,9 @@ def main(argv=None) -> int:
             for c in sorted(PRETRAINED.glob("*/card.json"))
             if json.loads(c.read_text()).get("data") == "mnist"
         ]
+    if args.table:
+        print(table(names, args.table, args.k, args.limit))
+        return 0
     for name in names:
         path = Path(name) if Path(name).is_dir() else PRETRAINED / name
         r = evaluate_model(path, args.k, args.limit)

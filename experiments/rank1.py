@@ -254,10 +254,12 @@ def run(args) -> dict:
 # ---------------------------------------------------------------------------- headroom
 def gaps(args) -> None:
     """For trained runs' decoders: the best diagonal and the best rank-one q per test image
-    (``dlgm.gap``), so the rank-one family's headroom over the diagonal one, and each
-    encoder's amortisation gap, on the first ``--n`` test images (binarised with seed 1)."""
+    (``dlgm.gap``, by ``experiments/gaps.py``'s ``model_gaps``), so the rank-one family's
+    headroom over the diagonal one, and each encoder's amortisation gap, on the first ``--n``
+    test images (binarised with seed 1)."""
+    from gaps import model_gaps
+
     import dlgm
-    from dlgm.gap import inference_gaps
     from dlgm.likelihood import log_likelihood as is_log_px
 
     torch.set_num_threads(args.threads)
@@ -267,21 +269,7 @@ def gaps(args) -> None:
         model = dlgm.load(folder).eval()
         log_px = is_log_px(model, x, n_samples=args.k, generator=torch.Generator().manual_seed(7))
         res = {"run": name, "n": args.n, "k": args.k, "steps": args.steps}
-        for family in ("diag", "rank1"):
-            r = inference_gaps(
-                model,
-                x,
-                family=family,
-                log_px=log_px,
-                steps=args.steps,
-                n_samples=16,
-                lr=0.01,
-                elbo_samples=1000,
-                generator=torch.Generator().manual_seed(0),
-            )
-            res[family] = {
-                k: v.round(4).tolist() if isinstance(v, np.ndarray) else v for k, v in r.items()
-            }
+        res |= model_gaps(model, x, log_px, ("diag", "rank1"), steps=args.steps)
         (folder / "gaps.json").write_text(json.dumps(res))
         d, r1 = (np.array(res[f]["elbo_qstar"]) for f in ("diag", "rank1"))
         own = np.array(res["diag"]["elbo_q"])

@@ -317,6 +317,46 @@ def test_fetch_over_http(fake, server, tmp_path):
     assert len(data.load_dataset("mnist", "train", download=False)) == 6
 
 
+def test_fetch_reports_progress_in_bytes_of_the_missing_files(fake, server, tmp_path):
+    """Over HTTP: a report as each file starts and is stored; ``done`` rises to ``total`` (the
+    uncompressed sizes of the missing files only) and every file is named."""
+    served, url = server
+    write_files(served, fake, gz=True)
+    have = "t10k-labels-idx1-ubyte"
+    write_files(tmp_path / "cache" / "mnist", {have: fake[have]}, gz=False)
+    calls = []
+    data.fetch("mnist", routes=[url], progress=lambda *a: calls.append(a))
+    total = sum(len(v) for k, v in fake.items() if k != have)
+    assert {c[1] for c in calls} == {total}
+    done = [c[0] for c in calls]
+    assert done[0] == 0 and done[-1] == total and done == sorted(done)
+    stored = [c[2] for c in calls if c[2].endswith("checked and stored")]
+    assert sorted(m.split(":")[0] for m in stored) == sorted(set(fake) - {have})
+    calls.clear()
+    data.fetch("mnist", routes=[url], progress=lambda *a: calls.append(a))
+    assert calls == []  # nothing missing
+
+
+def test_fetch_progress_falls_back_when_a_route_fails(fake, server, tmp_path):
+    """A file that fails its check on the first route is not counted; the second route brings
+    it and ``done`` ends at ``total``."""
+    served, url = server
+    write_files(served, fake, gz=True)
+    base = "train-images-idx3-ubyte"
+    bad = bytearray(fake[base])
+    bad[-1] ^= 0xFF
+    (served / f"{base}.gz").write_bytes(gzip.compress(bytes(bad)))
+    system = tmp_path / "system"
+    write_files(system, fake, gz=False)
+    calls = []
+    data.fetch("mnist", routes=[url, system], progress=lambda *a: calls.append(a))
+    total = sum(len(v) for v in fake.values())
+    assert calls[-1][0] == total
+    after_http = [c for c in calls if str(system) in c[2]]
+    assert [c[2] for c in after_http] == [f"{base}: reading {system / base}"]
+    assert after_http[0][0] == total - len(fake[base])  # the bad file was never counted
+
+
 def test_fetch_default_mirror_from_env(fake, server, tmp_path, monkeypatch):
     served, url = server
     write_files(served, fake, gz=True)
@@ -522,6 +562,45 @@ def test_load_npz_checks_declared_sizes_before_loading(tmp_path):
         zf.writestr("x.npy", header.getvalue() + bytes(8))
     with pytest.raises(DataError, match="corrupt: its header declares 784000000000 bytes"):
         data.load_npz(liar)
+
+
+def test_load_npz_splits_by_a_fixed_permutation(tmp_path):
+    """x alone: 20% held out by a seeded permutation; disjoint, complete, labels aligned,
+    the same split every time, and a class-sorted file has both classes in both splits."""
+    x = np.repeat(np.arange(10, dtype=np.uint8)[:, None] * 20, 4, axis=1)  # image i: grey 20 i
+    y = (np.arange(10) >= 5).astype(np.int64)  # sorted by class
+    path = save_npz(tmp_path / "sorted.npz", x=x, y=y)
+    train, test, how = data.load_npz_splits(path)
+    assert how == {"kind": "permutation", "seed": 0, "test_fraction": 0.2}
+    assert (len(train), len(test)) == (8, 2) and train.shape == test.shape == (2, 2)
+    ids = np.concatenate([train.x[:, 0], test.x[:, 0]]) * 255 / 20
+    assert sorted(np.rint(ids).astype(int).tolist()) == list(range(10))
+    assert np.array_equal(np.rint(train.x[:, 0] * 255 / 20) >= 5, train.y == 1)
+    again = data.load_npz_splits(path)[1]
+    assert np.array_equal(again.x, test.x) and test.name == "sorted"
+    _, test40, _ = data.load_npz_splits(path, test_fraction=0.4, seed=3, name="mine")
+    assert len(test40) == 4 and set(test40.y.tolist()) == {0, 1} and test40.name == "mine"
+    assert len(data.load_npz_splits(save_npz(tmp_path / "two.npz", x=x[:2]))[1]) == 1
+
+
+def test_load_npz_splits_keeps_the_files_split_and_refuses_what_cannot_split(tmp_path):
+    u8 = np.arange(5 * 9, dtype=np.uint8).reshape(5, 9)
+    path = save_npz(tmp_path / "s.npz", x_train=u8, x_test=u8[:2], y_test=np.array([7, 8]))
+    train, test, how = data.load_npz_splits(path)
+    assert how == {"kind": "file"} and len(train) == 5 and test.y.tolist() == [7, 8]
+    only_train = save_npz(tmp_path / "t.npz", x_train=u8)
+    assert [len(d) for d in data.load_npz_splits(only_train)[:2]] == [4, 1]
+    with pytest.raises(DataError, match="holds 1 image; at least 2"):
+        data.load_npz_splits(save_npz(tmp_path / "one.npz", x=u8[:1]))
+    odd = save_npz(tmp_path / "odd.npz", x_train=u8, x_test=np.zeros((2, 16)))
+    with pytest.raises(DataError, match="x_train holds 3x3 images but x_test 4x4"):
+        data.load_npz_splits(odd)
+    with pytest.raises(DataError, match="NaN"):
+        data.load_npz_splits(
+            save_npz(tmp_path / "nan.npz", x_train=u8, x_test=np.full((1, 9), np.nan))
+        )
+    with pytest.raises(DataError, match="test_fraction"):
+        data.load_npz_splits(path, test_fraction=1.0)
 
 
 # --------------------------------------------------------------------------- binarisation

@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_likelihood import DT, FA, _exact_elbo
 
-from dlgm.gap import inference_gaps, optimal_q
+from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q
 from dlgm.posteriors import DiagonalNormal
 
 
@@ -88,6 +88,47 @@ def test_gaps_add_up_and_q_star_is_never_worse():
         assert r["approximation_gap"].min() > -0.05 and r["approximation_gap"].max() < 0.1
 
 
+def _sharp_fa(inflate: float):
+    """Factor analysis with a sharp posterior (precisions of 2,000-4,500, standard deviations
+    of 0.015-0.02, like the 2-latent MNIST models') and q its exact posterior with the
+    covariance times ``inflate``: the encoder is right about the shape, wrong about the scale."""
+    fa = FA(seed=3, w_scale=8.0, sigma=0.3)
+    fa.set_recognition(1.0)
+    p = fa.P / inflate  # q's precision, written as D + u u^T as set_recognition does
+    a, c, off = p[0, 0], p[1, 1], p[0, 1]
+    t = torch.sqrt((1 + off**2 / (a * c)) / 2)
+    u = torch.stack([a.sqrt() * t, off / (a.sqrt() * t)])
+    d = torch.stack([a - u[0] ** 2, c - u[1] ** 2]) - 1e-4
+    with torch.no_grad():  # softplus^-1(d), stable for d in the thousands
+        fa.model.head_d.bias.copy_(d + torch.log(-torch.expm1(-d)))
+        fa.model.head_u.bias.copy_(u)
+    return fa
+
+
+@pytest.mark.parametrize("inflate", [0.2, 6.0])
+def test_q_star_reaches_the_optimum_whatever_the_posterior_scale(inflate):
+    """The default settings (300 steps, lr 0.05) find each family's optimum from a q that is
+    5x too narrow or 6x too broad, on a posterior with precisions in the thousands: the free
+    parameters are relative to q's own scale (with the precision itself as a parameter, Adam's
+    steps of about lr moved it by a few units in 300 steps: the rank-one q* stayed at q)."""
+    fa = _sharp_fa(inflate)
+    exact = fa.marginal.log_prob(fa.x)
+    with torch.no_grad():
+        gap_q = exact - _exact_elbo(fa, fa.model.encode(fa.x))
+    assert float(gap_q.min()) > 0.5  # q itself is far from the posterior for every image
+    p = fa.P
+    best_diag = -0.5 * torch.log(1 - p[0, 1] ** 2 / (p[0, 0] * p[1, 1]))  # KL of mean field
+    for family, best in (("diag", best_diag), ("rank1", 0.0), ("full", 0.0)):
+        q_star = optimal_q(
+            fa.model, fa.x, family=family, generator=torch.Generator().manual_seed(0)
+        )
+        with torch.no_grad():
+            gap = exact - _exact_elbo(fa, q_star)  # (N,), the approximation gap
+        # within 0.02 nats of the family's optimum for every image (16-sample Adam steps)
+        assert float((gap - best).max()) < 0.02, (family, gap - best)
+        assert float((gap - best).min()) > -1e-9, (family, gap - best)
+
+
 def test_model_is_left_unchanged_and_bad_family_raises():
     fa = _fa()
     before = {k: v.clone() for k, v in fa.model.state_dict().items()}
@@ -97,3 +138,31 @@ def test_model_is_left_unchanged_and_bad_family_raises():
     assert all(p.requires_grad for p in fa.model.parameters())
     with pytest.raises(ValueError, match="family"):
         optimal_q(fa.model, fa.x, family="banana")
+
+
+def test_a_given_q_star_is_used_as_is():
+    """inference_gaps(q_star=...) scores that q* (no new fit): the same numbers as the fit that
+    found it, with the same generator state for the ELBO draws."""
+    fa = _fa()
+    exact = fa.marginal.log_prob(fa.x)
+    settings = dict(family="full", steps=50, n_samples=8, elbo_samples=500, log_px=exact)
+    g = torch.Generator().manual_seed(4)
+    fitted = inference_gaps(fa.model, fa.x, generator=g, **settings)
+    g = torch.Generator().manual_seed(4)
+    q_star = optimal_q(fa.model, fa.x, family="full", steps=50, n_samples=8, generator=g)
+    given = inference_gaps(fa.model, fa.x, generator=g, q_star=q_star, **settings)
+    for key in GAP_KEYS:
+        np.testing.assert_allclose(given[key], fitted[key], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="batch_shape"):
+        inference_gaps(fa.model, fa.x[:3], q_star=q_star, log_px=exact[:3])
+
+
+def test_gap_summary_means_and_standard_errors():
+    r = {key: np.array([1.0, 2.0, 3.0, 6.0]) + i for i, key in enumerate(GAP_KEYS)}
+    s = gap_summary(r)
+    assert s["n"] == 4
+    for i, key in enumerate(GAP_KEYS):
+        assert s[key]["mean"] == pytest.approx(3.0 + i)
+        assert s[key]["se"] == pytest.approx(np.std([1, 2, 3, 6], ddof=1) / 2)
+    one = gap_summary({key: np.array([2.0]) for key in GAP_KEYS})
+    assert one["n"] == 1 and np.isnan(one["log_px"]["se"])

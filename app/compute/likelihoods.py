@@ -1,21 +1,35 @@
-"""Likelihoods page: the live importance-sampled estimate of log p(v) and Table 1's chart."""
+"""Likelihoods page: the live importance-sampled estimate of log p(v), Table 1's chart, and the
+inference gap's two parts per model (shipped table and live, in cached chunks of images)."""
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import dlgm
 from app.cache import cache_data, cache_resource
-from app.figures.curves import k_curve_figure, nll_histogram_figure, table1_figure
+from app.compute import posterior as posterior_compute
+from app.figures.curves import gap_bars_figure, k_curve_figure, nll_histogram_figure, table1_figure
 from app.figures.images import image_gallery_figure
 from app.figures.style import freeze
 from app.limits import MAX_K
-from app.session import Entry, pretrained_entry, pretrained_names, seen_test_images
+from app.session import PRETRAINED, Entry, pretrained_entry, pretrained_names, seen_test_images
+from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps
+from dlgm.grid import posterior_grid
 from dlgm.likelihood import log_likelihood
 
 K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if k <= MAX_K)
 N_WORST = 12
+# The inference gap: the table experiments/gaps.py ships, and the live computation's settings.
+GAPS_TABLE = PRETRAINED / "gaps.json"
+GAP_CHUNK = 10  # images per cached chunk (the progress bar's step): 1-3 s of CPU at 100 steps
+GAP_STEPS = (25, 50, 100, 200, 300)  # Adam steps of q*
+GAP_N, GAP_STEPS_DEFAULT, GAP_SEED = 20, 100, 0
+GAP_LR, GAP_SAMPLES, GAP_ELBO_SAMPLES, GAP_K = 0.1, 16, 1000, min(1000, MAX_K)
 
 
 def live_defaults(n_max: int) -> tuple[int, int, int]:
@@ -94,6 +108,126 @@ def table1_chart(rows: tuple[tuple[tuple[str, str], ...], ...], _rows: list[dict
     """``table1_figure`` of the charted rows ``_rows``, frozen; ``rows`` is their content as a
     hashable tuple (a model's card can change without its id changing)."""
     return freeze(table1_figure(_rows))
+
+
+# ---------------------------------------------------------------------------- inference gap
+@cache_data(show_spinner=False, max_entries=4)
+def _read_gaps(path: str, mtime: float) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def shipped_gaps() -> dict | None:
+    """``pretrained/gaps.json`` (written by ``experiments/gaps.py``), or None if missing."""
+    try:
+        mtime = GAPS_TABLE.stat().st_mtime
+    except OSError:
+        return None
+    return _read_gaps(str(GAPS_TABLE), mtime)
+
+
+def gap_row(label: str, summary: dict, **extra) -> dict:
+    """One bar / table row from a ``dlgm.gap.gap_summary``: means and standard errors."""
+    row = {"model": label, "n": summary["n"]}
+    for key in GAP_KEYS:
+        row[key], row[f"{key}_se"] = summary[key]["mean"], summary[key]["se"]
+    return row | extra
+
+
+def shipped_gap_rows(table: dict | None) -> list[dict]:
+    """A row per shipped model, q* of its own family (the first), in the table's order."""
+    rows = []
+    for name, m in ((table or {}).get("models") or {}).items():
+        family, f = next(iter(m["families"].items()))
+        rows.append(
+            gap_row(
+                name,
+                f["summary"],
+                source="shipped",
+                family=family,
+                steps=f["steps"],
+                log_px_method=m["log_px_method"],
+            )
+        )
+    return rows
+
+
+def gap_chunks(n_images: int, chunk: int = GAP_CHUNK) -> list[tuple[int, int]]:
+    """(start, stop) of the chunks of the first ``n_images`` images."""
+    return [(a, min(a + chunk, n_images)) for a in range(0, n_images, chunk)]
+
+
+@cache_data(show_spinner=False, max_entries=512)
+def gap_chunk(
+    model: dlgm.DLGM, data_name: str, start: int, stop: int, family: str, steps: int, seed: int
+) -> dict:
+    """``dlgm.gap.inference_gaps`` of test images ``start`` to ``stop - 1``: per-image arrays
+    (nats) keyed by ``GAP_KEYS``. log p(v) by quadrature on the Posterior page's grid for
+    2-latent models, else importance sampling with K = ``GAP_K``."""
+    x = _images(model, data_name, stop)[start:]
+    log_px = None
+    if model.latent_dim == 2:
+        grid = posterior_compute.basis(model, posterior_compute.GRID, posterior_compute.RADIUS)
+        log_px = torch.tensor([posterior_grid(model, v, basis=grid).log_px for v in x])
+    r = inference_gaps(
+        model,
+        x,
+        family=family,
+        k=GAP_K,
+        elbo_samples=GAP_ELBO_SAMPLES,
+        steps=steps,
+        n_samples=GAP_SAMPLES,
+        lr=GAP_LR,
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + start),
+        log_px=log_px,
+    )
+    return {key: r[key] for key in GAP_KEYS}
+
+
+def live_gap_row(label: str, parts: list[dict], **extra) -> dict:
+    """The row of the chunks computed so far (their images pooled)."""
+    pooled = {key: np.concatenate([p[key] for p in parts]) for key in GAP_KEYS}
+    return gap_row(label, gap_summary(pooled), source="live", **extra)
+
+
+def gap_log_px_method(model: dlgm.DLGM) -> str:
+    if model.latent_dim == 2:
+        g, r = posterior_compute.GRID, posterior_compute.RADIUS
+        return f"quadrature, {g} x {g} grid over [-{r:g}, {r:g}]²"
+    return f"importance sampling, K = {GAP_K}"
+
+
+def gap_table(rows: list[dict]) -> list[dict]:
+    """The rows as the page's table: mean ± s.e. strings, nats per image."""
+
+    def ms(r, key):
+        se = r[f"{key}_se"]
+        return f"{r[key]:.2f}" + ("" if math.isnan(se) else f" ± {se:.2f}")
+
+    return [
+        {
+            "model": r["model"],
+            "source": r["source"],
+            "q* family": r["family"],
+            "images": r["n"],
+            "Adam steps": r["steps"],
+            "log p(v)": ms(r, "log_px"),
+            "ELBO(q)": ms(r, "elbo_q"),
+            "ELBO(q*)": ms(r, "elbo_qstar"),
+            "approximation gap": ms(r, "approximation_gap"),
+            "amortisation gap": ms(r, "amortisation_gap"),
+            "log p(v) by": r["log_px_method"],
+        }
+        for r in rows
+    ]
+
+
+@cache_resource(show_spinner=False, max_entries=32)
+def gap_chart(rows: tuple, _rows: list[dict], title: str):
+    """``gap_bars_figure`` of ``_rows``, frozen; ``rows`` is their content, hashable."""
+    return freeze(gap_bars_figure(_rows, title=title))
 
 
 def warm(entry: Entry) -> None:

@@ -1,5 +1,6 @@
-"""Models page: the data sets at hand, the form's settings as a training run's, step mode,
-and the training history chart.
+"""Models page: the data sets at hand, an uploaded ``.npz`` file as a data set, fetching MNIST
+and Fashion-MNIST, the form's settings as a training run's, step mode, and the training history
+chart.
 
 Training itself is ``dlgm.train.run_training`` (live runs) and ``dlgm.train.build_trainer``
 (step mode): the page only draws the progress.
@@ -7,16 +8,23 @@ Training itself is ``dlgm.train.run_training`` (live runs) and ``dlgm.train.buil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import re
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
 
 import dlgm
 from app.cache import cache_data, cache_resource
 from app.figures.curves import history_figure
 from app.figures.style import freeze
-from app.session import Entry, trainable_copy
-from dlgm.data import DATASETS, DataError, load_dataset
+from app.session import USER_DATA_PREFIX, Entry, UserData, dataset_split, trainable_copy
+from dlgm.data import DATASETS, DataError, data_dir, fetch, load_dataset, load_npz_splits
 from dlgm.train import Trainer, build_trainer
 
 REPORTS_PER_EPOCH = 5
@@ -55,8 +63,8 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
     One "hidden widths" field sets both MLPs; with none (affine T_l, e.g. the NLGBN or factor
     analysis) the recognition MLP keeps one layer of 200. ``u_delay`` only applies to rank-one
     covariances and is dropped for "diag"."""
-    train = load_dataset(s["data"], "train", download=False)
-    valid = load_dataset(s["data"], "test", download=False)
+    train = dataset_split(s["data"], "train")
+    valid = dataset_split(s["data"], "test")
     hidden = dlgm.parse_sizes(s["hidden"], "hidden widths")
     steps = math.ceil(len(train) / s["batch_size"])
     settings = dict(
@@ -82,7 +90,7 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
 def step_trainer(entry: Entry, fresh: bool, s: dict) -> Trainer:
     """A Trainer of one update per report for step mode: on a copy of ``entry``'s model, or on
     a fresh model of its architecture; raises DLGMError / ValueError with a message."""
-    train = load_dataset(entry.data_name, "train", download=False)
+    train = dataset_split(entry.data_name, "train")
     if fresh:
         model = dlgm.DLGM(
             entry.model.config,
@@ -94,3 +102,91 @@ def step_trainer(entry: Entry, fresh: bool, s: dict) -> Trainer:
     else:
         model = trainable_copy(entry)
     return build_trainer(model, train.x, dict(s, report_every=1), device="cpu")
+
+
+# ---------------------------------------------------------------------------- user data
+def read_user_data(file_name: str, blob: bytes, *, max_bytes: int) -> UserData:
+    """An uploaded ``.npz`` file as a data set of this tab; raises DataError with the reason.
+
+    The file is checked by ``dlgm.data.load_npz_splits`` (shapes, dtypes, values in range,
+    no NaN, never unpickled, arrays of at most ``max_bytes``) and split there: its own
+    ``x_train`` / ``x_test``, else 20% held out by a fixed permutation (seed 0). The name is
+    ``upload:<stem>-<first 8 hex digits of the file's BLAKE2b>``: the same file, the same name.
+    """
+    if len(blob) > max_bytes:
+        raise DataError(
+            f"{file_name} is {len(blob) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:g} MB"
+        )
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(file_name).stem).strip("-.")[:40] or "data"
+    with tempfile.TemporaryDirectory(prefix="dlgm-upload-") as tmp:
+        path = Path(tmp) / f"{stem}.npz"
+        path.write_bytes(blob)
+        train, test, how = load_npz_splits(path, max_bytes=max_bytes, name=stem)
+    name = f"{USER_DATA_PREFIX}{stem}-{hashlib.blake2b(blob, digest_size=4).hexdigest()}"
+    binary = all(bool(np.isin(d.x, (0.0, 1.0)).all()) for d in (train, test))
+    return UserData(
+        name=name,
+        file_name=f"{stem}.npz",
+        train=dataclasses.replace(train, name=name),
+        test=dataclasses.replace(test, name=name),
+        split=how,
+        binary=binary,
+    )
+
+
+def describe_user_data(data: UserData) -> str:
+    """One line on an uploaded data set: sizes, how it was split, binary or grey."""
+    h, w = data.train.shape
+    split = (
+        "the file's own x_train / x_test"
+        if data.split["kind"] == "file"
+        else f"{data.split['test_fraction']:.0%} held out for testing by a fixed permutation "
+        f"(seed {data.split['seed']})"
+    )
+    pixels = (
+        "binary pixels: the Bernoulli likelihood fits them as they are"
+        if data.binary
+        else "grey levels: train with the Bernoulli likelihood (pixels binarised afresh each "
+        "minibatch, test images once) or the Gaussian one (the grey levels themselves)"
+    )
+    labels = "with labels" if data.train.y is not None else "no labels"
+    return (
+        f"**{data.file_name}**: {len(data.train):,} training and {len(data.test):,} test "
+        f"images of {h}×{w} ({split}; {labels}); {pixels}."
+    )
+
+
+# ---------------------------------------------------------------------------- fetching
+FETCHABLE = ("mnist", "fashion-mnist")  # dlgm.data.fetch knows these
+
+
+@cache_resource(show_spinner=False)
+def _fetch_locks() -> dict[str, threading.Lock]:
+    """One lock per data set per server: one session fetches it at a time."""
+    return {name: threading.Lock() for name in FETCHABLE}
+
+
+def fetch_dataset(name: str, progress) -> Path:
+    """``dlgm.data.fetch(name, progress=progress)`` (its default routes), one session at a
+    time; then the list of data sets at hand is read afresh. Raises DataError (the routes'
+    failures and how to get the files by hand) or RuntimeError if another session is fetching
+    ``name`` now."""
+    lock = _fetch_locks()[name]
+    if not lock.acquire(blocking=False):
+        raise RuntimeError(f"Another session is fetching {name} now; try again in a minute.")
+    try:
+        return fetch(name, progress=progress)
+    finally:
+        lock.release()
+        available_datasets.clear()
+
+
+def fetch_help(name: str) -> str:
+    """What to do when the app cannot fetch ``name``: the command line, or where the files go."""
+    return (
+        f"On a machine that can reach the internet, run `python -m dlgm data fetch {name}` "
+        f"(with the server's `DLGM_DATA`, if it sets one), or put the four IDX files "
+        f"(`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, "
+        f"`t10k-labels-idx1-ubyte`, raw or `.gz`) in `{data_dir() / name}`; then reload "
+        "this page."
+    )

@@ -1,5 +1,6 @@
 """Numbers against a variable: training curves, imputation errors, estimator variances,
-importance-sampled likelihoods against K, per-image NLLs and the paper's Table 1."""
+importance-sampled likelihoods against K, per-image NLLs, the paper's Table 1 and the
+inference gap's two parts per model."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.figures.style import (
     MARGIN,
     MARGIN_TIGHT,
     MODEBAR,
+    ORANGE,
     PAPER_GREY,
     RED,
     SERIES,
@@ -246,6 +248,66 @@ def table1_figure(rows: Sequence[Mapping]) -> go.Figure:
             barmode="group",
             legend=dict(title=dict(text="source")),
             height=int(140 + 34 * len(rows)),
+            margin=MARGIN_TIGHT,
+        ),
+    )
+
+
+GAP_PARTS = (  # key, legend name, what it is (hover), colour
+    ("approximation_gap", "approximation gap", "log p(v) − ELBO(q*)", BLUE),
+    ("amortisation_gap", "amortisation gap", "ELBO(q*) − ELBO(q)", ORANGE),
+)
+
+
+def gap_bars_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
+    """Where the nats go: for each model, the approximation gap and the amortisation gap as
+    stacked horizontal bars whose sum is the whole gap log p(v) − ELBO(q).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        One per bar, top to bottom: ``model`` (str, the bar's label; unique), and for each of
+        ``approximation_gap`` and ``amortisation_gap`` the mean over images (float, nats per
+        image) and optionally ``<key>_se``, its standard error (error bars).
+    title : str
+
+    Returns
+    -------
+    go.Figure with two ``Bar`` traces (approximation, then amortisation), stacked
+    (``barmode="relative"``: a slightly negative Monte Carlo estimate is drawn below 0).
+    """
+    labels = [str(r["model"]) for r in rows]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"bar labels must be unique; got {labels}")
+    data = []
+    for key, name, formula, colour in GAP_PARTS:
+        values = [float(r[key]) for r in rows]
+        se = [float(r.get(f"{key}_se", np.nan)) for r in rows]
+        data.append(
+            dict(
+                type="bar",
+                x=values,
+                y=labels,
+                orientation="h",
+                name=name,
+                marker=dict(color=colour),
+                error_x=dict(type="data", array=np.nan_to_num(se), visible=not np.isnan(se).all()),
+                text=[f"{v:.2f}" for v in values],
+                textposition="inside",
+                customdata=se,
+                hovertemplate=f"%{{y}}<br>{name}, {formula}: "
+                "%{x:.3f} ± %{customdata:.3f} nats<extra></extra>",
+            )
+        )
+    return figure(
+        data,
+        dict(
+            xaxis=dict(title=dict(text="nats per image (mean ± s.e. over images)")),
+            yaxis=dict(title=dict(text="model"), autorange="reversed"),
+            title=dict(text=title),
+            barmode="relative",
+            legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+            height=int(150 + 34 * len(rows)),
             margin=MARGIN_TIGHT,
         ),
     )

@@ -12,6 +12,7 @@ from app.figures.style import GREY, MARGIN, MODEBAR, PALETTE, RED, axis, figure
 
 XI_TITLES = ("ξ₁", "ξ₂")
 _Q_COLOURS = (PALETTE[3], PALETTE[1], PALETTE[2], PALETTE[4])  # red, orange, green, purple
+_ELLIPSE_DASHES = ("dash", "dot", "dashdot")
 
 
 def embedding_figure(
@@ -135,6 +136,33 @@ def _distance_levels(log_density) -> np.ndarray:
     return np.sqrt(np.maximum(-2.0 * (a - np.nanmax(a)), 0.0))
 
 
+def ellipse_points(mean, cov, radii=(1, 2, 3), n: int = 73) -> np.ndarray:
+    """The 1-, 2- and 3-sigma ellipses of N(mean, cov) in 2-D as one polyline.
+
+    Parameters
+    ----------
+    mean : array, (2,)
+    cov : array, (2, 2)
+        Symmetric positive definite.
+    radii : sequence of float
+        Mahalanobis radii of the ellipses.
+    n : int
+        Points per ellipse (the first is repeated at the end, closing it).
+
+    Returns
+    -------
+    array, (len(radii) * (n + 1), 2): each ellipse's n points followed by a row of NaN (a break
+    in a Plotly line).
+    """
+    m = np.asarray(mean, dtype=np.float64).reshape(2)
+    c = np.asarray(cov, dtype=np.float64).reshape(2, 2)
+    chol = np.linalg.cholesky(c)  # raises LinAlgError unless positive definite
+    t = np.linspace(0.0, 2.0 * np.pi, n)
+    circle = np.stack([np.cos(t), np.sin(t)], axis=1)  # (n, 2), closed: t[0] and t[-1] agree
+    gap = np.full((1, 2), np.nan)
+    return np.concatenate([np.concatenate([m + r * circle @ chol.T, gap]) for r in radii])
+
+
 def posterior_figure(
     xs,
     ys,
@@ -142,6 +170,7 @@ def posterior_figure(
     *,
     title: str,
     log_q: Mapping | None = None,
+    ellipses: Mapping | None = None,
     prior_samples=None,
     q_samples=None,
     map_point=None,
@@ -162,6 +191,9 @@ def posterior_figure(
     log_q : mapping name -> array (G, G), optional
         Recognition densities log q(xi | v) on the same grid; each is drawn as line contours at
         its 1-, 2- and 3-sigma ellipses (exact for a Gaussian q), one colour per entry.
+    ellipses : mapping name -> (mean (2,), cov (2, 2)), optional
+        Further Gaussians (e.g. the best Gaussian q* for this image), drawn exactly (not on the
+        grid) as dashed 1-, 2- and 3-sigma ellipses, in the colours after ``log_q``'s.
     prior_samples, q_samples : array, (S, 2), optional
         Samples from the prior N(0, I) and from q, drawn as dots.
     map_point : array, (2,), optional
@@ -174,7 +206,8 @@ def posterior_figure(
     Returns
     -------
     go.Figure: a ``Contour`` (filled, the true posterior) first, then one line ``Contour`` per
-    ``log_q`` entry, then ``Scatter`` traces for the prior samples, q samples and the MAP.
+    ``log_q`` entry, one line ``Scatter`` per ``ellipses`` entry, then ``Scatter`` traces for
+    the prior samples, q samples and the MAP.
     """
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
     lp = np.asarray(log_post, dtype=np.float64)
@@ -211,6 +244,24 @@ def posterior_figure(
                 contours=dict(coloring="none", start=1, end=3, size=1, showlabels=False),
                 line=dict(color=colour, width=2, dash="solid" if k == 0 else "dash"),
                 hovertemplate=f"{name}: %{{z:.1f}} σ<extra></extra>",
+            )
+        )
+    n_q = len(log_q or {})
+    for k, (name, (mean, cov)) in enumerate((ellipses or {}).items()):
+        pts = ellipse_points(mean, cov)
+        data.append(
+            dict(
+                type="scatter",
+                x=pts[:, 0],
+                y=pts[:, 1],
+                mode="lines",
+                name=name,
+                line=dict(
+                    color=_Q_COLOURS[(n_q + k) % len(_Q_COLOURS)],
+                    width=2,
+                    dash=_ELLIPSE_DASHES[k % len(_ELLIPSE_DASHES)],
+                ),
+                hovertemplate=f"{name}: 1, 2, 3 σ<extra></extra>",
             )
         )
     for pts, name, style in (

@@ -14,6 +14,7 @@ import streamlit as st
 from app.compute import embedding as compute
 from app.compute.embedding import decode
 from app.figures.images import image_figure, image_grid_figure
+from app.lessons import lesson_ui
 from app.session import model_picker_ui, test_data_ui
 from app.widgets import show_figure
 
@@ -84,10 +85,11 @@ def page() -> None:
         "Posterior means E_q[ξ | v] of test images, coloured by class (Rezende et al., "
         "2014, Fig. 3b). Hover for the class and index; select to see the images."
     )
+    lesson_ui("embedding")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
-        st.stop()
+        return
     model = entry.model
     two_d = model.latent_dim == 2
     c1, c2, c3 = st.columns([2, 2, 3])
@@ -100,6 +102,7 @@ def page() -> None:
             value=min(compute.N_DEFAULT, n_max),
             step=1 if n_max < 1000 else 100,
             key="emb_n",
+            bind="query-params",
             persist_state="session",
         )
     )
@@ -109,6 +112,7 @@ def page() -> None:
         default="Embedding",
         required=True,
         key="emb_view",
+        bind="query-params",
         persist_state="session",
     )
     emb = compute.embedding(model, entry.data_name, n)
@@ -128,7 +132,8 @@ def page() -> None:
                 max_value=8.0,
                 value=min(8.0, max(0.5, default_r)),
                 step=0.1,
-                key=f"emb_radius_{two_d}",
+                key="emb_radius" if two_d else "emb_radius_pc",  # each plane its own default
+                bind="query-params",
             )
         )
         side = int(
@@ -138,6 +143,7 @@ def page() -> None:
                 max_value=25,
                 value=15,
                 key="emb_side",
+                bind="query-params",
                 persist_state="session",
             )
         )

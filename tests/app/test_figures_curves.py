@@ -1,4 +1,4 @@
-"""app/figures/curves.py: curves, errors, variances, likelihoods against K, Table 1."""
+"""app/figures/curves.py: curves, errors, variances, likelihoods against K, Table 1, gaps."""
 
 import numpy as np
 import plotly.graph_objects as go
@@ -69,6 +69,31 @@ def test_table1_figure():
     assert list(fig.data[1].x) == [90.5] and list(fig.data[1].y) == ["mine"]
     assert "K = 5000" in fig.data[1].text[0] and "dynamic" in fig.data[1].text[0]
     assert "K = not stated" in fig.data[0].text[0]
+
+
+def test_gap_bars_figure_stacks_the_two_gaps():
+    rows = [
+        {
+            "model": "m-diag",
+            "approximation_gap": 0.7,
+            "approximation_gap_se": 0.1,
+            "amortisation_gap": 5.2,
+            "amortisation_gap_se": 0.4,
+        },
+        {"model": "m-rank1", "approximation_gap": -0.01, "amortisation_gap": 5.6},
+    ]
+    fig = F.gap_bars_figure(rows, title="Where the nats go")
+    assert_labelled(fig)
+    assert fig.layout.barmode == "relative"  # stacked; a negative MC estimate goes below 0
+    approx, amort = fig.data
+    assert (approx.name, amort.name) == ("approximation gap", "amortisation gap")
+    assert "ELBO(q*)" in approx.hovertemplate and "ELBO(q)" in amort.hovertemplate
+    assert list(approx.y) == ["m-diag", "m-rank1"] and approx.orientation == "h"
+    assert list(approx.x) == [0.7, -0.01] and list(amort.x) == [5.2, 5.6]
+    np.testing.assert_allclose(np.asarray(amort.error_x.array), [0.4, 0.0])  # no s.e.: none
+    assert approx.marker.color != amort.marker.color
+    with pytest.raises(ValueError, match="unique"):
+        F.gap_bars_figure(rows + rows[:1], title="t")
 
 
 def test_k_curve_figure():

@@ -98,6 +98,47 @@ def test_posterior_figure_two_recognition_models_and_shape_check():
         F.posterior_figure(xs, xs, np.zeros((4, 5)), title="t")
 
 
+def test_ellipse_points_lie_at_their_mahalanobis_radii():
+    mean, cov = np.array([1.0, -2.0]), np.array([[0.5, 0.3], [0.3, 0.4]])
+    pts = F.ellipse_points(mean, cov, radii=(1, 2, 3), n=40)
+    assert pts.shape == (3 * 41, 2)
+    breaks = np.flatnonzero(np.isnan(pts[:, 0]))
+    np.testing.assert_array_equal(breaks, [40, 81, 122])  # one closed ellipse per radius
+    prec = np.linalg.inv(cov)
+    for i, r in enumerate((1, 2, 3)):
+        ring = pts[i * 41 : i * 41 + 40] - mean
+        dist = np.sqrt(np.einsum("ni,ij,nj->n", ring, prec, ring))
+        np.testing.assert_allclose(dist, r, rtol=1e-12)
+        np.testing.assert_allclose(ring[0], ring[-1], atol=1e-12)  # closed
+    with pytest.raises(np.linalg.LinAlgError):
+        F.ellipse_points(mean, np.array([[1.0, 2.0], [2.0, 1.0]]))  # not positive definite
+
+
+def test_posterior_figure_draws_extra_gaussians_as_dashed_ellipses():
+    xs = np.linspace(-1, 1, 5)
+    z = np.zeros((5, 5))
+    gauss = (np.zeros(2), 0.1 * np.eye(2))
+    fig = F.posterior_figure(
+        xs,
+        xs,
+        z,
+        title="t",
+        log_q={"q (diag)": z},
+        ellipses={"q* (diag)": gauss, "q* (full)": gauss},
+        map_point=np.zeros(2),
+    )
+    names = [t.name for t in fig.data]
+    assert names == ["p(ξ | v)", "q (diag)", "q* (diag)", "q* (full)", "MAP"]
+    q, s1, s2 = fig.data[1], fig.data[2], fig.data[3]
+    assert s1.mode == "lines" and s1.showlegend is not False
+    colours = {q.line.color, s1.line.color, s2.line.color}
+    assert len(colours) == 3  # q and each q* in its own colour
+    assert q.line.dash == "solid" and {s1.line.dash, s2.line.dash} == {"dash", "dot"}
+    np.testing.assert_allclose(
+        np.nanmax(np.hypot(np.asarray(s1.x), np.asarray(s1.y))), 3 * np.sqrt(0.1), rtol=1e-6
+    )
+
+
 def test_latent_bars_figure():
     fig = F.latent_bars_figure({"ε": [0.1, -0.2], "ξ": [1.0, 2.0]}, title="bars")
     assert_labelled(fig)

@@ -1,12 +1,16 @@
-"""AppTest: The Likelihoods page: Table 1 and the live estimate against K.
+"""AppTest: The Likelihoods page: Table 1, the live estimate against K, the inference gaps.
 
 Each test opens the page through the navigation (``conftest.open_page``, the tiny shipped digits
 model unless a test selects another), checks it runs without an exception, then sets a widget,
 reruns and checks what changed.
 """
 
+import json
+
 import numpy as np
-from conftest import array, chart, metric, no_errors, open_page
+from conftest import APP, array, chart, metric, no_errors, open_page
+
+ROOT = APP.parent
 
 
 def test_likelihoods_k_slider_changes_the_estimate():
@@ -25,6 +29,49 @@ def test_likelihoods_k_slider_changes_the_estimate():
     curve = chart(at, "Importance-sampled log p(v)")
     np.testing.assert_array_equal(array(curve["data"][0]["x"]), [1, 2, 5, 10, 20])
     assert len(chart(at, "Worst-modelled")["layout"]["annotations"]) == 12
+
+
+def test_likelihoods_gaps_shipped_and_live():
+    shipped = json.loads((ROOT / "pretrained" / "gaps.json").read_text())["models"]
+    at = open_page("likelihoods", ll_n=10, ll_k=1, ll_gap_n=10, ll_gap_steps=25)
+    no_errors(at)
+    bars = chart(at, "Approximation and amortisation gaps")
+    assert list(bars["data"][0]["y"]) == list(shipped)  # one bar per shipped model
+    at.button(key="ll_gap_run").click().run()
+    no_errors(at)
+    bars = chart(at, "Approximation and amortisation gaps")
+    live = "digits-2d-rank1 (live, 10 images)"
+    assert list(bars["data"][0]["y"]) == [*shipped, live]
+    approx, amort = (float(array(t["x"])[-1]) for t in bars["data"])
+    assert approx > -0.05 and amort > -0.05  # each >= 0 up to Monte Carlo error
+    table = at.dataframe[-1].value
+    row = table[table["model"] == live].iloc[0]
+    assert row["source"] == "live" and row["q* family"] == "rank1" and row["images"] == 10
+    # a later rerun still shows the finished computation (its chunks come from the cache)
+    at.run()
+    no_errors(at)
+    assert live in chart(at, "Approximation and amortisation gaps")["data"][0]["y"]
+
+
+def test_likelihoods_gaps_after_a_stop_show_the_finished_images():
+    # the state a Stop click leaves: 1 of the 2 chunks of 20 images done
+    stopped = {
+        "request": ("pretrained:digits-2d-rank1", 20, 25, "rank1"),
+        "running": False,
+        "done": 1,
+    }
+    at = open_page(
+        "likelihoods",
+        ll_n=10,
+        ll_k=1,
+        ll_gap_n=20,
+        ll_gap_steps=25,
+        ll_gap_run_state=stopped,
+    )
+    no_errors(at)
+    assert any("Stopped after 10 of 20 images" in i.value for i in at.info)
+    y = chart(at, "Approximation and amortisation gaps")["data"][0]["y"]
+    assert y[-1] == "digits-2d-rank1 (live, 10 images)"
 
 
 def test_likelihoods_of_grey_patches_per_image_and_per_dimension():
