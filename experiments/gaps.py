@@ -49,7 +49,14 @@ sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
 from dlgm.data import as_seen_by, model_images  # noqa: E402
-from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q, own_family  # noqa: E402
+from dlgm.gap import (  # noqa: E402
+    GAP_KEYS,
+    gap_summary,
+    inference_gaps,
+    mixture_log_likelihood,
+    optimal_q,
+    own_family,
+)
 from dlgm.grid import grid_basis  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
 
@@ -90,40 +97,6 @@ def fit_q_stars(model, x: torch.Tensor, families, *, steps: int, seed: int = 0) 
 
 
 @torch.no_grad()
-def mixture_log_px(
-    model, x: torch.Tensor, q_star, k: int, seed: int = 1, batch: int = 10, chunk: int = 500
-) -> torch.Tensor:
-    """log p(v) per image (N,), nats, by importance sampling from the defensive mixture
-    1/2 q + 1/2 q* with ``k`` draws, half from each (stratified): a lower bound in expectation,
-    like importance sampling from q alone, but it also finds the posterior mass that q* found
-    and q misses (there q alone underestimates log p(v))."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
-        q, qs = model.encode(xb), _batch_of(q_star, slice(i, i + batch))
-        lw = []
-        for comp in (q, qs):
-            for c in range(0, k // 2, chunk):
-                n = min(chunk, k // 2 - c)
-                eps = torch.randn((n, len(xb), model.latent_dim), generator=g, dtype=xb.dtype)
-                xi = comp.reparameterize(eps)  # (n, B, K)
-                log_mix = torch.logaddexp(q.log_prob(xi), qs.log_prob(xi)) - math.log(2)
-                lw.append(model.log_joint(xb, xi) - log_mix)  # (n, B)
-        lw = torch.cat(lw)  # (k, B)
-        out.append(torch.logsumexp(lw, 0) - math.log(len(lw)))
-    return torch.cat(out)
-
-
-def _batch_of(q, idx: slice):
-    """Rows ``idx`` of a batched DiagonalNormal / RankOneNormal (q* of a recognition family)."""
-    cls = type(q)
-    if hasattr(q, "u"):
-        return cls(q.loc[idx], q.d[idx], q.u[idx], blocks=q.blocks, validate_args=False)
-    return cls(q.loc[idx], q.scale[idx], validate_args=False)
-
-
-@torch.no_grad()
 def log_px_of(model, x: torch.Tensor, k: int, q_star=None, seed: int = 1) -> tuple:
     """log p(v) of each image (N,), nats, and how it was computed: refined grid quadrature for
     2-latent models; else importance sampling with K = ``k`` from q, or (given ``q_star``)
@@ -134,7 +107,8 @@ def log_px_of(model, x: torch.Tensor, k: int, q_star=None, seed: int = 1) -> tup
         how = f"quadrature, refined grid ({GRID}² nodes over [-5, 5]² + {GRID}² zoomed)"
         return torch.tensor(values, dtype=x.dtype), how
     if q_star is not None:
-        log_px = mixture_log_px(model, x, q_star, k, seed)
+        g = torch.Generator().manual_seed(seed)
+        log_px = mixture_log_likelihood(model, x, q_star, n_samples=k, generator=g)
         return log_px, f"importance sampling, K = {k}, from ½ q + ½ q*"
     g = torch.Generator().manual_seed(seed)
     return log_likelihood(model, x, n_samples=k, generator=g), f"importance sampling, K = {k}"
@@ -266,6 +240,24 @@ def markdown(rows: list[dict]) -> str:
                 f"({med['approximation_gap']:.2f}) | {ms(s, 'amortisation_gap')} "
                 f"({med['amortisation_gap']:.2f}) | {v['fit_cpu_s']:.0f} |"
             )
+    lines += [
+        "",
+        "| model | log p(v), IS from q | log p(v), IS from ½ q + ½ q* | difference (paired) | "
+        "images where ELBO(q*) > IS from q |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "log_px_q_is" not in r:
+            continue
+        alone = np.array(r["log_px_q_is"])
+        fam = next(iter(r["families"].values()))
+        mixed, elbo_star = np.array(fam["log_px"]), np.array(fam["elbo_qstar"])
+        diff = mixed - alone
+        lines.append(
+            f"| {r['model']} | {alone.mean():.2f} | {mixed.mean():.2f} | "
+            f"{diff.mean():+.2f} ± {diff.std(ddof=1) / math.sqrt(len(diff)):.2f} | "
+            f"{int((elbo_star > alone).sum())} of {len(alone)} |"
+        )
     return "\n".join(lines)
 
 

@@ -67,25 +67,3 @@ def test_model_gaps_rows_table_and_figures(digits, tmp_path):
     with torch.no_grad():
         gaps.posterior_png(model, x, row, picks, tmp_path / "post.png")
     assert Image.open(tmp_path / "post.png").size[1] > 3 * 2 * gaps.GRID  # three panels
-
-
-def test_mixture_importance_sampling_is_exact_when_q_star_is_the_posterior():
-    """Factor analysis (exact log p(v)), an untrained, poor encoder q, and q* of the rank-one
-    family (in 2-D any Gaussian, so the exact posterior up to Adam's error): importance
-    sampling from 1/2 q + 1/2 q* is within 0.01 nats of the exact log p(v) for every image,
-    where sampling from q alone is off by more."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_likelihood import FA
-
-    from dlgm.gap import optimal_q
-    from dlgm.likelihood import log_likelihood
-
-    fa = FA(seed=3)
-    exact = fa.marginal.log_prob(fa.x).detach()  # (N,)
-    g = torch.Generator().manual_seed(0)
-    q_star = optimal_q(fa.model, fa.x, family="rank1", steps=300, generator=g)
-    mixed = gaps.mixture_log_px(fa.model, fa.x, q_star, k=2000, batch=7, chunk=300)
-    assert mixed.shape == exact.shape
-    assert float((mixed - exact).abs().max()) < 0.05
-    alone = log_likelihood(fa.model, fa.x, n_samples=2000, generator=g)
-    assert float((alone - exact).abs().max()) > 0.1
