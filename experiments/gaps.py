@@ -49,7 +49,14 @@ sys.path.insert(0, str(ROOT))
 
 import dlgm  # noqa: E402
 from dlgm.data import as_seen_by, model_images  # noqa: E402
-from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q, own_family  # noqa: E402
+from dlgm.gap import (  # noqa: E402
+    GAP_KEYS,
+    gap_summary,
+    inference_gaps,
+    mixture_log_likelihood,
+    optimal_q,
+    own_family,
+)
 from dlgm.grid import grid_basis  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
 
@@ -76,25 +83,8 @@ def test_images(model, n: int) -> tuple[torch.Tensor, dict]:
 
 
 # ---------------------------------------------------------------------------- measuring
-@torch.no_grad()
-def log_px_of(model, x: torch.Tensor, k: int, seed: int = 1) -> tuple[torch.Tensor, str]:
-    """log p(v) of each image (N,), nats, and how it was computed: refined grid quadrature for
-    2-latent models, else importance sampling from q with K = ``k``."""
-    if model.latent_dim == 2:
-        basis = grid_basis(model, grid_size=GRID, radius=RADIUS)
-        values = [refined_grid(model, v, basis)[4]["log_px"] for v in x]
-        how = f"quadrature, refined grid ({GRID}² nodes over [-5, 5]² + {GRID}² zoomed)"
-        return torch.tensor(values, dtype=x.dtype), how
-    g = torch.Generator().manual_seed(seed)
-    return log_likelihood(model, x, n_samples=k, generator=g), f"importance sampling, K = {k}"
-
-
-def model_gaps(
-    model, x: torch.Tensor, log_px: torch.Tensor, families, *, steps: int, seed: int = 0
-) -> dict:
-    """For each q* family: ``inference_gaps``' per-image values (lists, nats, 4 decimals), its
-    summary (means, standard errors), the CPU and wall seconds of the fit, and for 2-latent
-    models each image's q* (``loc`` (N, 2), ``cov`` (N, 2, 2))."""
+def fit_q_stars(model, x: torch.Tensor, families, *, steps: int, seed: int = 0) -> dict:
+    """family -> (q*, CPU seconds, wall seconds) of ``optimal_q`` on the images ``x``."""
     out = {}
     for family in families:
         g = torch.Generator().manual_seed(seed)
@@ -102,7 +92,49 @@ def model_gaps(
         q_star = optimal_q(
             model, x, family=family, steps=steps, n_samples=N_SAMPLES, lr=LR, generator=g
         )
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        out[family] = (q_star, time.process_time() - cpu, time.perf_counter() - wall)
+    return out
+
+
+@torch.no_grad()
+def log_px_of(model, x: torch.Tensor, k: int, q_star=None, seed: int = 1) -> tuple:
+    """log p(v) of each image (N,), nats, and how it was computed: refined grid quadrature for
+    2-latent models; else importance sampling with K = ``k`` from q, or (given ``q_star``)
+    from 1/2 q + 1/2 q*."""
+    if model.latent_dim == 2:
+        basis = grid_basis(model, grid_size=GRID, radius=RADIUS)
+        values = [refined_grid(model, v, basis)[4]["log_px"] for v in x]
+        how = f"quadrature, refined grid ({GRID}² nodes over [-5, 5]² + {GRID}² zoomed)"
+        return torch.tensor(values, dtype=x.dtype), how
+    if q_star is not None:
+        g = torch.Generator().manual_seed(seed)
+        log_px = mixture_log_likelihood(model, x, q_star, n_samples=k, generator=g)
+        return log_px, f"importance sampling, K = {k}, from ½ q + ½ q*"
+    g = torch.Generator().manual_seed(seed)
+    return log_likelihood(model, x, n_samples=k, generator=g), f"importance sampling, K = {k}"
+
+
+def model_gaps(
+    model,
+    x: torch.Tensor,
+    log_px: torch.Tensor,
+    families,
+    *,
+    steps: int,
+    seed: int = 0,
+    fitted: dict | None = None,
+) -> dict:
+    """For each q* family: ``inference_gaps``' per-image values (lists, nats, 4 decimals), its
+    summary (means, standard errors), the CPU and wall seconds of the fit, and for 2-latent
+    models each image's q* (``loc`` (N, 2), ``cov`` (N, 2, 2)). ``fitted``: q* already found
+    (``fit_q_stars``) for some families."""
+    fitted = dict(fitted or {})
+    missing = [f for f in families if f not in fitted]
+    fitted |= fit_q_stars(model, x, missing, steps=steps, seed=seed)
+    out = {}
+    for family in families:
+        q_star, cpu, wall = fitted[family]
+        g = torch.Generator().manual_seed(seed + 1)
         r = inference_gaps(
             model, x, q_star=q_star, log_px=log_px, elbo_samples=ELBO_SAMPLES, generator=g
         )
@@ -132,9 +164,11 @@ def run_model(name: str, args) -> dict:
         return json.loads(cache.read_text())
     model = dlgm.load(PRETRAINED / name).eval().requires_grad_(False)
     x, how = test_images(model, args.n)
+    own = own_family(model)
+    families = [own] + (["full"] if model.latent_dim == 2 else [])
+    fitted = fit_q_stars(model, x, [own], steps=args.steps)
     t0 = time.perf_counter()
-    log_px, method = log_px_of(model, x, args.k)
-    families = [own_family(model)] + (["full"] if model.latent_dim == 2 else [])
+    log_px, method = log_px_of(model, x, args.k, q_star=fitted[own][0])
     row = {
         "model": name,
         "data": str(model.metadata.get("data")),
@@ -144,8 +178,11 @@ def run_model(name: str, args) -> dict:
         "n": len(x),
         "log_px_method": method,
         "log_px_s": round(time.perf_counter() - t0, 1),
-        "families": model_gaps(model, x, log_px, families, steps=args.steps),
     }
+    if model.latent_dim != 2:  # what importance sampling from q alone gives, for comparison
+        log_px_q = log_px_of(model, x, args.k)[0]
+        row["log_px_q_is"] = np.round(log_px_q.double().numpy(), 4).tolist()
+    row["families"] = model_gaps(model, x, log_px, families, steps=args.steps, fitted=fitted)
     RUNS.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(row))
     return row
@@ -203,6 +240,24 @@ def markdown(rows: list[dict]) -> str:
                 f"({med['approximation_gap']:.2f}) | {ms(s, 'amortisation_gap')} "
                 f"({med['amortisation_gap']:.2f}) | {v['fit_cpu_s']:.0f} |"
             )
+    lines += [
+        "",
+        "| model | log p(v), IS from q | log p(v), IS from ½ q + ½ q* | difference (paired) | "
+        "images where ELBO(q*) > IS from q |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "log_px_q_is" not in r:
+            continue
+        alone = np.array(r["log_px_q_is"])
+        fam = next(iter(r["families"].values()))
+        mixed, elbo_star = np.array(fam["log_px"]), np.array(fam["elbo_qstar"])
+        diff = mixed - alone
+        lines.append(
+            f"| {r['model']} | {alone.mean():.2f} | {mixed.mean():.2f} | "
+            f"{diff.mean():+.2f} ± {diff.std(ddof=1) / math.sqrt(len(diff)):.2f} | "
+            f"{int((elbo_star > alone).sum())} of {len(alone)} |"
+        )
     return "\n".join(lines)
 
 
@@ -224,7 +279,7 @@ def bars_png(rows: list[dict], path: Path, title: str) -> None:
     left, width, bar_h, gap = 190, 520, 18, 10
     top = 46
     height = top + len(items) * (bar_h + gap) + 70
-    canvas = Image.new("RGB", (left + width + 40, height), "white")
+    canvas = Image.new("RGB", (left + width + 190, height), "white")  # room for the labels
     draw = ImageDraw.Draw(canvas)
     draw.text((10, 8), title, fill="black")
     hi = max(s["approximation_gap"]["mean"] + s["amortisation_gap"]["mean"] for _, s in items)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from test_likelihood import DT, FA, _exact_elbo
 
-from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, optimal_q
+from dlgm.gap import GAP_KEYS, gap_summary, inference_gaps, mixture_log_likelihood, optimal_q
+from dlgm.likelihood import log_likelihood
 from dlgm.posteriors import DiagonalNormal
 
 
@@ -166,3 +167,26 @@ def test_gap_summary_means_and_standard_errors():
         assert s[key]["se"] == pytest.approx(np.std([1, 2, 3, 6], ddof=1) / 2)
     one = gap_summary({key: np.array([2.0]) for key in GAP_KEYS})
     assert one["n"] == 1 and np.isnan(one["log_px"]["se"])
+
+
+def test_mixture_importance_sampling_finds_what_a_too_narrow_q_misses():
+    """The encoder's q 5x too narrow (``_sharp_fa(0.2)``): importance sampling from q alone
+    (K = 2000) underestimates log p(v) (by 0.10-0.13 nats on average over the images for
+    three seeds; asserted: more than 0.05), while from 1/2 q + 1/2 q*, q* of the rank-one or
+    full family (in 2-D both are any Gaussian: the exact posterior up to Adam's error), it is
+    within 0.05 nats of the exact log p(v) for every image (measured 0.02-0.03; its weights are
+    at most 2 p(v, xi) / q*(xi))."""
+    fa = _sharp_fa(0.2)
+    exact = fa.marginal.log_prob(fa.x).detach()  # (N,)
+    g = torch.Generator().manual_seed(0)
+    for family, batch in (("rank1", 7), ("full", 20)):
+        q_star = optimal_q(fa.model, fa.x, family=family, steps=300, generator=g)
+        mixed = mixture_log_likelihood(
+            fa.model, fa.x, q_star, n_samples=2000, generator=g, batch_size=batch, chunk=300
+        )
+        assert mixed.shape == exact.shape
+        assert float((mixed - exact).abs().max()) < 0.05, family
+    alone = log_likelihood(fa.model, fa.x, n_samples=2000, generator=g)
+    assert float((alone - exact).mean()) < -0.05
+    with pytest.raises(ValueError, match="n_samples"):
+        mixture_log_likelihood(fa.model, fa.x, q_star, n_samples=1)

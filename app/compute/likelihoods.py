@@ -165,7 +165,7 @@ def gap_chunk(
 ) -> dict:
     """``dlgm.gap.inference_gaps`` of test images ``start`` to ``stop - 1``: per-image arrays
     (nats) keyed by ``GAP_KEYS``. log p(v) by quadrature on the Posterior page's grid for
-    2-latent models, else importance sampling with K = ``GAP_K``."""
+    2-latent models, else importance sampling with K = ``GAP_K`` from 1/2 q + 1/2 q*."""
     x = _images(model, data_name, stop)[start:]
     log_px = None
     if model.latent_dim == 2:
@@ -196,7 +196,7 @@ def gap_log_px_method(model: dlgm.DLGM) -> str:
     if model.latent_dim == 2:
         g, r = posterior_compute.GRID, posterior_compute.RADIUS
         return f"quadrature, {g} x {g} grid over [-{r:g}, {r:g}]²"
-    return f"importance sampling, K = {GAP_K}"
+    return f"importance sampling, K = {GAP_K}, from ½ q + ½ q*"
 
 
 def gap_table(rows: list[dict]) -> list[dict]:
