@@ -671,3 +671,13 @@ def test_as_seen_by_keeps_grey_levels_for_gaussian_pixels():
     np.testing.assert_array_equal(model_images(model, limit=7)[0], x[:7])
     with pytest.raises(DataError, match="names no data set"):
         model_images(_card_model())
+
+
+def test_every_data_set_has_its_likelihood():
+    from dlgm.data import DATASETS, LIKELIHOOD_OF, default_likelihood
+    from dlgm.model import LIKELIHOODS
+
+    assert set(LIKELIHOOD_OF) == set(DATASETS)
+    assert set(LIKELIHOOD_OF.values()) <= set(LIKELIHOODS)
+    assert default_likelihood("patches") == "gaussian"
+    assert default_likelihood("mnist") == default_likelihood("upload:mine-0123abcd") == "bernoulli"

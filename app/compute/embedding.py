@@ -11,25 +11,9 @@ from app.cache import cache_resource, read_only
 from app.figures.images import manifold_figure
 from app.figures.latent import XI_TITLES, embedding_figure
 from app.figures.style import freeze
+from app.labels import label_kind, label_names
 from app.session import Entry, seen_test_images, test_images
-from dlgm.data import PATCH_PHOTOS
 
-FASHION = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
-CLASS_NAMES = {  # data set -> legend name of each label (default "class <label>")
-    "fashion-mnist": dict(enumerate(FASHION)),
-    "patches": {i: f"photo {p}" for i, p in enumerate(PATCH_PHOTOS)},  # y: the source photo
-}
 MAX_POINTS = 5000
 N_DEFAULT = 2000  # the page's default number of test images (at most MAX_POINTS and the data)
 PLANE_NODES = 61  # per axis, the invisible clickable lattice
@@ -113,7 +97,8 @@ def embedding_chart(model: dlgm.DLGM, data_name: str, n: int):
             x_title=x_title,
             y_title=y_title,
             plane=plane_nodes(emb["coords"]),
-            class_names=CLASS_NAMES.get(data_name),
+            class_names=None if y is None else label_names(data_name, y[:n]),
+            legend_title=label_kind(data_name),
             marker_size=5 if n > 1000 else 7,
             height=640,
         )

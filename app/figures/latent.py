@@ -26,6 +26,7 @@ def embedding_figure(
     marked=None,
     marker_size=5,
     class_names: Mapping | None = None,
+    legend_title: str = "class",
     height=None,
 ) -> go.Figure:
     """A 2-D embedding as a WebGL scatter coloured by class (the paper's Fig. 3b).
@@ -46,6 +47,8 @@ def embedding_figure(
     marker_size : float
     class_names : mapping, optional
         Label -> legend name (default ``"class <label>"``).
+    legend_title : str
+        What a label is (``app.labels.label_kind``: "class", or "photo" for patches).
     height : int, optional
         Figure height in pixels.
 
@@ -120,7 +123,7 @@ def embedding_figure(
         modebar=MODEBAR,
         margin=MARGIN,
         hovermode="closest",
-        legend=dict(title=dict(text="class"), orientation="h", yanchor="top", y=-0.12, x=0),
+        legend=dict(title=dict(text=legend_title), orientation="h", yanchor="top", y=-0.12, x=0),
         xaxis=xaxis,
         yaxis=yaxis,
     )

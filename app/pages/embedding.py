@@ -14,6 +14,7 @@ import streamlit as st
 from app.compute import embedding as compute
 from app.compute.embedding import decode
 from app.figures.images import image_figure, image_grid_figure
+from app.labels import label_counts, label_name
 from app.lessons import lesson_ui
 from app.session import model_picker_ui, test_data_ui
 from app.widgets import show_figure
@@ -40,7 +41,7 @@ def _show_selection(model, emb, data, rows, position, where) -> None:
     shape = data.shape
     if rows and len(rows) == 1:
         r = rows[0]
-        label = "" if data.y is None else f", class {int(data.y[r])}"
+        label = "" if data.y is None else f", {label_name(data.name, data.y[r])}"
         show_figure(
             image_figure(data.x[r].reshape(shape), height=260, title=f"Test image #{r}{label}"),
             where=where,
@@ -60,8 +61,7 @@ def _show_selection(model, emb, data, rows, position, where) -> None:
             where=where,
         )
         if data.y is not None:
-            counts = np.bincount(data.y[rows])
-            where.caption("Classes: " + ", ".join(f"{c}: {n}" for c, n in enumerate(counts) if n))
+            where.caption(label_counts(data.name, data.y[rows]) + ".")
     if position is not None:
         img = decode(model, emb["origin"], emb["basis"], position[None])[0]
         show_figure(
@@ -82,8 +82,9 @@ def _show_selection(model, emb, data, rows, position, where) -> None:
 def page() -> None:
     st.title("Embedding")
     st.caption(
-        "Posterior means E_q[ξ | v] of test images, coloured by class (Rezende et al., "
-        "2014, Fig. 3b). Hover for the class and index; select to see the images."
+        "Posterior means E_q[ξ | v] of test images, coloured by label (the class, or for "
+        "patches the photograph; Rezende et al., 2014, Fig. 3b). Hover for the label and "
+        "index; select to see the images."
     )
     lesson_ui("embedding")
     entry = model_picker_ui()  # after the title: the first load of a model takes seconds

@@ -17,6 +17,7 @@ from PIL import Image
 from app.compute import imputation as compute
 from app.compute.imputation import LABELS, N_SHOWN
 from app.figures.images import painted_mask
+from app.labels import label_name
 from app.lessons import lesson_ui
 from app.session import Entry, model_picker_ui, seen_label, seen_test_images, test_data_ui
 from dlgm.errors import DLGMError
@@ -44,7 +45,7 @@ def image_ui(entry: Entry, data) -> tuple[int, np.ndarray]:
             bind="query-params",
         )
     )
-    label = "" if data.y is None else f"; label {int(data.y[idx])}"
+    label = "" if data.y is None else f"; {label_name(data.name, data.y[idx])}"
     how = seen_label(seen_test_images(entry.model, data.name)[1])
     st.caption(f"{data.name} test image {idx}{label}; {how}.")
     return idx, np.array(data.x[idx], dtype=np.float32)  # a writable copy (shared images)

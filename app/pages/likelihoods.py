@@ -234,6 +234,7 @@ def live_gaps_ui(entry: Entry, data) -> dict | None:
             min(compute.GAP_N, n_max),
             step=10 if n_max >= 20 else 1,
             key="ll_gap_n",
+            bind="query-params",
         )
     )
     steps = int(
@@ -242,6 +243,7 @@ def live_gaps_ui(entry: Entry, data) -> dict | None:
             compute.GAP_STEPS,
             value=compute.GAP_STEPS_DEFAULT,
             key="ll_gap_steps",
+            bind="query-params",
         )
     )
     family = c3.selectbox(
@@ -249,6 +251,7 @@ def live_gaps_ui(entry: Entry, data) -> dict | None:
         FAMILIES,
         index=FAMILIES.index(own),
         key="ll_gap_family",
+        bind="query-params",
         help=f"The recognition model's own family is {own!r}; another family asks what q* "
         "of that family would reach for this model (full: any Gaussian).",
     )

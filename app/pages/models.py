@@ -65,7 +65,7 @@ from app.session import (  # noqa: E402
     touch,
 )
 from app.widgets import show_figure  # noqa: E402
-from dlgm.data import DATASETS, DataError, data_dir  # noqa: E402
+from dlgm.data import DATASETS, DataError, data_dir, default_likelihood  # noqa: E402
 from dlgm.model import INPUT_ACTIVATIONS  # noqa: E402
 from dlgm.train import OPTIMIZERS, run_training  # noqa: E402
 
@@ -153,16 +153,32 @@ def model_tab(entry: Entry) -> None:
 
 
 # ---------------------------------------------------------------------------- training
+def _pick_likelihood() -> None:
+    """on_change of the data set: its own likelihood (``dlgm.data.default_likelihood``)."""
+    st.session_state["train_lik"] = default_likelihood(st.session_state["train_data"])
+
+
 def train_form() -> dict | None:
     """The training settings form; returns the settings when submitted."""
     avail = available_datasets()
     uploaded = {name: f"{d.file_name} (uploaded)" for name, d in session_datasets().items()}
     usable = [d for d in DATASETS if avail[d] is None] + list(uploaded)
+    # Outside the form, so that picking a data set can pick its likelihood below (a widget in
+    # a form changes nothing until the form is submitted).
+    if st.session_state.get("train_data") not in usable:
+        st.session_state.pop("train_data", None)
+    data = st.selectbox(
+        "Data set",
+        usable,
+        key="train_data",
+        format_func=lambda d: uploaded.get(d, d),
+        on_change=_pick_likelihood,
+        help="Picking one sets the likelihood below to the one it is meant for "
+        "(gaussian for patches, bernoulli otherwise); you can still change it.",
+    )
+    st.session_state.setdefault("train_lik", default_likelihood(data))
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
-        data = c1.selectbox(
-            "Data set", usable, key="train_data", format_func=lambda d: uploaded.get(d, d)
-        )
         latents = c1.text_input(
             "Latents per stochastic layer (layer 1 first)",
             "2",

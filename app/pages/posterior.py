@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from app.compute import posterior as compute
+from app.labels import label_name
 from app.lessons import lesson_ui
 from app.limits import MAX_GRID
 from app.session import (
@@ -52,7 +53,7 @@ def image_ui(entry, data) -> tuple[np.ndarray, str] | None:
             return (drawn > 0.5).astype(np.float32), "Your drawing, binarised at 0.5."
         return drawn, "Your drawing."
     i = image_index_ui(len(data), key="post_index")
-    label = "" if data.y is None else f", class {int(data.y[i])}"
+    label = "" if data.y is None else f", {label_name(data.name, data.y[i])}"
     how = seen_label(seen_test_images(entry.model, data.name)[1])
     return data.x[i], f"Test image #{i}{label}" + (f", {how}." if binary else ".")
 
@@ -85,6 +86,7 @@ def qstar_ui() -> tuple[bool, bool]:
         "Best Gaussian q* for this image",
         value=False,
         key="post_qstar",
+        bind="query-params",
         persist_state="session",
         help="q*: the Gaussian of the recognition model's own family (diagonal or rank-one) "
         "with the highest ELBO for this image alone, found by 100 Adam steps from q "
@@ -95,6 +97,7 @@ def qstar_ui() -> tuple[bool, bool]:
         "Also the full-covariance q*",
         value=False,
         key="post_qstar_full",
+        bind="query-params",
         persist_state="session",
         help="Any Gaussian: what is left is the posterior's departure from a Gaussian. In 2-D "
         "a rank-one precision D + u uᵀ is already any 2 x 2 precision, so for a rank-one "

@@ -38,7 +38,15 @@ from ._binarize import (
     model_images,
     static_binarize,
 )
-from ._core import DATASETS, SPLITS, DataError, ImageData, data_dir
+from ._core import (
+    DATASETS,
+    LIKELIHOOD_OF,
+    SPLITS,
+    DataError,
+    ImageData,
+    data_dir,
+    default_likelihood,
+)
 from ._fetch import fetch
 from ._idx import read_idx
 from ._load import load_dataset
@@ -47,6 +55,7 @@ from ._patches import PATCH_PHOTOS, patch_origins
 
 __all__ = [
     "DATASETS",
+    "LIKELIHOOD_OF",
     "PATCH_PHOTOS",
     "SPLITS",
     "DataError",
@@ -55,6 +64,7 @@ __all__ = [
     "binarization_of",
     "binarize",
     "data_dir",
+    "default_likelihood",
     "eval_seed",
     "fetch",
     "load_dataset",

@@ -13,6 +13,14 @@ from ..errors import DLGMError
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "patches")
 SPLITS = ("train", "test")
+# The pixel likelihood each built-in data set is meant for: binary ink for the digit and
+# clothing sets (binarised), grey levels for the photographs' patches (the paper's sec. 5.2).
+LIKELIHOOD_OF = {
+    "digits": "bernoulli",
+    "mnist": "bernoulli",
+    "fashion-mnist": "bernoulli",
+    "patches": "gaussian",
+}
 _CHUNK = 1 << 22
 
 
@@ -115,3 +123,9 @@ def _read_upto(f, n: int) -> bytearray:
             break
         buf += chunk
     return buf
+
+
+def default_likelihood(name: str) -> str:
+    """The pixel likelihood a data set is meant for: ``"gaussian"`` for ``"patches"``,
+    ``"bernoulli"`` for the others and for user data (binarised grey levels, the common case)."""
+    return LIKELIHOOD_OF.get(name, "bernoulli")

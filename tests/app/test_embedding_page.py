@@ -32,6 +32,7 @@ def test_embedding_of_grey_patches_is_coloured_by_photo():
     fig = charts(at)[0]
     names = [t["name"] for t in fig["data"]]
     assert names == ["photo china.jpg", "photo flower.jpg", "plane"]
+    assert fig["layout"]["legend"]["title"]["text"] == "photo"  # y is the photo, not a class
     assert sum(len(array(t["customdata"])) for t in fig["data"][:2]) == 2000  # N_DEFAULT
     at.segmented_control(key="emb_view").set_value("Manifold").run()
     assert not at.exception

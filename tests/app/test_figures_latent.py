@@ -159,3 +159,13 @@ def test_embedding_figure_height_and_one_step_build():
     assert isinstance(fig.data[0], go.Scatter) and fig.layout.xaxis.title.text == "x"
     with pytest.raises(ValueError):  # still validated
         figure([dict(type="scatter", no_such_property=1)], {})
+
+
+def test_labels_name_classes_clothes_and_photos():
+    from app.labels import label_counts, label_kind, label_name
+
+    assert label_name("mnist", 3) == "class 3" and label_kind("mnist") == "class"
+    assert label_name("fashion-mnist", 1) == "Trouser"
+    assert label_name("patches", 0) == "photo china.jpg" and label_kind("patches") == "photo"
+    assert label_name("patches", 7) == "photo 7"  # not one of the two photos: its number
+    assert label_counts("digits", np.array([7, 3, 7])) == "class 3: 1, class 7: 2"

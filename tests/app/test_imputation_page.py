@@ -97,6 +97,7 @@ def test_imputation_of_grey_patches_reports_squared_error():
     at = open_page("imputation", current_model=PATCHES_MODEL)
     no_errors(at)
     assert any("grey levels" in c.value and "patches test image 0" in c.value for c in at.caption)
+    assert any("; photo " in c.value for c in at.caption)  # its source photo, not a "label"
     assert not [r for r in at.radio if r.key == "imp_metric"]
     shown = at.radio(key="imp_shown")
     assert shown.options == ["pixel means E[v | xi]", "sampled pixels"]

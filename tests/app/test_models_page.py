@@ -94,6 +94,20 @@ def test_models_run_ended_by_a_rerun_keeps_the_model():
     assert "trainer" not in at.session_state["models_train_log"]
 
 
+def test_models_data_set_picks_its_likelihood():
+    """Patches are grey levels: picking them sets the Gaussian likelihood, picking the digits
+    back sets Bernoulli (the likelihood stays a widget of the form: it can still be changed)."""
+    at = open_page("models", models_tab="Train a new model")
+    assert at.selectbox(key="train_lik").value == "bernoulli"  # digits, the first data set
+    at.selectbox(key="train_data").set_value("patches").run()
+    no_errors(at)
+    assert at.selectbox(key="train_lik").value == "gaussian"
+    at.selectbox(key="train_data").set_value("digits").run()
+    assert at.selectbox(key="train_lik").value == "bernoulli"
+    at.selectbox(key="train_data").set_value("patches").run()
+    assert at.selectbox(key="train_lik").value == "gaussian"
+
+
 def test_models_bad_settings_show_the_config_error():
     at = open_page("models", models_tab="Train a new model")
     at.text_input(key="train_latents").input("0")

@@ -51,6 +51,8 @@ LINKS = {
         "post_seed": ("3", 3),
         "post_zoom": ("false", False),
         "post_twins": ("false", False),
+        "post_qstar": ("true", True),
+        "post_qstar_full": ("true", True),
     },
     "samples": {"model": (TEST_MODEL, TEST_MODEL), "smp_n": ("25", 25), "smp_seed": ("5", 5)},
     "imputation": {
@@ -83,6 +85,9 @@ LINKS = {
         "ll_n": ("50", 50),
         "ll_k": ("10", 10),
         "ll_seed": ("2", 2),
+        "ll_gap_n": ("30", 30),
+        "ll_gap_steps": ("50", 50),
+        "ll_gap_family": ("full", "full"),
     },
 }
 # Bound but at their defaults in LINKS (so not in the URL): the image source (a test image) and
