@@ -23,7 +23,14 @@ from .checkpoint import load
 from .errors import ConfigError, DLGMError
 from .likelihood import evaluate_split
 from .model import COVARIANCES, LIKELIHOODS
-from .train import INPUT_NOISE, OPTIMIZERS, TRAIN_DEFAULTS, resolve_device, run_training
+from .train import (
+    INPUT_NOISE,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    TRAIN_DEFAULTS,
+    resolve_device,
+    run_training,
+)
 
 
 def _bar(total, desc, quiet):
@@ -237,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-decay", type=float, help="multiply lr by this at every new epoch")
     t.add_argument(
         "--u-delay", type=int, help="rank-one q: keep u = 0 for this many epochs, then train it"
+    )
+    t.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="constant (with --lr-decay) or iwae: 3^i epochs at lr * 10^(-i/7), i = 0..7",
+    )
+    t.add_argument(
+        "--init-output-bias",
+        action="store_true",
+        default=None,
+        help="start the output bias at the mean training pixel (Bernoulli: its logit)",
     )
     t.add_argument("--binarize", choices=("dynamic", "static", "none"))
     t.add_argument("--static-seed", type=int)

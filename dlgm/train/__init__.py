@@ -18,11 +18,13 @@ from ._state import STATE_FILE
 from ._trainer import (
     BINARIZE,
     INPUT_NOISE,
+    LR_SCHEDULES,
     OPTIMIZERS,
     Progress,
     Trainer,
     continue_fit,
     fit,
+    iwae_lr_factor,
     resolve_device,
 )
 
@@ -39,4 +41,6 @@ __all__ = [
     "OPTIMIZERS",
     "BINARIZE",
     "INPUT_NOISE",
+    "LR_SCHEDULES",
+    "iwae_lr_factor",
 ]

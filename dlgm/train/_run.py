@@ -49,6 +49,8 @@ TRAIN_DEFAULTS = dict(
     lr_decay=1.0,
     fast=False,
     u_delay=0,
+    init_output_bias=False,
+    lr_schedule="constant",
     input_activation=None,
 )
 
@@ -82,6 +84,8 @@ def _trainer_options(s: dict, binarize: str) -> dict:
         lr_decay=float(s["lr_decay"]),
         fast=bool(s["fast"]),
         u_delay=int(s["u_delay"]),
+        init_output_bias=s["init_output_bias"],  # the Trainer checks it is a bool
+        lr_schedule=s["lr_schedule"],
     )
 
 
@@ -100,8 +104,9 @@ def build_trainer(
     settings : dict, optional
         Keys of :data:`TRAIN_DEFAULTS` (missing or None ones take its values); only the
         ``Trainer``'s (``batch_size``, ``samples``, ``optimizer``, ``lr``, ``binarize``, ``seed``,
-        ``report_every``, ``u_delay``, ...) are used. Binarisation follows the model's
-        likelihood (``binarization_for``): Gaussian pixels are never binarised.
+        ``report_every``, ``u_delay``, ``init_output_bias``, ``lr_schedule``, ...) are used.
+        Binarisation follows the model's likelihood (``binarization_for``): Gaussian pixels are
+        never binarised.
     device, x_valid :
         As for ``Trainer``.
 

@@ -34,6 +34,25 @@ from ._fast import _FastStep
 OPTIMIZERS = ("rmsprop", "adam")
 BINARIZE = ("dynamic", "none")
 INPUT_NOISE = ("none", "bitflip", "dropout")
+LR_SCHEDULES = ("constant", "iwae")
+IWAE_STAGES = 8  # Burda et al. (2016): stages i = 0..7 of 3^i epochs each, 3280 epochs in all
+
+
+def iwae_lr_factor(epoch: int) -> float:
+    """The learning-rate factor of Burda, Grosse & Salakhutdinov (2016) in (1-based) ``epoch``.
+
+    They train for 3^i epochs at ``lr * 10^(-i/7)`` for i = 0, ..., 7 (3280 epochs in all):
+    stage i covers epochs ``sum_{j<i} 3^j + 1`` to ``sum_{j<=i} 3^j``, so epoch 1 has factor
+    1, epochs 2-4 have 10^(-1/7), epochs 5-13 have 10^(-2/7), ..., epochs 1094-3280 have
+    10^(-7/7) = 0.1. Past epoch 3280 the last stage goes on (0.1).
+    """
+    if epoch < 1:
+        raise ValueError(f"epoch={epoch}: epochs count from 1")
+    stage, end = 0, 1  # end: the last epoch of ``stage``
+    while epoch > end and stage < IWAE_STAGES - 1:
+        stage += 1
+        end += 3**stage
+    return 10.0 ** (-stage / 7)
 
 
 @dataclass
@@ -88,6 +107,15 @@ def _check_settings(s: dict, n: int) -> None:
     need(s["report_every"] >= 1, "report_every must be >= 1")
     need(0 < s["lr_decay"] <= 1, f"lr_decay={s['lr_decay']}: must be in (0, 1]")
     need(0 <= s["u_delay"] <= 100_000, f"u_delay={s['u_delay']}: must be in [0, 100000]")
+    need(
+        s["lr_schedule"] in LR_SCHEDULES,
+        f"lr_schedule={s['lr_schedule']!r}: choose {LR_SCHEDULES}",
+    )
+    need(
+        s["lr_schedule"] == "constant" or s["lr_decay"] == 1.0,
+        f"lr_schedule={s['lr_schedule']!r} sets the learning rate of every epoch itself; "
+        f"it cannot be combined with lr_decay={s['lr_decay']} (leave lr_decay at 1)",
+    )
     need(n >= 1, "the training data has no rows")
 
 
@@ -131,6 +159,19 @@ class Trainer:
         ``U_INIT_STD``) and a fresh optimiser state, and u is trained from then on. 0 (the
         default) trains u from the first step. See experiments/RESULTS.md (rank-one vs
         diagonal) for why a delay helps.
+    init_output_bias : bool
+        On a fresh start (not on a resume, which loads its own weights) set the bias of the
+        generative model's output layer (``output_layer()``, the last linear layer of T_0) to
+        the mean training pixel: for Bernoulli pixels its logit, logit(clip(mean, 1e-3,
+        1 - 1e-3)) per pixel (with dynamic binarisation the mean grey level is the mean
+        binarised pixel); for Gaussian pixels the mean itself (the output is the mean; sigma is
+        ``log_sigma``). The common trick of Burda et al. (2016, IWAE). False by default.
+    lr_schedule : {"constant", "iwae"}
+        "constant" (the default): ``lr`` throughout, times ``lr_decay`` per epoch. "iwae": the
+        schedule of Burda et al. (2016), 3^i epochs at ``lr * 10^(-i/7)`` for i = 0..7 (3280
+        epochs; later epochs stay at ``lr / 10``), see :func:`iwae_lr_factor`; applied at
+        epoch boundaries like ``lr_decay`` (a NaN recovery's back-off carries over), so it
+        resumes bit for bit. Cannot be combined with ``lr_decay != 1``.
     x_valid : array or Tensor, optional
         Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
     """
@@ -158,7 +199,12 @@ class Trainer:
         lr_decay=1.0,
         fast=False,
         u_delay=0,
+        init_output_bias=False,
+        lr_schedule="constant",
+        _resuming=False,
     ):
+        if not isinstance(init_output_bias, bool | np.bool_):
+            raise ConfigError(f"init_output_bias={init_output_bias!r}: must be True or False")
         self.settings = dict(
             batch_size=int(batch_size),
             n_samples=int(n_samples),
@@ -176,6 +222,8 @@ class Trainer:
             lr_decay=float(lr_decay),
             fast=bool(fast),
             u_delay=int(u_delay),
+            init_output_bias=bool(init_output_bias),
+            lr_schedule=lr_schedule,
         )
         _check_settings(self.settings, len(x_train))
         if self.settings["u_delay"] and not hasattr(model, "head_u"):
@@ -187,6 +235,8 @@ class Trainer:
         self.model = model.to(self.device).train()
         self.x = self._as_tensor(x_train, "x_train")
         self.x_valid = None if x_valid is None else self._as_tensor(x_valid[:1000], "x_valid")
+        if self.settings["init_output_bias"] and not _resuming:
+            self._init_output_bias()  # a resumed run loads its own weights
         self.rank, self.world = (
             (dist.get_rank(), dist.get_world_size())
             if (dist.is_available() and dist.is_initialized())
@@ -306,6 +356,10 @@ class Trainer:
             self.epoch, self.pos, self.perm = self.epoch + 1, 0, self._new_perm()
             if self.settings["lr_decay"] != 1.0:
                 self._scale_lr(self.settings["lr_decay"])
+            if self.settings["lr_schedule"] == "iwae":  # epoch + 1: the new epoch, 1-based
+                ratio = iwae_lr_factor(self.epoch + 1) / iwae_lr_factor(self.epoch)
+                if ratio != 1.0:  # a new stage (NaN back-offs carry over, as with lr_decay)
+                    self._scale_lr(ratio)
             if self.epoch == self.settings["u_delay"]:
                 self._start_u()
         start = self.pos
@@ -386,6 +440,30 @@ class Trainer:
             self._fast.opt_step()
         else:
             self.opt.step()
+
+    # ------------------------------------------------------------------ output bias
+    def output_layer(self) -> torch.nn.Linear:
+        """The generative model's last linear layer, whose outputs are the pixel parameters
+        T_0(h_1): Bernoulli logits, or Gaussian means (the variances are ``log_sigma``)."""
+        return [m for m in self.model.T[0] if isinstance(m, torch.nn.Linear)][-1]
+
+    @torch.no_grad()
+    def _init_output_bias(self) -> None:
+        """``init_output_bias``: set the output layer's bias to the data's mean pixel, as a
+        logit clip(mean, 1e-3, 1 - 1e-3) for Bernoulli pixels (with dynamic binarisation the
+        mean grey level is the mean binarised pixel), as the mean itself for Gaussian ones."""
+        likelihood = self.model.config.likelihood
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ConfigError(
+                f"init_output_bias: no rule for likelihood {likelihood!r} "
+                "(Bernoulli pixels: the logit of the mean; Gaussian pixels: the mean)"
+            )
+        mean = self.x.double().mean(0)  # (D,)
+        if likelihood == "bernoulli":
+            mean = mean.clamp(1e-3, 1 - 1e-3)
+            mean = torch.log(mean) - torch.log1p(-mean)  # logit
+        bias = self.output_layer().bias
+        bias.copy_(mean.to(bias.dtype))
 
     # ------------------------------------------------------------------ delayed u
     @torch.no_grad()
@@ -530,7 +608,7 @@ class Trainer:
         """Rebuild model and trainer from a directory written by ``save``."""
         model, settings = _state.read_model_and_settings(directory)
         settings.update(overrides)
-        trainer = cls(model, x_train, device=device, x_valid=x_valid, **settings)
+        trainer = cls(model, x_train, device=device, x_valid=x_valid, _resuming=True, **settings)
         trainer.load_state(directory)
         return trainer
 
