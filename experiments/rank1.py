@@ -68,6 +68,13 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
         "rank1-delay1": ({"covariance": "rank1"}, {"u_delay": 1}),
         "rank1-noise": ({"covariance": "rank1"}, {"sample_noise": 0.1}),
         "diag-noise": ({"covariance": "diag"}, {"sample_noise": 0.1}),
+        # #9's recipes: the output bias at the logit of the mean pixel; the IWAE lr schedule
+        "diag-bias": ({"covariance": "diag"}, {"init_output_bias": True}),
+        "rank1-delay-bias": (
+            {"covariance": "rank1"},
+            {"u_delay": epochs // 2, "init_output_bias": True},
+        ),
+        "diag-iwae": ({"covariance": "diag"}, {"lr_schedule": "iwae"}),
     }
     if base not in arms:
         raise SystemExit(f"unknown arm {arm!r}; choose from {sorted(arms)} (+ '-2d')")
