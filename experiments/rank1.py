@@ -26,6 +26,7 @@ Usage::
     python experiments/rank1.py run --arm rank1-delay --seed 0 --epochs 10
     python experiments/rank1.py report --epochs 10          # the paired table, markdown
     python experiments/rank1.py report --epochs 10 --json   # everything
+    python experiments/rank1.py report --epochs 10 --baseline diag-2d --arms rank1-2d rank1-delay-2d
 
 Runs go to ``experiments/runs/rank1/E{epochs}/{arm}-s{seed}/`` (not committed; ``result.json``
 there holds every number). One torch thread per run (``--threads``).
@@ -310,6 +311,8 @@ def report(args) -> None:
     if not res:
         raise SystemExit(f"no results under {RUNS / f'E{args.epochs}'}")
     base = args.baseline
+    if args.arms:
+        res = {arm: v for arm, v in res.items() if arm in args.arms or arm == base}
     keys = ["test_elbo", "train_elbo", "nll"]
     rows = []
     for arm, by_seed in sorted(res.items()):
@@ -394,6 +397,7 @@ def main(argv=None) -> None:
     t = sub.add_parser("report", help="the paired table of finished runs")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--baseline", default="diag")
+    t.add_argument("--arms", nargs="+", help="only these arms (default: every finished arm)")
     t.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     {"run": run, "remeasure": remeasure, "report": report, "gaps": gaps}[args.cmd](args)
