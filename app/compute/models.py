@@ -81,6 +81,8 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
         batch_size=s["batch_size"],
         seed=s["seed"],
         u_delay=s["u_delay"] if s["covariance"] != "diag" else 0,
+        init_output_bias=bool(s.get("init_output_bias", False)),
+        lr_schedule=s.get("lr_schedule", "constant"),
         device="cpu",
         report_every=max(1, steps // REPORTS_PER_EPOCH),
     )

@@ -67,7 +67,7 @@ from app.session import (  # noqa: E402
 from app.widgets import show_figure  # noqa: E402
 from dlgm.data import DATASETS, DataError, data_dir, default_likelihood  # noqa: E402
 from dlgm.model import INPUT_ACTIVATIONS  # noqa: E402
-from dlgm.train import OPTIMIZERS, run_training  # noqa: E402
+from dlgm.train import LR_SCHEDULES, OPTIMIZERS, run_training  # noqa: E402
 
 TRAIN_LOG = "models_train_log"  # the last training run of this tab (no widget owns it)
 STEP = "models_step"  # step mode: {"trainer", "name", "losses", "last"}
@@ -222,6 +222,21 @@ def train_form() -> dict | None:
             help="Rank-one covariances only (ignored for diag): keep u = 0 "
             "for the first N epochs, then train it",
         )
+        schedule = c2.selectbox(
+            "Learning-rate schedule",
+            LR_SCHEDULES,
+            key="train_schedule",
+            help="constant: the learning rate throughout; iwae: Burda et al. (2016), 3^i epochs "
+            "at lr x 10^(-i/7), i = 0..7 (epoch 1 at lr, epochs 2-4 at 0.72 lr, 5-13 at 0.52 lr, "
+            "...; dlgm.train.iwae_lr_factor)",
+        )
+        bias = c3.checkbox(
+            "Output bias at the mean pixel",
+            False,
+            key="train_bias",
+            help="Start the decoder's output bias at the training data's mean pixel (its logit "
+            "for Bernoulli pixels) instead of 0, so that the first steps need not learn it",
+        )
         name = st.text_input("Name (optional)", "", key="train_name")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
     if not submitted:
@@ -239,6 +254,8 @@ def train_form() -> dict | None:
         batch_size=int(batch),
         seed=int(seed),
         u_delay=int(u_delay),
+        lr_schedule=schedule,
+        init_output_bias=bool(bias),
         name=name.strip(),
     )
 

@@ -152,6 +152,24 @@ def test_models_u_delay_is_ignored_for_a_diagonal_covariance():
     assert model.metadata["training"]["u_delay"] == 0
 
 
+def test_models_train_with_the_iwae_schedule_and_the_output_bias():
+    """The two recipe options reach the run and its card; the schedule's first stage change
+    (epoch 2: lr x 10^(-1/7)) is in the history's learning rates."""
+    at = open_page("models", models_tab="Train a new model")
+    at.text_input(key="train_name").input("recipe")
+    at.text_input(key="train_hidden").input("16")
+    at.selectbox(key="train_schedule").set_value("iwae")
+    at.checkbox(key="train_bias").check()
+    at.number_input(key="train_epochs").set_value(2)
+    next(b for b in at.button if b.label == "Train").click().run()
+    no_errors(at)
+    model = at.session_state["user_models"]["recipe"].model
+    training = model.metadata["training"]
+    assert training["lr_schedule"] == "iwae" and training["init_output_bias"] is True
+    lrs = sorted({round(h["lr"], 12) for h in model.metadata["history"] if "lr" in h})
+    assert lrs[-1] == pytest.approx(1e-3) and lrs[0] == pytest.approx(1e-3 * 10 ** (-1 / 7))
+
+
 def test_models_step_mode_shows_eps_xi_and_reconstruction():
     at = open_page("models", models_tab="Step mode")
     next(b for b in at.button if b.label.startswith("Start step mode")).click().run()
