@@ -114,10 +114,17 @@ def _row(name: str) -> str | None:
         # a density of grey levels: per image, and per dimension (pixel)
         d = math.prod(c["data_shape"])
         nll += f"; {card['test_nll'] / d:.3f} per dimension (/ {d})"
+    if t.get("init_output_bias"):
+        opt += ", output bias at the mean pixel"
+    if t.get("lr_schedule", "constant") != "constant":
+        opt += f", {t['lr_schedule']} lr schedule"
     cmd = card.get("command", "")
+    epochs = f"{t.get('epochs', 0):g}" + (" (stopped: see the card)" if card.get("stopped") else "")
+    wall = card.get("wall_time_s")
+    wall = "-" if wall is None else f"{wall:.0f} s"
     return (
         f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {c['covariance']} | {opt} | "
-        f"{t.get('epochs', 0):g} | {card.get('wall_time_s', 0):.0f} s | {card.get('device')} | "
+        f"{epochs} | {wall} | {card.get('device')} | "
         f"{num('test_elbo')} | {nll} | {ev} | `{cmd}` |"
     )
 

@@ -54,3 +54,15 @@ def test_samples_of_grey_patches():
     assert all(g.shape == (6 * 9 - 1, 6 * 9 - 1) for g in grids)  # 36 patches of 8x8, 1px gaps
     np.testing.assert_array_equal(grids[3], grids[1])  # grey levels, not binarised
     assert len(np.unique(grids[2])) > 10  # sampled grey levels, not two values
+
+
+def test_samples_of_the_shipped_deep_model_resample_from_layer_1():
+    """The shipped two-layer model (100 and 50 latents): resampling only layer 1 keeps each
+    image's layer-2 draw, so the images change less than a fresh draw from the top."""
+    at = open_page("samples", current_model="mnist-deep-rank1")
+    assert trace_types(at) == ["heatmap"] * 5
+    top = array(charts(at)[-1]["data"][0]["z"])
+    assert all(n % 29 == 28 for n in top.shape)  # tiles of 28x28 MNIST images, 1px gaps
+    at.select_slider(key="smp_layer").set_value(1).run()
+    assert not at.exception
+    assert not np.array_equal(array(charts(at)[-1]["data"][0]["z"]), top)
