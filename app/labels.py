@@ -7,6 +7,8 @@ that names a label goes through this module.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from dlgm.data import PATCH_PHOTOS
 
 FASHION = (
@@ -45,12 +47,10 @@ def label_name(data_name: str, y: int) -> str:
 
 def label_names(data_name: str, labels) -> dict[int, str]:
     """``label_name`` of each distinct label in ``labels``."""
-    return {int(c): label_name(data_name, c) for c in set(int(v) for v in labels)}
+    return {c: label_name(data_name, c) for c in {int(v) for v in labels}}
 
 
 def label_counts(data_name: str, labels) -> str:
     """``"class 3: 5, class 7: 2"``: how many of each label, in label order."""
-    out = {}
-    for v in labels:
-        out[int(v)] = out.get(int(v), 0) + 1
-    return ", ".join(f"{label_name(data_name, c)}: {n}" for c, n in sorted(out.items()))
+    counts = Counter(int(v) for v in labels)
+    return ", ".join(f"{label_name(data_name, c)}: {n}" for c, n in sorted(counts.items()))

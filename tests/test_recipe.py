@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train import TINY_RUN  # tests/ is on sys.path (pytest's prepend import mode)
 
 import dlgm
 from dlgm.checkpoint import decode_tensors, encode_tensors, read_bytes
@@ -236,22 +237,7 @@ def test_the_cli_and_a_json_config_set_both_options(tmp_path):
 
 
 def test_run_training_records_both_options_in_the_card():
-    res = run_training(
-        dict(
-            data="digits",
-            latent="2",
-            gen_hidden="16",
-            rec_hidden="16",
-            device="cpu",
-            batch_size=100,
-            optimizer="adam",
-            lr=1e-3,
-            seed=3,
-            epochs=2,
-            init_output_bias=True,
-            lr_schedule="iwae",
-        )
-    )
+    res = run_training(TINY_RUN | {"epochs": 2, "init_output_bias": True, "lr_schedule": "iwae"})
     training = res["model"].metadata["training"]
     assert training["init_output_bias"] is True and training["lr_schedule"] == "iwae"
     assert res["trainer"].lr == pytest.approx(1e-3 * iwae_lr_factor(2), rel=1e-12)
