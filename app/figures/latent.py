@@ -83,16 +83,12 @@ def embedding_figure(
             )
         )
     if marked is not None:
-        m = np.asarray(marked, dtype=np.float64).reshape(2)
         data.append(
-            dict(
-                type="scatter",
-                x=[m[0]],
-                y=[m[1]],
-                mode="markers",
-                name="decoded position",
-                marker=dict(symbol="x-thin", size=16, color="black", line=dict(width=3)),
-                hovertemplate="decoded at (%{x:.2f}, %{y:.2f})<extra></extra>",
+            _one_point(
+                marked,
+                "decoded position",
+                dict(symbol="x-thin", size=16, color="black", line=dict(width=3)),
+                "decoded at",
             )
         )
     xaxis = axis(x_title, zeroline=False, constrain="domain")
@@ -130,6 +126,21 @@ def embedding_figure(
     if height:
         layout["height"] = height
     return figure(data, layout)
+
+
+def _one_point(point, name: str, marker: dict, hover: str) -> dict:
+    """A Plotly trace of one marked 2-D point (the decoded position, the MAP), hover
+    ``"{hover} (x, y)"``."""
+    m = np.asarray(point, dtype=np.float64).reshape(2)
+    return dict(
+        type="scatter",
+        x=[m[0]],
+        y=[m[1]],
+        mode="markers",
+        name=name,
+        marker=marker,
+        hovertemplate=hover + " (%{x:.2f}, %{y:.2f})<extra></extra>",
+    )
 
 
 def _distance_levels(log_density) -> np.ndarray:
@@ -285,18 +296,12 @@ def posterior_figure(
                 )
             )
     if map_point is not None:
-        m = np.asarray(map_point, dtype=np.float64).reshape(2)
         data.append(
-            dict(
-                type="scatter",
-                x=[m[0]],
-                y=[m[1]],
-                mode="markers",
-                name="MAP",
-                marker=dict(
-                    symbol="star", size=16, color="gold", line=dict(color="black", width=1)
-                ),
-                hovertemplate="MAP (%{x:.2f}, %{y:.2f})<extra></extra>",
+            _one_point(
+                map_point,
+                "MAP",
+                dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1)),
+                "MAP",
             )
         )
     x0, x1, y0, y1 = view if view is not None else (xs[0], xs[-1], ys[0], ys[-1])

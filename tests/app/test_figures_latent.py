@@ -40,6 +40,9 @@ def test_embedding_figure_one_trace_per_class_with_indices():
 def test_embedding_figure_without_labels_and_marked():
     fig = F.embedding_figure(np.zeros((5, 2)), title="t", marked=(1.0, 2.0))
     assert [t.name for t in fig.data] == ["images", "decoded position"]
+    mark = fig.data[1]
+    assert (tuple(mark.x), tuple(mark.y)) == ((1.0,), (2.0,))
+    assert mark.hovertemplate.startswith("decoded at (%{x:.2f}")
     with pytest.raises(ValueError):
         F.embedding_figure(np.zeros((5, 3)), title="t")
 
@@ -73,6 +76,9 @@ def test_posterior_figure_traces():
     assert d[10, 10 + 4] == pytest.approx(1.0)  # xi_1 = 2 = one sigma of N(0, 2^2)
     assert (lines.contours.start, lines.contours.end, lines.contours.size) == (1, 3, 1)
     assert len(fig.data[2].x) == 7 and len(fig.data[3].x) == 5
+    star = fig.data[4]
+    assert (tuple(star.x), tuple(star.y), star.marker.symbol) == ((0.0,), (1.0,), "star")
+    assert star.hovertemplate.startswith("MAP (%{x:.2f}")
     assert fig.layout.yaxis.scaleanchor == "x"
 
 
