@@ -122,36 +122,97 @@ def cached(name: str, k: int, limit: int | None) -> dict | None:
     return hit if hit.get("sha256") == weights_digest(path) else None
 
 
-def table(names: list[str], reference: str, k: int, limit: int | None) -> str:
-    """Markdown rows: NLL ± s.e. over images, the paired difference against ``reference``
-    (mean and s.e. of the per-image differences: the same images and binarisation), -ELBO,
-    ESS, and the NLL of the first 1,000 images (the cards' earlier protocol)."""
+def _path(name: str) -> Path:
+    return Path(name) if Path(name).is_dir() else PRETRAINED / name
+
+
+def paired_rows(names: list[str], reference: str, k: int, limit: int | None) -> list[dict]:
+    """Per model (cached results only): NLL and its s.e. over images, the paired difference
+    against ``reference`` (mean and s.e. of the per-image differences: the same images and
+    binarisation; None for the reference itself), -ELBO, ESS, the NLL of the first 1,000 images
+    (the cards' earlier protocol), and what the app's table needs from the card. A model
+    without a cached evaluation has ``nll`` None."""
     ref = cached(reference, k, limit)
     if ref is None:
         raise SystemExit(f"{reference}: no cached evaluation with K={k}; run it first")
     ref_nll = np.asarray(ref["nll_per_image"])
+    rows = []
+    for name in names:
+        path = _path(name)
+        r = cached(name, k, limit)
+        row = {"model": path.name, "path": _shown(path), "nll": None}
+        if r is not None:
+            nll = np.asarray(r["nll_per_image"])
+            d = nll - ref_nll
+            same = path.name == _path(reference).name
+            model = dlgm.load(path)
+            row |= {
+                "nll": r["nll"],
+                "nll_se": r["nll_se"],
+                "vs_reference": None if same else float(d.mean()),
+                "vs_reference_se": None if same else float(d.std(ddof=1) / math.sqrt(len(d))),
+                "elbo": r["elbo"],
+                "ess": r["ess"],
+                "n": r["n"],
+                "k": r["k"],
+                "first_1000": float(nll[:1000].mean()),
+                "eval_binarization": r["eval_binarization"],
+                "data": model.metadata.get("data"),
+                "pixels": model.n_pixels,
+                "latents": sum(model.config.n_latent),
+                "covariance": model.config.covariance,
+                "command": model.metadata.get("command"),
+                "sha256": r["sha256"],
+            }
+        rows.append(row)
+    return rows
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def table(names: list[str], reference: str, k: int, limit: int | None) -> str:
+    """Markdown of :func:`paired_rows`."""
     lines = [
         "| model | -ln p(v) (nats) | ± s.e. | vs " + reference + " (paired) | −ELBO | ESS "
         "| images | K | first 1,000 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in names:
-        r = cached(name, k, limit)
-        if r is None:
+    for r in paired_rows(names, reference, k, limit):
+        name = r["model"] if r["path"] == f"pretrained/{r['model']}" else r["path"]
+        if r["nll"] is None:
             lines.append(f"| {name} | not evaluated | | | | | | | |")
             continue
-        nll = np.asarray(r["nll_per_image"])
-        d = nll - ref_nll
         diff = (
             "-"
-            if name == reference
-            else f"{d.mean():+.2f} ± {d.std(ddof=1) / math.sqrt(len(d)):.2f}"
+            if r["vs_reference"] is None
+            else f"{r['vs_reference']:+.2f} ± {r['vs_reference_se']:.2f}"
         )
         lines.append(
             f"| {name} | {r['nll']:.2f} | {r['nll_se']:.2f} | {diff} | {-r['elbo']:.2f} "
-            f"| {r['ess']:.0f} | {r['n']:,} | {r['k']} | {nll[:1000].mean():.2f} |"
+            f"| {r['ess']:.0f} | {r['n']:,} | {r['k']} | {r['first_1000']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def paired_json(names: list[str], reference: str, k: int, limit: int | None, argv) -> dict:
+    """The shipped table of paired differences (``pretrained/paired.json``, read by the
+    Likelihoods page): :func:`paired_rows` of the evaluated models, with the protocol and the
+    command that wrote it."""
+    rows = [r for r in paired_rows(names, reference, k, limit) if r["nll"] is not None]
+    return {
+        "reference": _path(reference).name,
+        "protocol": f"the CLI's: each model's test images as it sees them (MNIST: all 10,000, "
+        f"binarised once with the card's evaluation seed), K = {k} importance samples from the "
+        "model's own q, generator seed 0; paired: mean and standard error over images of the "
+        "per-image NLL differences against the reference",
+        "command": "python experiments/evaluate_cards.py " + " ".join(argv),
+        "models": {r["model"]: r for r in rows},
+    }
 
 
 def main(argv=None) -> int:
@@ -167,6 +228,12 @@ def main(argv=None) -> int:
         help="print a markdown table of the models' cached results (evaluates none), with the "
         "paired difference against model REFERENCE",
     )
+    p.add_argument(
+        "--write",
+        type=Path,
+        metavar="JSON",
+        help="with --table: also write the rows as JSON (pretrained/paired.json: the app's)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     names = list(args.names)
@@ -176,11 +243,16 @@ def main(argv=None) -> int:
             for c in sorted(PRETRAINED.glob("*/card.json"))
             if json.loads(c.read_text()).get("data") == "mnist"
         ]
+    if args.write and not args.table:
+        p.error("--write needs --table REFERENCE")
     if args.table:
         print(table(names, args.table, args.k, args.limit))
+        if args.write:
+            out = paired_json(names, args.table, args.k, args.limit, argv or sys.argv[1:])
+            args.write.write_text(json.dumps(out, indent=1) + "\n")
         return 0
     for name in names:
-        path = Path(name) if Path(name).is_dir() else PRETRAINED / name
+        path = _path(name)
         r = evaluate_model(path, args.k, args.limit)
         print(json.dumps({k: v for k, v in r.items() if not k.endswith("per_image")}), flush=True)
         if args.update_cards:

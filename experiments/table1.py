@@ -186,7 +186,11 @@ def trained_row(
 ) -> dict:
     """Train (or reuse) a model with wake-sleep or Algorithm 1 and evaluate it."""
     x_train = load_dataset("mnist", "train").x
-    meta = {"data": "mnist", "binarization": {"kind": "dynamic"}}
+    meta = {
+        "data": "mnist",
+        "binarization": {"kind": "dynamic"},
+        "command": f"python experiments/table1.py --rows {method} --epochs {epochs:g}",
+    }
     trainer_fn = fit_wake_sleep if method == "wake-sleep" else fit
 
     def make():

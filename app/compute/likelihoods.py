@@ -26,6 +26,7 @@ K_CHOICES = tuple(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 50
 N_WORST = 12
 # The inference gap: the table experiments/gaps.py ships, and the live computation's settings.
 GAPS_TABLE = PRETRAINED / "gaps.json"
+PAIRED_TABLE = PRETRAINED / "paired.json"  # Table 1's paired differences (evaluate_cards.py)
 GAP_CHUNK = 10  # images per cached chunk (the progress bar's step): 1-3 s of CPU at 100 steps
 GAP_STEPS = (25, 50, 100, 200, 300)  # Adam steps of q*
 GAP_N, GAP_STEPS_DEFAULT, GAP_SEED = 20, 100, 0
@@ -110,22 +111,45 @@ def table1_chart(rows: tuple[tuple[tuple[str, str], ...], ...], _rows: list[dict
     return freeze(table1_figure(_rows))
 
 
-# ---------------------------------------------------------------------------- inference gap
-@cache_data(show_spinner=False, max_entries=4)
-def _read_gaps(path: str, mtime: float) -> dict | None:
+@cache_data(show_spinner=False, max_entries=8)
+def _read_json(path: str, mtime: float) -> dict | None:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def shipped_gaps() -> dict | None:
-    """``pretrained/gaps.json`` (written by ``experiments/gaps.py``), or None if missing."""
+def _shipped(path: Path) -> dict | None:
+    """A JSON table in ``pretrained/``, re-read when the file changes; None if missing."""
     try:
-        mtime = GAPS_TABLE.stat().st_mtime
+        mtime = path.stat().st_mtime
     except OSError:
         return None
-    return _read_gaps(str(GAPS_TABLE), mtime)
+    return _read_json(str(path), mtime)
+
+
+def shipped_paired() -> dict | None:
+    """``pretrained/paired.json`` (``experiments/evaluate_cards.py --table REF --write``): per
+    model the NLL on all its test images and the paired difference against the reference."""
+    return _shipped(PAIRED_TABLE)
+
+
+def paired_cell(paired: dict | None, name: str, card_nll: float) -> str:
+    """The paired difference of model ``name`` against the table's reference, "+1.69 ± 0.05"
+    nats ("reference" for the reference itself), or "" if the table has no row for it or its
+    row is of other weights (its NLL is not the card's: retrained or re-evaluated since)."""
+    row = ((paired or {}).get("models") or {}).get(name)
+    if row is None or math.isnan(card_nll) or abs(row["nll"] - card_nll) > 1e-6:
+        return ""
+    if row.get("vs_reference") is None:
+        return "reference"
+    return f"{row['vs_reference']:+.2f} ± {row['vs_reference_se']:.2f}"
+
+
+# ---------------------------------------------------------------------------- inference gap
+def shipped_gaps() -> dict | None:
+    """``pretrained/gaps.json`` (written by ``experiments/gaps.py``), or None if missing."""
+    return _shipped(GAPS_TABLE)
 
 
 def gap_row(label: str, summary: dict, **extra) -> dict:

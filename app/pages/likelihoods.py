@@ -45,13 +45,16 @@ def binarisation_label(model) -> str:
     return f"train {kind}; test static (seed {eval_seed(model)})"
 
 
-def model_rows() -> list[dict]:
-    """One row per model this session can see, from its card."""
+def model_rows(paired: dict | None = None) -> list[dict]:
+    """One row per model this session can see, from its card; ``paired``: the shipped table of
+    paired differences (``pretrained/paired.json``), shown where it is of the card's weights."""
     rows = []
     for name in all_model_names():
         entry = get_entry(name)
         meta, cfg = entry.model.metadata, entry.model.config
         k = meta.get("eval_k")
+        nll = float(meta["test_nll"]) if meta.get("test_nll") is not None else math.nan
+        shipped = entry.source == "pretrained" and k is not None
         rows.append(
             {
                 "model": name,
@@ -63,8 +66,42 @@ def model_rows() -> list[dict]:
                 "binarisation": binarisation_label(entry.model),
                 "k": int(k) if k is not None else "not recorded",
                 "test images": meta.get("eval_n", "not evaluated"),
-                "nll": float(meta["test_nll"]) if meta.get("test_nll") is not None else math.nan,
+                "nll": nll,
+                "nll_se": float(meta.get("test_nll_se") or math.nan),
+                "paired": compute.paired_cell(paired, name, nll),
                 "elbo": float(meta["test_elbo"]) if meta.get("test_elbo") is not None else math.nan,
+                "reproduce": f"python -m dlgm eval --model pretrained/{name} --k {int(k)}"
+                if shipped
+                else "",
+            }
+        )
+    return rows
+
+
+def measured_rows(paired: dict | None, shown: set[str]) -> list[dict]:
+    """The rows of ``paired`` whose model does not ship (e.g. wake-sleep): measured by the
+    experiments, with the command that trained them."""
+    rows = []
+    for name, r in ((paired or {}).get("models") or {}).items():
+        if name in shown:
+            continue
+        seed = (r.get("eval_binarization") or {}).get("eval_seed", 1)
+        rows.append(
+            {
+                "model": name,
+                "source": f"experiments ({r['path']}, not shipped)",
+                "data": r["data"],
+                "pixels": r["pixels"],
+                "latents": r["latents"],
+                "covariance": r["covariance"],
+                "binarisation": f"train dynamic; test static (seed {seed})",
+                "k": r["k"],
+                "test images": r["n"],
+                "nll": r["nll"],
+                "nll_se": r["nll_se"],
+                "paired": compute.paired_cell(paired, name, r["nll"]),
+                "elbo": r["elbo"],
+                "reproduce": r.get("command") or "",
             }
         )
     return rows
@@ -88,7 +125,10 @@ def paper_rows() -> list[dict]:
             "k": "not stated",
             "test images": 10_000,
             "nll": nll,
+            "nll_se": math.nan,
+            "paired": "",
             "elbo": math.nan,
+            "reproduce": "",
         }
         for name, nll in PAPER_ROWS
     ]
@@ -96,12 +136,17 @@ def paper_rows() -> list[dict]:
 
 def table_section() -> None:
     st.subheader("Table 1: test negative log-likelihood")
-    rows = per_dimension(paper_rows() + model_rows())
+    paired = compute.shipped_paired()
+    ours = model_rows(paired)
+    rows = per_dimension(paper_rows() + ours + measured_rows(paired, {r["model"] for r in ours}))
+    reference = (paired or {}).get("reference", "rank-one")
     columns = [
         "model",
         "source",
         "data",
         "nll",
+        "nll_se",
+        "paired",
         "nll_dim",
         "elbo",
         "k",
@@ -110,12 +155,15 @@ def table_section() -> None:
         "pixels",
         "latents",
         "covariance",
+        "reproduce",
     ]
     table = pd.DataFrame(rows)[columns].astype({"latents": str, "k": str, "test images": str})
     table = table.rename(
         columns={
             "k": "importance samples K",
             "nll": "test NLL (nats)",
+            "nll_se": "± s.e.",
+            "paired": f"vs {reference} (paired, nats)",
             "nll_dim": "test NLL per dimension (nats)",
             "elbo": "test ELBO (nats)",
         }
@@ -130,7 +178,14 @@ def table_section() -> None:
         "Paper rows: the statically binarised MNIST of Larochelle & Murray (2011), as in Uria "
         "et al. (2014); the paper does not state how many importance samples K it used, and "
         "its DLGM rows are two deterministic layers of 200 units and 200 latents. Rows of "
-        "this app come from the model cards (NaN: not evaluated yet)."
+        "this app come from the model cards (NaN: not evaluated yet); ± s.e. is the standard "
+        "error over the test images. The paired column is the mean and standard error of the "
+        f"per-image NLL differences against {reference} on the same images and binarisation "
+        "(shipped in pretrained/paired.json by "
+        f"`{(paired or {}).get('command', 'python experiments/evaluate_cards.py --table')}`; "
+        "blank where a card has changed since). Each shipped card is reproduced by the "
+        "command in its reproduce column; rows from experiments/ give the command that "
+        "trained them (see experiments/RESULTS.md)."
         + (
             f" Only MNIST models are charted: models of {', '.join(others)} have other "
             "pixel counts, so their NLLs are not comparable."

@@ -10,6 +10,8 @@ import json
 import numpy as np
 from conftest import APP, array, chart, metric, no_errors, open_page
 
+from app.compute.likelihoods import paired_cell
+
 ROOT = APP.parent
 
 
@@ -93,3 +95,44 @@ def test_likelihoods_of_grey_patches_per_image_and_per_dimension():
     per_image = float(metric(at, "Test NLL, K = 20").split()[0])
     per_dim = float(metric(at, "Test NLL per dimension, K = 20").split()[0])
     assert abs(per_dim - per_image / 64) < 0.001  # both rounded for display
+
+
+def test_likelihoods_table_has_errors_paired_differences_and_commands():
+    """Table 1's rows carry their standard error, the paired difference against the reference
+    of pretrained/paired.json, and the command that reproduces them; the wake-sleep row, whose
+    model does not ship, comes from that table."""
+    paired = json.loads((ROOT / "pretrained" / "paired.json").read_text())
+    ref = paired["reference"]
+    at = open_page("likelihoods", ll_n=10, ll_k=1)
+    table = at.dataframe[0].value.set_index("model")
+    column = f"vs {ref} (paired, nats)"
+    assert table.loc[ref, column] == "reference"
+    diag = paired["models"]["mnist-table1-diag"]
+    assert table.loc["mnist-table1-diag", column] == (
+        f"{diag['vs_reference']:+.2f} ± {diag['vs_reference_se']:.2f}"
+    )
+    card = json.loads((ROOT / "pretrained" / "mnist-table1-diag" / "card.json").read_text())
+    assert table.loc["mnist-table1-diag", "± s.e."] == card["test_nll_se"]
+    assert table.loc["mnist-table1-diag", "reproduce"] == (
+        "python -m dlgm eval --model pretrained/mnist-table1-diag --k 5000"
+    )
+    assert table.loc["digits-2d-rank1", column] == ""  # not in the paired table (not MNIST)
+    ws = table.loc["wake-sleep-model"]
+    assert ws["source"].startswith("experiments (runs/experiments/table1/wake-sleep-model")
+    assert ws["reproduce"].startswith("python experiments/table1.py --rows wake-sleep")
+    assert ws["test NLL (nats)"] == paired["models"]["wake-sleep-model"]["nll"]
+    assert any("per-image NLL differences" in c.value for c in at.caption)
+
+
+def test_paired_cell_only_for_the_weights_it_was_measured_on():
+    table = {
+        "models": {
+            "a": {"nll": 90.0, "vs_reference": -1.234, "vs_reference_se": 0.05},
+            "r": {"nll": 91.0, "vs_reference": None},
+        }
+    }
+    assert paired_cell(table, "a", 90.0) == "-1.23 ± 0.05"
+    assert paired_cell(table, "r", 91.0) == "reference"
+    assert paired_cell(table, "a", 89.5) == ""  # the card changed since: no stale pair
+    assert paired_cell(table, "b", 90.0) == "" and paired_cell(None, "a", 90.0) == ""
+    assert paired_cell(table, "a", float("nan")) == ""
