@@ -85,7 +85,7 @@ def measured_rows(paired: dict | None, shown: set[str]) -> list[dict]:
     for name, r in ((paired or {}).get("models") or {}).items():
         if name in shown:
             continue
-        seed = (r.get("eval_binarization") or {}).get("eval_seed", 1)
+        how = r.get("eval_binarization") or {}  # the training's kind and the test's seed
         rows.append(
             {
                 "model": name,
@@ -94,7 +94,8 @@ def measured_rows(paired: dict | None, shown: set[str]) -> list[dict]:
                 "pixels": r["pixels"],
                 "latents": r["latents"],
                 "covariance": r["covariance"],
-                "binarisation": f"train dynamic; test static (seed {seed})",
+                "binarisation": f"train {how.get('kind', 'not recorded')}; "
+                f"test static (seed {how.get('eval_seed', 1)})",
                 "k": r["k"],
                 "test images": r["n"],
                 "nll": r["nll"],

@@ -120,6 +120,7 @@ def test_likelihoods_table_has_errors_paired_differences_and_commands():
     ws = table.loc["wake-sleep-model"]
     assert ws["source"].startswith("experiments (runs/experiments/table1/wake-sleep-model")
     assert ws["reproduce"].startswith("python experiments/table1.py --rows wake-sleep")
+    assert ws["binarisation"] == table.loc["mnist-table1-diag", "binarisation"]  # same protocol
     assert ws["test NLL (nats)"] == paired["models"]["wake-sleep-model"]["nll"]
     assert any("per-image NLL differences" in c.value for c in at.caption)
 
