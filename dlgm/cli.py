@@ -246,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--u-delay", type=int, help="rank-one q: keep u = 0 for this many epochs, then train it"
     )
     t.add_argument(
+        "--u-cap",
+        type=float,
+        help="rank-one q: bound u^T D^-1 u smoothly by this (s -> cap tanh(s / cap))",
+    )
+    t.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
         help="constant (with --lr-decay) or iwae: 3^i epochs at lr * 10^(-i/7), i = 0..7",

@@ -34,7 +34,7 @@ from torch.distributions import Distribution, kl_divergence
 from ._validate import binarization_for
 from .errors import ConfigError, ShapeError
 from .observation import PIXEL_MODELS, pixel_model
-from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal
+from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal, soft_cap_u
 
 COVARIANCES = ("diag", "rank1", "rank1-joint")
 LIKELIHOODS = tuple(PIXEL_MODELS)  # ("bernoulli", "gaussian")
@@ -70,6 +70,10 @@ class DLGMConfig:
         With ``gen_hidden=()`` this is the non-linear Gaussian belief network of Frey & Hinton
         (1999), T(h) = A f(h) + b (sec. 2); ``None`` with ``gen_hidden=()`` is factor analysis
         (with Bernoulli pixels, a linear-logit model).
+    u_cap : float or None
+        Rank-one covariances only: a smooth bound on u^T D^{-1} u per block (the recognition
+        model's u is rescaled so that s becomes ``u_cap * tanh(s / u_cap)``; ``soft_cap_u``),
+        which keeps eta above ``1 / (1 + u_cap)``. ``None``: no bound (eq. 19-21 as written).
     """
 
     data_shape: tuple = (28, 28)
@@ -80,6 +84,7 @@ class DLGMConfig:
     likelihood: str = "bernoulli"
     kappa: float | None = 1.0
     input_activation: str | None = None
+    u_cap: float | None = None
 
     def __post_init__(self):
         for name in ("data_shape", "n_latent", "gen_hidden", "rec_hidden"):
@@ -103,6 +108,17 @@ class DLGMConfig:
             )
         if self.kappa is not None and not (self.kappa > 0 and math.isfinite(self.kappa)):
             raise ConfigError(f"kappa={self.kappa}: must be a finite number > 0, or None")
+        if self.u_cap is not None:
+            if isinstance(self.u_cap, bool) or not isinstance(self.u_cap, (int, float)):
+                raise ConfigError(f"u_cap={self.u_cap!r}: must be a number > 0, or None")
+            if not (self.u_cap > 0 and math.isfinite(self.u_cap)):
+                raise ConfigError(f"u_cap={self.u_cap}: must be a finite number > 0, or None")
+            if self.covariance == "diag":
+                raise ConfigError(
+                    "u_cap bounds the rank-one term: it needs covariance rank1 or "
+                    "rank1-joint, not diag"
+                )
+            self.u_cap = float(self.u_cap)
 
     @property
     def n_pixels(self) -> int:
@@ -351,7 +367,10 @@ class DLGM(nn.Module):
         if self.config.covariance == "diag":
             return DiagonalNormal(loc, d.rsqrt(), validate_args=False)  # no checks: hot path
         blocks = None if self.config.covariance == "rank1-joint" else self.config.n_latent
-        return RankOneNormal(loc, d, self.head_u(a), blocks=blocks, validate_args=False)
+        u = self.head_u(a)
+        if self.config.u_cap is not None:
+            u = soft_cap_u(d, u, self.config.u_cap, blocks)
+        return RankOneNormal(loc, d, u, blocks=blocks, validate_args=False)
 
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(xi | x): a Distribution with batch_shape (B,) and event_shape (K,).

@@ -148,6 +148,44 @@ class DiagonalNormal(Distribution):
         return 0.5 * k * (1.0 + _LOG_2PI) + self.scale.log().sum(-1)
 
 
+def _block_sum(x, blocks):
+    """Sums over consecutive blocks of the last axis: (..., K) -> (..., L)."""
+    if len(blocks) == 1:
+        return x.sum(-1, keepdim=True)
+    return torch.stack([p.sum(-1) for p in x.split(blocks, dim=-1)], dim=-1)
+
+
+def _block_expand(y, blocks):
+    """Repeats one value per block over the block's latents: (..., L) -> (..., K)."""
+    if len(blocks) == 1:
+        return y
+    return y.repeat_interleave(torch.tensor(blocks, device=y.device), dim=-1)
+
+
+def soft_cap_u(d, u, cap, blocks=None):
+    """``u`` rescaled per block so that s = u^T D^{-1} u becomes ``cap * tanh(s / cap)``.
+
+    A smooth bound on how sharp a rank-one posterior can be along u: the precision along u/|u|
+    grows by at most a factor ``1 + cap`` over D's, eta = 1 / (1 + s) stays above
+    ``1 / (1 + cap)``, and u is untouched where s << cap. O(K); differentiable everywhere
+    (at u = 0 the scale is exactly 1).
+
+    Parameters
+    ----------
+    d, u : Tensor, (..., K)
+        The precision diagonal (> 0) and the raw rank-one directions.
+    cap : float
+        The bound on u^T D^{-1} u per block, > 0.
+    blocks : tuple of int, optional
+        As for :class:`RankOneNormal`; ``None`` is one block over all K latents.
+    """
+    blocks = (u.shape[-1],) if blocks is None else tuple(int(b) for b in blocks)
+    x = _block_sum(u.pow(2) / d, blocks) / cap  # s / cap per block, (..., L)
+    # tanh(x) / x, with its Taylor series near 0 (error < 1e-16 there; no 0 / 0)
+    ratio = torch.where(x < 1e-4, 1.0 - x.pow(2) / 3.0, torch.tanh(x) / x.clamp_min(1e-4))
+    return u * _block_expand(ratio.sqrt(), blocks)
+
+
 class RankOneNormal(Distribution):
     """Gaussian with precision D + sum_b u_b u_b^T over blocks of xi (eq. 19-21).
 
@@ -193,14 +231,10 @@ class RankOneNormal(Distribution):
 
     # ---- block sums: (..., K) -> (..., L) and back, O(K) ----
     def _block_sum(self, x):
-        if len(self.blocks) == 1:
-            return x.sum(-1, keepdim=True)
-        return torch.stack([p.sum(-1) for p in x.split(self.blocks, dim=-1)], dim=-1)
+        return _block_sum(x, self.blocks)
 
     def _block_expand(self, y):
-        if len(self.blocks) == 1:
-            return y
-        return y.repeat_interleave(torch.tensor(self.blocks, device=y.device), dim=-1)
+        return _block_expand(y, self.blocks)
 
     @property
     def _s(self):

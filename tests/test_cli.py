@@ -140,6 +140,18 @@ def test_train_small_and_eval_in_process(tmp_path, capsys):
     assert code == 0 and _one_json_line(out)["n"] == 10  # data from the model's metadata
 
 
+def test_train_with_u_cap_records_it_and_load_keeps_it(tmp_path, capsys):
+    out_dir = tmp_path / "capped"
+    flags = ["--covariance", "rank1", "--u-cap", "3", "--u-delay", "1"]
+    code, _, err = _main(capsys, "train", *TINY, *flags, "--out", str(out_dir))
+    assert code == 0, err
+    assert json.loads((out_dir / "card.json").read_text())["config"]["u_cap"] == 3.0
+    model = dlgm.load(out_dir)
+    x = torch.rand(4, model.n_pixels, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.all(model.encode(x).eta >= 1.0 / 4.0 - 1e-6)
+
+
 def test_sample_writes_a_png(issue_model, tmp_path, capsys):
     from PIL import Image
 
@@ -238,6 +250,9 @@ TRAIN_ERRORS = [
     (["--kappa", "-1"], "kappa=-1.0"),
     (["--input-noise-p", "1.5"], "input_noise_p=1.5: must be in [0, 1)"),
     (["--data", "nosuch"], "unknown data set 'nosuch'"),
+    (["--covariance", "rank1", "--u-cap", "-1"], "u_cap=-1.0: must be a finite number > 0"),
+    (["--covariance", "rank1", "--u-cap", "0"], "u_cap=0.0: must be a finite number > 0"),
+    (["--u-cap", "4"], "u_cap bounds the rank-one term"),
 ]
 
 

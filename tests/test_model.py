@@ -140,6 +140,13 @@ def test_seeded_init_is_deterministic_and_leaves_global_rng():
         dict(kappa=math.nan),
         dict(kappa=math.inf),
         dict(gen_hidden=(10**6,)),
+        dict(covariance="rank1", u_cap=0.0),
+        dict(covariance="rank1", u_cap=-2.0),
+        dict(covariance="rank1", u_cap=math.nan),
+        dict(covariance="rank1", u_cap=math.inf),
+        dict(covariance="rank1", u_cap="4"),
+        dict(covariance="rank1", u_cap=True),
+        dict(covariance="diag", u_cap=4.0),
     ],
 )
 def test_bad_config_raises(kwargs):
@@ -222,3 +229,40 @@ def test_unknown_input_activation_is_a_config_error():
     with pytest.raises(ConfigError, match="input_activation"):
         DLGMConfig(input_activation="tanh")
     assert DLGMConfig.from_dict({"n_latent": [2]}).input_activation is None  # old cards load
+
+
+# ---------------------------------------------------------------------------- u_cap
+@pytest.mark.parametrize(
+    ("n_latent", "covariance"), [((3,), "rank1"), ((3, 2), "rank1"), ((3, 2), "rank1-joint")]
+)
+def test_u_cap_bounds_eta_and_is_a_rescaling_of_the_same_head(n_latent, covariance, tmp_path):
+    free = _model(n_latent, covariance, "bernoulli", seed=8)
+    capped = DLGM(DLGMConfig(**{**free.config.to_dict(), "u_cap": 2.0}), seed=8)
+    with torch.no_grad():  # a u head far past the cap: without it eta -> 0
+        for m in (free, capped):
+            m.head_u.weight.mul_(1e5)
+        x = _x(seed=9)
+        q_free, q_cap = free.encode(x), capped.encode(x)
+    assert q_free.eta.max() < 0.1  # far sharper along u than the cap allows
+    assert torch.all(q_cap.eta >= 1.0 / 3.0 - 1e-6)  # eta >= 1 / (1 + u_cap), per block
+    torch.testing.assert_close(q_cap.mean, q_free.mean, rtol=0, atol=0)  # only u changes
+    torch.testing.assert_close(q_cap.d, q_free.d, rtol=0, atol=0)
+    blocks = n_latent if covariance == "rank1" else (sum(n_latent),)
+    for a, b in zip(q_cap.u.split(blocks, -1), q_free.u.split(blocks, -1), strict=True):
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+        torch.testing.assert_close(cos, torch.ones_like(cos))  # each block's u: same direction
+    # it trains (finite gradients through the cap) and is saved with the model
+    out = capped.free_energy(x, n_samples=2, generator=torch.Generator().manual_seed(5))
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in capped.parameters())
+    dlgm.save(capped, tmp_path / "ck")
+    again = dlgm.load(tmp_path / "ck")
+    assert again.config.u_cap == 2.0
+    with torch.no_grad():
+        torch.testing.assert_close(again.encode(x).u, q_cap.u, rtol=0, atol=0)
+
+
+def test_config_without_u_cap_loads_as_uncapped():
+    # checkpoints written before u_cap existed have no such field
+    old = {k: v for k, v in DLGMConfig(covariance="rank1").to_dict().items() if k != "u_cap"}
+    assert DLGMConfig.from_dict(old).u_cap is None

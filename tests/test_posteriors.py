@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from dlgm.posteriors import DiagonalNormal, RankOneNormal, StandardNormal
+from dlgm.posteriors import DiagonalNormal, RankOneNormal, StandardNormal, soft_cap_u
 
 DT = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-10)  # exact identities in float64
@@ -244,3 +244,47 @@ def test_standard_normal_expand():
         MultivariateNormal(torch.zeros(2, 4, 3, dtype=DT), torch.eye(3, dtype=DT)).entropy(),
         **TIGHT,
     )
+
+
+# ---------------------------------------------------------------------------- soft cap on u
+@pytest.mark.parametrize("blocks", BLOCKS)
+@pytest.mark.parametrize("cap", [0.5, 4.0])
+def test_soft_cap_u_bounds_s_along_the_same_direction(blocks, cap):
+    _, d, u = _params(5, batch=(6,), seed=11, u_scale=1.0)
+    capped = soft_cap_u(d, u, cap, blocks)
+    sizes = (5,) if blocks is None else blocks
+    parts = (t.split(sizes, -1) for t in (u, capped, d))
+    for raw, new, dd in zip(*parts, strict=True):
+        s = (raw.pow(2) / dd).sum(-1)  # u^T D^-1 u of the block, before and after
+        torch.testing.assert_close((new.pow(2) / dd).sum(-1), cap * torch.tanh(s / cap), **TIGHT)
+        # the same direction: new = c u with c in (0, 1]
+        scale = (new * raw).sum(-1) / raw.pow(2).sum(-1)
+        torch.testing.assert_close(new, scale.unsqueeze(-1) * raw, **TIGHT)
+        assert torch.all((scale > 0) & (scale <= 1))
+    # eta of the capped q, from its dense precision, stays above 1 / (1 + cap)
+    q = RankOneNormal(torch.zeros_like(d), d, capped, blocks=blocks)
+    assert torch.all(q.eta >= 1.0 / (1.0 + cap) - 1e-12)  # tanh saturates to 1 in float64
+    # a huge u saturates at the cap instead of growing without bound
+    big = soft_cap_u(d, 1e6 * u, cap, blocks)
+    torch.testing.assert_close(
+        RankOneNormal(torch.zeros_like(d), d, big, blocks=blocks).eta,
+        torch.full_like(q.eta, 1.0 / (1.0 + cap)),
+        **TIGHT,
+    )
+
+
+@pytest.mark.parametrize("u_scale", [0.0, 1e-6, 1e-2, 1.0, 30.0])
+def test_soft_cap_u_gradcheck_across_both_branches(u_scale):
+    # u_scale 0 and 1e-6 use the series for tanh(x)/x, the others tanh(x)/x itself
+    _, d, u = _params(4, batch=(2,), seed=12, u_scale=u_scale)
+    args = tuple(t.clone().requires_grad_(True) for t in (d, u))
+    assert torch.autograd.gradcheck(lambda dd, uu: soft_cap_u(dd, uu, 2.0, (1, 3)), args)
+    assert torch.autograd.gradcheck(lambda dd, uu: soft_cap_u(dd, uu, 2.0), args)
+
+
+def test_soft_cap_u_is_the_identity_at_zero_and_near_it_for_small_s():
+    _, d, u = _params(5, seed=13)
+    zero = torch.zeros_like(u)
+    assert torch.equal(soft_cap_u(d, zero, 4.0), zero)
+    small = 1e-3 * u  # s ~ 1e-6 << cap: relative change s / (3 cap) ~ 1e-7
+    torch.testing.assert_close(soft_cap_u(d, small, 4.0), small, rtol=1e-6, atol=0)

@@ -61,8 +61,8 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
     ``(train, valid)``; raises ConfigError / DataError with a message for the user.
 
     One "hidden widths" field sets both MLPs; with none (affine T_l, e.g. the NLGBN or factor
-    analysis) the recognition MLP keeps one layer of 200. ``u_delay`` only applies to rank-one
-    covariances and is dropped for "diag"."""
+    analysis) the recognition MLP keeps one layer of 200. ``u_delay`` and ``u_cap`` (0: none)
+    only apply to rank-one covariances and are dropped for "diag"."""
     train = dataset_split(s["data"], "train")
     valid = dataset_split(s["data"], "test")
     hidden = dlgm.parse_sizes(s["hidden"], "hidden widths")
@@ -81,6 +81,7 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
         batch_size=s["batch_size"],
         seed=s["seed"],
         u_delay=s["u_delay"] if s["covariance"] != "diag" else 0,
+        u_cap=(s.get("u_cap") or None) if s["covariance"] != "diag" else None,
         init_output_bias=bool(s.get("init_output_bias", False)),
         lr_schedule=s.get("lr_schedule", "constant"),
         device="cpu",

@@ -222,6 +222,15 @@ def train_form() -> dict | None:
             help="Rank-one covariances only (ignored for diag): keep u = 0 "
             "for the first N epochs, then train it",
         )
+        u_cap = c3.number_input(
+            "Cap on uᵀD⁻¹u (0: none)",
+            0.0,
+            1e6,
+            0.0,
+            key="train_u_cap",
+            help="Rank-one covariances only (ignored for diag): bound how sharp q may be along "
+            "u, smoothly (uᵀD⁻¹u → cap · tanh(uᵀD⁻¹u / cap)), so that η ≥ 1 / (1 + cap)",
+        )
         schedule = c2.selectbox(
             "Learning-rate schedule",
             LR_SCHEDULES,
@@ -254,6 +263,7 @@ def train_form() -> dict | None:
         batch_size=int(batch),
         seed=int(seed),
         u_delay=int(u_delay),
+        u_cap=float(u_cap),
         lr_schedule=schedule,
         init_output_bias=bool(bias),
         name=name.strip(),

@@ -52,6 +52,7 @@ TRAIN_DEFAULTS = dict(
     init_output_bias=False,
     lr_schedule="constant",
     input_activation=None,
+    u_cap=None,
 )
 
 
@@ -129,6 +130,7 @@ def _new_model(s: dict, data_shape) -> DLGM:
         likelihood=s["likelihood"],
         kappa=None if s["kappa"] in (None, 0, "none") else float(s["kappa"]),
         input_activation=s["input_activation"] or None,
+        u_cap=s["u_cap"],  # DLGMConfig checks it
     )
     return DLGM(config, seed=int(s["seed"]))
 

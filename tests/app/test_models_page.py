@@ -128,28 +128,31 @@ def test_models_train_the_nlgbn_with_a_delayed_u():
     at.selectbox(key="train_act").set_value("probit")
     at.selectbox(key="train_cov").set_value("rank1")
     at.number_input(key="train_u_delay").set_value(1)
+    at.number_input(key="train_u_cap").set_value(4.0)
     at.number_input(key="train_epochs").set_value(1)
     next(b for b in at.button if b.label == "Train").click().run()
     assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
     model = at.session_state["user_models"]["nlgbn"].model
     assert model.config.gen_hidden == () and model.config.rec_hidden == (200,)
     assert model.config.input_activation == "probit" and model.config.covariance == "rank1"
+    assert model.config.u_cap == 4.0
     assert model.metadata["training"]["u_delay"] == 1
     assert not model.head_u.weight.any()  # u = 0 for the first epoch
 
 
-def test_models_u_delay_is_ignored_for_a_diagonal_covariance():
+def test_models_u_delay_and_u_cap_are_ignored_for_a_diagonal_covariance():
     at = open_page("models", models_tab="Train a new model")
     at.text_input(key="train_name").input("diag")
     at.text_input(key="train_hidden").input("16")
     at.selectbox(key="train_cov").set_value("diag")
     at.number_input(key="train_u_delay").set_value(3)
+    at.number_input(key="train_u_cap").set_value(4.0)
     at.number_input(key="train_epochs").set_value(1)
     next(b for b in at.button if b.label == "Train").click().run()
     assert not at.exception and not at.error, [e.value for e in at.exception or at.error]
     model = at.session_state["user_models"]["diag"].model
     assert model.config.input_activation is None  # the default: T_l is a plain MLP
-    assert model.metadata["training"]["u_delay"] == 0
+    assert model.metadata["training"]["u_delay"] == 0 and model.config.u_cap is None
 
 
 def test_models_train_with_the_iwae_schedule_and_the_output_bias():
