@@ -110,10 +110,11 @@ def update_card(path: Path, r: dict) -> None:
     save(model, path)
 
 
-def cached(name: str, k: int, limit: int | None) -> dict | None:
-    """The cached evaluation of ``name`` for its current weights, or None."""
-    path = Path(name) if Path(name).is_dir() else PRETRAINED / name
-    model = dlgm.load(path)
+def cached(name: str, k: int, limit: int | None, model=None) -> dict | None:
+    """The cached evaluation of ``name`` for its current weights, or None; ``model``: the
+    model in ``name`` if the caller has loaded it already."""
+    path = _path(name)
+    model = dlgm.load(path) if model is None else model
     n = len(model_images(model, "test", limit=limit)[0])
     cache = CACHE / f"{path.name}-K{k}-N{n}.json"
     if not cache.is_file():
@@ -139,13 +140,13 @@ def paired_rows(names: list[str], reference: str, k: int, limit: int | None) -> 
     rows = []
     for name in names:
         path = _path(name)
-        r = cached(name, k, limit)
+        model = dlgm.load(path)
+        r = cached(name, k, limit, model)
         row = {"model": path.name, "path": _shown(path), "nll": None}
         if r is not None:
             nll = np.asarray(r["nll_per_image"])
             d = nll - ref_nll
             same = path.name == _path(reference).name
-            model = dlgm.load(path)
             row |= {
                 "nll": r["nll"],
                 "nll_se": r["nll_se"],
