@@ -274,13 +274,30 @@ def test_resume_is_bit_exact(tmp_path, optimizer):
     for _ in t_part.run(steps=11):  # stop mid-epoch
         pass
     t_part.save(tmp_path)
+    seconds = t_part.seconds
     del t_part, part
     t_res = Trainer.resume(tmp_path, X, device="cpu")
     assert t_res.step_count == 11 and t_res.settings == t_full.settings
+    assert t_res.seconds == seconds > 0  # the wall time so far goes on from where it was
     for _ in t_res.run(steps=9):
         pass
     assert t_res.step_count == 20
     _assert_equal_states(t_full.model.state_dict(), t_res.model.state_dict())
+
+
+def test_a_state_without_its_wall_time_estimates_it_from_the_history(tmp_path):
+    from dlgm.checkpoint import decode_tensors, encode_tensors, read_bytes
+
+    t = Trainer(_model(), X, batch_size=200, lr=3e-3, report_every=4, device="cpu")
+    for _ in t.run(epochs=2):
+        pass
+    t.save(tmp_path)
+    tensors, meta = decode_tensors(read_bytes(tmp_path / STATE_FILE))
+    del meta["train"]["seconds"]  # as written before states recorded it
+    (tmp_path / STATE_FILE).write_bytes(encode_tensors(tensors, meta))
+    again = Trainer.resume(tmp_path, X, device="cpu")
+    expected = sum(len(X) / h["samples_per_s"] for h in t.history)  # epoch / its throughput
+    assert len(t.history) == 2 and again.seconds == pytest.approx(expected, rel=1e-12)
 
 
 def test_resume_after_a_kill_between_the_two_checkpoint_files(tmp_path, monkeypatch):
@@ -435,6 +452,8 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, capsys):
     _weights(killed), _weights(killed / STATE_FILE)
     step_state = _meta(killed / STATE_FILE)["train"]["step"]
     assert 8 <= step_state < 8 * KILL_EPOCHS, "the kill should land mid-run"
+    seconds_killed = _meta(killed / STATE_FILE)["train"]["seconds"]
+    assert seconds_killed > 0
 
     resume = _popen(_dlgm("train", *KILL_ARGS, "--out", str(killed), "--resume"))
     _cli("train", *KILL_ARGS, "--out", str(ref))  # the uninterrupted run, meanwhile
@@ -443,6 +462,9 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, capsys):
     assert f'"steps": {8 * KILL_EPOCHS}' in out
     a, b = _weights(ref), _weights(killed)
     _assert_equal_states(a, b)
+    # the card's training time counts the killed session's too
+    card = json.loads((killed / "card.json").read_text())
+    assert card["wall_time_s"] >= round(seconds_killed, 2)
 
 
 def _compare_ddp(jobs, name, args, tmp_path, atol=1e-5):

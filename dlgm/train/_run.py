@@ -5,7 +5,6 @@ checkpoints, evaluation)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -239,7 +238,6 @@ def run_training(
             return False
         return None
 
-    t0 = time.perf_counter()
     continue_fit(
         trainer,
         epochs=s["epochs"],
@@ -247,11 +245,7 @@ def run_training(
         checkpoint_dir=out if rank0 and out else None,
         checkpoint_every=int(s["checkpoint_every"]),
     )
-    wall = (
-        time.perf_counter()
-        - t0
-        + (float(trainer.model.metadata.get("wall_time_s", 0.0)) if resuming else 0.0)
-    )
+    wall = trainer.seconds  # every session's, also of a run killed and resumed
     result = {
         "out": None if out is None else str(out),
         "steps": trainer.step_count,

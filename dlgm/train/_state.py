@@ -39,6 +39,7 @@ def save(trainer, directory) -> Path:
         "pos": trainer.pos,
         "lr": trainer.lr,
         "recoveries": trainer.recoveries,
+        "seconds": trainer.seconds,
         "history": trainer.history,
         "param_groups": [{**g, "lr": float(g["lr"])} for g in opt_state["param_groups"]],
     }
@@ -69,6 +70,7 @@ def load_into(trainer, directory) -> None:
     trainer.perm, trainer.pos, trainer.epoch = tensors["perm"], m["pos"], m["epoch"]
     trainer.step_count, trainer.recoveries = m["step"], m["recoveries"]
     trainer.history = m["history"]
+    trainer.seconds = float(m["seconds"]) if "seconds" in m else _estimated_seconds(trainer)
     trainer.gen.set_state(tensors["gen"])
     trainer.dev_gen.set_state(
         tensors["dev_gen"].to(trainer.dev_gen.device)
@@ -76,6 +78,14 @@ def load_into(trainer, directory) -> None:
         else tensors["dev_gen"]
     )
     trainer._snapshot()
+
+
+def _estimated_seconds(trainer) -> float:
+    """Wall time of a state written before states recorded it: each epoch's examples over the
+    throughput of its last report (the history's ``samples_per_s``), an estimate."""
+    return float(
+        sum(trainer.n_data / h["samples_per_s"] for h in trainer.history if h["samples_per_s"] > 0)
+    )
 
 
 def read_model_and_settings(directory):

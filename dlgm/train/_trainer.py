@@ -273,6 +273,7 @@ class Trainer:
         self.perm = self._new_perm()
         self.history: list[dict] = []
         self.recoveries = 0
+        self.seconds = 0.0  # wall time spent in run(), over every session of a resumed run
         self._good = None
         if self.settings["u_delay"]:
             self._set_u_head(0.0)  # q starts diagonal (a resumed run loads its own weights)
@@ -574,6 +575,7 @@ class Trainer:
                 self.history.append(
                     {k: v for k, v in asdict(p).items() if k not in ("end_of_epoch", "message")}
                 )
+            self.seconds += time.perf_counter() - t0  # not the caller's time between reports
             yield p
             sums, n, t0, seen = None, 0, time.perf_counter(), 0
 
