@@ -13,7 +13,7 @@ Prints the markdown tables of ``experiments/RESULTS.md`` and draws
 ``experiments/figures/lr_schedule.png`` (valid ELBO and learning rate against epochs). Usage::
 
     python experiments/schedule.py pretrained/mnist-table1-diag-long \\
-        runs/iwae/mnist-table1-diag-iwae --png experiments/figures/lr_schedule.png
+        experiments/models/mnist-table1-diag-iwae --png experiments/figures/lr_schedule.png
 
 A run is a folder with ``card.json`` (a running one too: its card is rewritten at every
 checkpoint) or the card itself.
