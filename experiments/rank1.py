@@ -79,6 +79,8 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
         # point 4's mechanism: after the delay u grows and d shrinks; bound u^T D^-1 u by 4
         "rank1-delay-cap": ({"covariance": "rank1", "u_cap": 4.0}, {"u_delay": epochs // 2}),
         "rank1-delay-cap1": ({"covariance": "rank1", "u_cap": 1.0}, {"u_delay": epochs // 2}),
+        # the control: u never starts (the same runs as rank1-delay until epoch E/2, then diagonal)
+        "rank1-off": ({"covariance": "rank1"}, {"u_delay": epochs}),
     }
     if base not in arms:
         raise SystemExit(f"unknown arm {arm!r}; choose from {sorted(arms)} (+ '-2d')")
