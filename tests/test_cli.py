@@ -142,13 +142,14 @@ def test_train_small_and_eval_in_process(tmp_path, capsys):
 
 def test_train_with_u_cap_records_it_and_load_keeps_it(tmp_path, capsys):
     out_dir = tmp_path / "capped"
-    flags = ["--covariance", "rank1", "--u-cap", "3", "--u-delay", "1"]
+    flags = ["--covariance", "rank1", "--u-cap", "3"]
     code, _, err = _main(capsys, "train", *TINY, *flags, "--out", str(out_dir))
     assert code == 0, err
     assert json.loads((out_dir / "card.json").read_text())["config"]["u_cap"] == 3.0
     model = dlgm.load(out_dir)
     x = torch.rand(4, model.n_pixels, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
+        model.head_u.weight.mul_(1e5)  # u far past the cap: uncapped, eta would be near 0
         assert torch.all(model.encode(x).eta >= 1.0 / 4.0 - 1e-6)
 
 
