@@ -79,6 +79,9 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
         # point 4's mechanism: after the delay u grows and d shrinks; bound u^T D^-1 u by 4
         "rank1-delay-cap": ({"covariance": "rank1", "u_cap": 4.0}, {"u_delay": epochs // 2}),
         "rank1-delay-cap1": ({"covariance": "rank1", "u_cap": 1.0}, {"u_delay": epochs // 2}),
+        # the same bounds with u trained from the first step (no delay)
+        "rank1-cap": ({"covariance": "rank1", "u_cap": 4.0}, {}),
+        "rank1-cap1": ({"covariance": "rank1", "u_cap": 1.0}, {}),
         # the control: u never starts (the same runs as rank1-delay until epoch E/2, then diagonal)
         "rank1-off": ({"covariance": "rank1"}, {"u_delay": epochs}),
     }
@@ -269,7 +272,9 @@ def gaps(args) -> None:
     """For trained runs' decoders: the best diagonal and the best rank-one q per test image
     (``dlgm.gap``, by ``experiments/gaps.py``'s ``model_gaps``), so the rank-one family's
     headroom over the diagonal one, and each encoder's amortisation gap, on the first ``--n``
-    test images (binarised with seed 1)."""
+    test images (binarised with seed 1). A name is a run folder under ``experiments/runs/rank1/``
+    (the result goes to its ``gaps.json``) or any model folder, such as ``pretrained/NAME`` (the
+    result goes to ``experiments/runs/rank1/gaps/NAME.json``)."""
     from gaps import model_gaps
 
     import dlgm
@@ -279,11 +284,18 @@ def gaps(args) -> None:
     x = torch.tensor(static_binarize(load_dataset("mnist", "test").x[: args.n], 1))
     for name in args.runs:
         folder = RUNS / name
+        out = folder / "gaps.json"
+        if (
+            not folder.is_dir() and Path(name).is_dir()
+        ):  # a model folder elsewhere, e.g. pretrained/
+            folder = Path(name)
+            out = RUNS / "gaps" / f"{folder.resolve().name}.json"  # never written into it
+            out.parent.mkdir(parents=True, exist_ok=True)
         model = dlgm.load(folder).eval()
         log_px = is_log_px(model, x, n_samples=args.k, generator=torch.Generator().manual_seed(7))
         res = {"run": name, "n": args.n, "k": args.k, "steps": args.steps}
         res |= model_gaps(model, x, log_px, ("diag", "rank1"), steps=args.steps)
-        (folder / "gaps.json").write_text(json.dumps(res))
+        out.write_text(json.dumps(res))
         d, r1 = (np.array(res[f]["elbo_qstar"]) for f in ("diag", "rank1"))
         own = np.array(res["diag"]["elbo_q"])
         head, se = paired(r1, d)
@@ -390,7 +402,9 @@ def main(argv=None) -> None:
     r.add_argument("--nll-images", type=int, default=1000)
     r.add_argument("--threads", type=int, default=1)
     gp = sub.add_parser("gaps", help="best diagonal vs best rank-one q per image")
-    gp.add_argument("runs", nargs="+", help="run folders under experiments/runs/rank1/")
+    gp.add_argument(
+        "runs", nargs="+", help="run folders under experiments/runs/rank1/, or model folders"
+    )
     gp.add_argument("--n", type=int, default=200)
     gp.add_argument("--k", type=int, default=1000)
     gp.add_argument("--steps", type=int, default=300)
