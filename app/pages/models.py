@@ -229,7 +229,10 @@ def train_form() -> dict | None:
             0.0,
             key="train_u_cap",
             help="Rank-one covariances only (ignored for diag): bound how sharp q may be along "
-            "u, smoothly (uᵀD⁻¹u → cap · tanh(uᵀD⁻¹u / cap)), so that η ≥ 1 / (1 + cap)",
+            "u, smoothly (uᵀD⁻¹u → cap · tanh(uᵀD⁻¹u / cap)), so that η ≥ 1 / (1 + cap). "
+            "Unbounded, with 200 latents, q turns into a needle along u (median uᵀD⁻¹u about "
+            "250) and the model trains 2 nats worse than with a diagonal q; a cap of 1 brings "
+            "it level (experiments/RESULTS.md, rank-one vs diagonal, point 8)",
         )
         schedule = c2.selectbox(
             "Learning-rate schedule",
