@@ -58,6 +58,12 @@ MNIST2D = dict(n_latent=(2,), gen_hidden=(200, 200), rec_hidden=(200, 200), kapp
 RECIPE = dict(optimizer="adam", lr=1e-3, batch_size=100, binarize="dynamic", report_every=100)
 
 
+# arms whose u head starts from the library's initial weights times a factor (the objective
+# is even in u, so u = 0 is a stationary point: does the collapse depend on how far from it u
+# starts?)
+U_SCALED = {"rank1-u-tiny": 1e-3}
+
+
 def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
     """(model config fields, Trainer settings) of an arm. ``-2d`` arms use the 2-latent MNIST
     model of the Embedding/Posterior pages instead of the Table 1 one."""
@@ -82,6 +88,8 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
         # the same bounds with u trained from the first step (no delay)
         "rank1-cap": ({"covariance": "rank1", "u_cap": 4.0}, {}),
         "rank1-cap1": ({"covariance": "rank1", "u_cap": 1.0}, {}),
+        # u's initial weights 1,000 times smaller (std 1e-6 instead of U_INIT_STD = 1e-3)
+        "rank1-u-tiny": ({"covariance": "rank1"}, {}),
         # the control: u never starts (the same runs as rank1-delay until epoch E/2, then diagonal)
         "rank1-off": ({"covariance": "rank1"}, {"u_delay": epochs}),
     }
@@ -229,6 +237,9 @@ def run(args) -> dict:
         wall = json.loads((out / "card.json").read_text()).get("wall_time_s", 0.0)
     else:
         model = DLGM(DLGMConfig(data_shape=train.shape, **fields), seed=args.seed)
+        if args.arm.removesuffix("-2d") in U_SCALED:  # u's initial weights, scaled
+            with torch.no_grad():
+                model.head_u.weight.mul_(U_SCALED[args.arm.removesuffix("-2d")])
         trainer = Trainer(model, train.x, device="cpu", x_valid=valid, seed=args.seed, **settings)
         wall = 0.0
     steps_per_epoch = math.ceil(trainer.n_data / trainer.settings["batch_size"])
