@@ -296,9 +296,7 @@ def gaps(args) -> None:
     for name in args.runs:
         folder = RUNS / name
         out = folder / "gaps.json"
-        if (
-            not folder.is_dir() and Path(name).is_dir()
-        ):  # a model folder elsewhere, e.g. pretrained/
+        if not folder.is_dir() and Path(name).is_dir():  # a model folder, e.g. pretrained/X
             folder = Path(name)
             out = RUNS / "gaps" / f"{folder.resolve().name}.json"  # never written into it
             out.parent.mkdir(parents=True, exist_ok=True)
