@@ -198,16 +198,30 @@ def _cached_model(path: Path, make, epochs: float):
     return trainer.model, wall
 
 
+def _meta(command: str) -> dict:
+    """The metadata every trained Table 1 row's model starts with."""
+    return {"data": "mnist", "binarization": {"kind": "dynamic"}, "command": command}
+
+
+def _trained(method: str, epochs: float, wall, out: Path, settings: dict, k: int, limit: int):
+    """The row of a model trained here, evaluated with ``evaluate_model``."""
+    row = {
+        "method": method,
+        "epochs": epochs,
+        "wall_s": wall,
+        "model_dir": str(out.relative_to(ROOT)),
+        "train_binarization": "dynamic",
+        "settings": settings,
+    }
+    return row | evaluate_model(out, k, limit)
+
+
 def trained_row(
     method: str, config: DLGMConfig, settings: dict, epochs: float, k: int, limit: int, out: Path
 ) -> dict:
     """Train (or reuse) a model with wake-sleep or Algorithm 1 and evaluate it."""
     x_train = load_dataset("mnist", "train").x
-    meta = {
-        "data": "mnist",
-        "binarization": {"kind": "dynamic"},
-        "command": f"python experiments/table1.py --rows {method} --epochs {epochs:g}",
-    }
+    meta = _meta(f"python experiments/table1.py --rows {method} --epochs {epochs:g}")
     trainer_fn = fit_wake_sleep if method == "wake-sleep" else fit
 
     def make():
@@ -223,15 +237,7 @@ def trained_row(
         )
 
     _, wall = _cached_model(out, make, epochs)
-    row = {
-        "method": method,
-        "epochs": epochs,
-        "wall_s": wall,
-        "model_dir": str(out.relative_to(ROOT)),
-        "train_binarization": "dynamic",
-        "settings": settings,
-    }
-    return row | evaluate_model(out, k, limit)
+    return _trained(method, epochs, wall, out, settings, k, limit)
 
 
 def resumable_wake_sleep_row(
@@ -239,21 +245,23 @@ def resumable_wake_sleep_row(
 ) -> dict:
     """Wake-sleep for a long budget: trains in ``out`` with its training state saved every 5
     epochs, resumes from that state if a run was stopped, and evaluates the finished model."""
-    name = "wake-sleep-long"
     state = out / "train_state.safetensors"
-    done = (out / "model.safetensors").is_file() and not state.is_file()
-    if not done or dlgm.load(out).metadata.get("training", {}).get("epochs") != epochs:
+    wall = None
+    if (out / "model.safetensors").is_file() and not state.is_file():
+        model = dlgm.load(out)
+        if model.metadata.get("training", {}).get("epochs") == epochs:
+            wall = model.metadata.get("wall_time_s")
+    if wall is None:
         x_train = load_dataset("mnist", "train").x
         if state.is_file():
             trainer = WakeSleepTrainer.resume(out, x_train, device="cpu")
             print(f"  resumed at epoch {trainer.record()['epochs']:g}", file=sys.stderr)
         else:
-            meta = {
-                "data": "mnist",
-                "binarization": {"kind": "dynamic"},
-                "command": f"python experiments/table1.py --rows {name}",
-            }
-            model = DLGM(config, metadata=meta, seed=settings["seed"])
+            model = DLGM(
+                config,
+                metadata=_meta("python experiments/table1.py --rows wake-sleep-long"),
+                seed=settings["seed"],
+            )
             trainer = WakeSleepTrainer(
                 model, x_train, binarize="dynamic", device="cpu", report_every=100, **settings
             )
@@ -269,19 +277,11 @@ def resumable_wake_sleep_row(
         continue_fit(
             trainer, epochs=epochs, callback=report, checkpoint_dir=out, checkpoint_every=5
         )
-        trainer.model.metadata["wall_time_s"] = round(trainer.seconds, 1)
+        wall = round(trainer.seconds, 1)
+        trainer.model.metadata["wall_time_s"] = wall
         trainer.save(out)
         state.unlink(missing_ok=True)
-    model = dlgm.load(out)
-    row = {
-        "method": "wake-sleep (long)",
-        "epochs": epochs,
-        "wall_s": model.metadata.get("wall_time_s"),
-        "model_dir": str(out.relative_to(ROOT)),
-        "train_binarization": "dynamic",
-        "settings": settings,
-    }
-    return row | evaluate_model(out, k, limit)
+    return _trained("wake-sleep (long)", epochs, wall, out, settings, k, limit)
 
 
 def pretrained_row(method: str, name: str, k: int, limit: int) -> dict | None:
