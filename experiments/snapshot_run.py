@@ -2,7 +2,8 @@
 
 Copies the run's latest checkpoint (``model.safetensors`` + card) to ``pretrained/NAME`` with a
 card that says what it is: ``command`` is the config's reproducing command, ``stopped`` says at
-which epoch of how many planned the checkpoint was taken, and the old evaluation keys are
+which epoch of how many planned the checkpoint was taken (no ``stopped`` once the run has
+reached the config's epochs), and the old evaluation keys are
 dropped (evaluate it next, by the cards' protocol). Usage::
 
     python experiments/snapshot_run.py runs/deep/mnist-deep-rank1 mnist-deep-rank1
@@ -36,11 +37,14 @@ def snapshot(run: Path, name: str) -> dict:
         f"python -m dlgm train --config experiments/configs/{name}.json "
         f"--out pretrained/{name} --quiet"
     )
-    model.metadata["stopped"] = (
-        f"epoch {epochs:.0f} of the config's {planned}: a checkpoint of a run that goes on across "
-        f"sessions (its training state is in experiments/state/{name}); resuming it with "
-        "--resume continues bit for bit"
-    )
+    if epochs < planned:
+        model.metadata["stopped"] = (
+            f"epoch {epochs:.0f} of the config's {planned}: a checkpoint of a run that goes on "
+            f"across sessions (its training state is in experiments/state/{name}); resuming it "
+            "with --resume continues bit for bit"
+        )
+    else:  # the run has ended: the model is the config's, not a snapshot
+        model.metadata.pop("stopped", None)
     for k in EVAL_KEYS:
         model.metadata.pop(k, None)
     save(model, ROOT / "pretrained" / name)
@@ -53,7 +57,7 @@ def main(argv=None) -> None:
     p.add_argument("name", help="the model's name: pretrained/NAME, experiments/configs/NAME.json")
     args = p.parse_args(argv)
     meta = snapshot(args.run, args.name)
-    print(meta["stopped"])
+    print(meta.get("stopped", f"the finished run: epoch {meta['training']['epochs']:.0f}"))
 
 
 if __name__ == "__main__":
