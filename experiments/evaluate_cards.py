@@ -132,7 +132,7 @@ def paired_rows(names: list[str], reference: str, k: int, limit: int | None) -> 
     against ``reference`` (mean and s.e. of the per-image differences: the same images and
     binarisation; None for the reference itself), -ELBO, ESS, the NLL of the first 1,000 images
     (the cards' earlier protocol), and what the app's table needs from the card. A model
-    without a cached evaluation has ``nll`` None."""
+    without a cached evaluation, or not on this machine, has ``nll`` None."""
     ref = cached(reference, k, limit)
     if ref is None:
         raise SystemExit(f"{reference}: no cached evaluation with K={k}; run it first")
@@ -140,6 +140,9 @@ def paired_rows(names: list[str], reference: str, k: int, limit: int | None) -> 
     rows = []
     for name in names:
         path = _path(name)
+        if not path.is_dir():  # e.g. a model of runs/ that this checkout does not have
+            rows.append({"model": path.name, "path": _shown(path), "nll": None})
+            continue
         model = dlgm.load(path)
         r = cached(name, k, limit, model)
         row = {"model": path.name, "path": _shown(path), "nll": None}
@@ -200,19 +203,46 @@ def table(names: list[str], reference: str, k: int, limit: int | None) -> str:
     return "\n".join(lines)
 
 
-def paired_json(names: list[str], reference: str, k: int, limit: int | None, argv) -> dict:
+def paired_json(
+    names: list[str], reference: str, k: int, limit: int | None, argv, previous: dict | None = None
+) -> dict:
     """The shipped table of paired differences (``pretrained/paired.json``, read by the
     Likelihoods page): :func:`paired_rows` of the evaluated models, with the protocol and the
-    command that wrote it."""
-    rows = [r for r in paired_rows(names, reference, k, limit) if r["nll"] is not None]
-    return {
-        "reference": _path(reference).name,
-        "protocol": f"the CLI's: each model's test images as it sees them (MNIST: all 10,000, "
+    command that wrote it.
+
+    ``previous`` (the table this one replaces) fills in the named models this machine has no
+    cached evaluation for, so that one new model does not mean evaluating every model again:
+    a row is kept only if the protocol and the reference's weights are the same and the model's
+    weights are those the row was computed from (a model not on this machine, such as one in
+    the git-ignored ``runs/``, is kept as it was)."""
+    rows = paired_rows(names, reference, k, limit)
+    protocol = (
+        f"the CLI's: each model's test images as it sees them (MNIST: all 10,000, "
         f"binarised once with the card's evaluation seed), K = {k} importance samples from the "
         "model's own q, generator seed 0; paired: mean and standard error over images of the "
-        "per-image NLL differences against the reference",
+        "per-image NLL differences against the reference"
+    )
+    ref = _path(reference).name
+    old = (previous or {}).get("models", {})
+    same = (
+        previous is not None
+        and previous.get("reference") == ref
+        and previous.get("protocol") == protocol
+        and old.get(ref, {}).get("sha256") == cached(reference, k, limit)["sha256"]
+    )
+    models = {}
+    for r in rows:
+        if r["nll"] is not None:
+            models[r["model"]] = r
+        elif same and r["model"] in old:
+            path = ROOT / old[r["model"]]["path"]
+            if not path.is_dir() or weights_digest(path) == old[r["model"]]["sha256"]:
+                models[r["model"]] = old[r["model"]]
+    return {
+        "reference": ref,
+        "protocol": protocol,
         "command": "python experiments/evaluate_cards.py " + " ".join(argv),
-        "models": {r["model"]: r for r in rows},
+        "models": models,
     }
 
 
@@ -233,7 +263,9 @@ def main(argv=None) -> int:
         "--write",
         type=Path,
         metavar="JSON",
-        help="with --table: also write the rows as JSON (pretrained/paired.json: the app's)",
+        help="with --table: also write the rows as JSON (pretrained/paired.json: the app's); "
+        "rows of the file there are kept for named models without a cached evaluation here, "
+        "if their weights and the reference's are unchanged",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -249,7 +281,8 @@ def main(argv=None) -> int:
     if args.table:
         print(table(names, args.table, args.k, args.limit))
         if args.write:
-            out = paired_json(names, args.table, args.k, args.limit, argv or sys.argv[1:])
+            previous = json.loads(args.write.read_text()) if args.write.is_file() else None
+            out = paired_json(names, args.table, args.k, args.limit, argv or sys.argv[1:], previous)
             args.write.write_text(json.dumps(out, indent=1) + "\n")
         return 0
     for name in names:

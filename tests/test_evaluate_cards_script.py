@@ -73,3 +73,34 @@ def test_table_and_written_json(cache, tmp_path, capsys):
     assert f"K = {K}" in table["protocol"]
     with pytest.raises(SystemExit):
         ev.main(["digits-2d-diag", "--write", str(out)])  # --write needs --table
+
+
+def test_writing_again_keeps_rows_it_cannot_recompute_only_while_they_are_valid(cache, tmp_path):
+    for name in ("digits-2d-diag", "digits-2d-rank1"):
+        ev.evaluate_model(ev.PRETRAINED / name, K, N)
+    out = tmp_path / "paired.json"
+    names = ["digits-2d-diag", "digits-2d-rank1"]
+    argv = ["--k", str(K), "--limit", str(N), "--table", "digits-2d-rank1", *names]
+    assert ev.main(["--write", str(out), *argv]) == 0
+    first = json.loads(out.read_text())
+    # a model evaluated elsewhere, whose folder this machine does not have
+    ghost = first["models"]["digits-2d-diag"] | {"model": "ghost", "path": "runs/nowhere/ghost"}
+    first["models"]["ghost"] = ghost
+    out.write_text(json.dumps(first))
+    (cache / "digits-2d-diag-K5-N30.json").unlink()  # this machine lost its evaluation
+    assert ev.main(["--write", str(out), *argv, "runs/nowhere/ghost"]) == 0
+    kept = json.loads(out.read_text())
+    assert list(kept["models"]) == ["digits-2d-diag", "digits-2d-rank1", "ghost"]
+    assert kept["models"]["digits-2d-diag"] == first["models"]["digits-2d-diag"]
+    assert kept["models"]["ghost"] == ghost
+    # a model not named is dropped; a row computed from other weights is dropped
+    old = kept["models"]["digits-2d-diag"] | {"sha256": "0" * 64}
+    stale = kept | {"models": kept["models"] | {"digits-2d-diag": old}}
+    out.write_text(json.dumps(stale))
+    assert ev.main(["--write", str(out), *argv]) == 0
+    assert list(json.loads(out.read_text())["models"]) == ["digits-2d-rank1"]
+    # nothing is kept when the reference's weights (or the protocol) differ
+    ref = kept["models"]["digits-2d-rank1"] | {"sha256": "1" * 64}
+    out.write_text(json.dumps(kept | {"models": kept["models"] | {"digits-2d-rank1": ref}}))
+    assert ev.main(["--write", str(out), *argv, "runs/nowhere/ghost"]) == 0
+    assert list(json.loads(out.read_text())["models"]) == ["digits-2d-rank1"]
