@@ -141,7 +141,7 @@ def paired_rows(names: list[str], reference: str, k: int, limit: int | None) -> 
     for name in names:
         path = _path(name)
         if not path.is_dir():  # e.g. a model of runs/ that this checkout does not have
-            rows.append({"model": path.name, "path": _shown(path), "nll": None})
+            rows.append({"model": Path(name).name, "path": name, "nll": None})
             continue
         model = dlgm.load(path)
         r = cached(name, k, limit, model)
