@@ -400,6 +400,28 @@ def report(args) -> None:
         )
 
 
+def shape(args) -> None:
+    """For model folders (e.g. ``pretrained/NAME``): the ELBO's two terms and the posterior's
+    shape (active latents and directions, precisions; ``posterior_shape``) on the first ``--n``
+    MNIST test images binarised with seed 1, one JSON line per model: what tells two runs of one
+    recipe apart when their likelihoods differ."""
+    import dlgm
+
+    torch.set_num_threads(args.threads)
+    x = torch.tensor(static_binarize(load_dataset("mnist", "test").x[: args.n], 1))
+    for name in args.models:
+        model = dlgm.load(name).eval()
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(0)
+            row = {
+                "model": name,
+                "n": len(x),
+                "test_elbo": float(model.elbo(x, generator=g).mean()),
+            }
+        row |= elbo_terms(model, x) | posterior_shape(model, x)
+        print(json.dumps(row), flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -427,8 +449,13 @@ def main(argv=None) -> None:
     t.add_argument("--baseline", default="diag")
     t.add_argument("--arms", nargs="+", help="only these arms (default: every finished arm)")
     t.add_argument("--json", action="store_true")
+    sh = sub.add_parser("shape", help="ELBO terms and posterior shape of model folders")
+    sh.add_argument("models", nargs="+", help="model folders, e.g. pretrained/NAME")
+    sh.add_argument("--n", type=int, default=10_000, help="first N test images")
+    sh.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    {"run": run, "remeasure": remeasure, "report": report, "gaps": gaps}[args.cmd](args)
+    cmds = {"run": run, "remeasure": remeasure, "report": report, "gaps": gaps, "shape": shape}
+    cmds[args.cmd](args)
 
 
 if __name__ == "__main__":
