@@ -256,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="constant (with --lr-decay) or iwae: 3^i epochs at lr * 10^(-i/7), i = 0..7",
     )
     t.add_argument(
+        "--kl-warmup",
+        type=float,
+        help="KL warm-up: the KL term's weight rises linearly from 0 to 1 over this many "
+        "epochs (0: none)",
+    )
+    t.add_argument(
         "--init-output-bias",
         action="store_true",
         default=None,

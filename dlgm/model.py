@@ -410,7 +410,15 @@ class DLGM(nn.Module):
         torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / (kappa * n_data))
 
     def free_energy(
-        self, x, *, n_samples=1, x_rec=None, eps=None, xi_noise=None, generator=None
+        self,
+        x,
+        *,
+        n_samples=1,
+        x_rec=None,
+        eps=None,
+        xi_noise=None,
+        generator=None,
+        kl_weight=None,
     ) -> dict:
         """The data terms of the free energy of eq. 13 on a minibatch, per example, in nats.
 
@@ -435,12 +443,17 @@ class DLGM(nn.Module):
             Standard normal noise for xi = mu + R eps (drawn from ``generator`` if not given).
         xi_noise : Tensor, (S, B, K), optional
             Extra Gaussian noise added to the recognition samples (sec. 4.1).
+        kl_weight : float or Tensor, optional
+            beta in ``loss = -(E_q log pi(x|h) - beta KL)``: a KL warm-up (Bowman et al. 2016;
+            Sonderby et al. 2016) trains on beta < 1 for its first epochs (``Trainer``'s
+            ``kl_warmup``). None (the default) is beta = 1, the free energy itself. ``elbo``
+            is the true ELBO whatever beta.
 
         Returns
         -------
-        dict with ``loss`` (scalar to minimise: -``elbo``, with its autograd graph), ``elbo``
-        (mean of E_q log pi(x|h) - KL over the batch), ``rec`` and ``kl`` (batch means), the
-        last three detached.
+        dict with ``loss`` (scalar to minimise: -``elbo``, or its warm-up version, with its
+        autograd graph), ``elbo`` (mean of E_q log pi(x|h) - KL over the batch), ``rec`` and
+        ``kl`` (batch means), the last three detached.
         """
         q = self._encode(x if x_rec is None else x_rec)
         if eps is None:
@@ -452,8 +465,9 @@ class DLGM(nn.Module):
         rec = self.log_likelihood(x, xi).mean(0)  # (B,)
         kl = kl_divergence(q, self.prior())  # (B,), analytic (eq. 13)
         elbo = (rec - kl).mean()
+        loss = -elbo if kl_weight is None else -(rec - kl_weight * kl).mean()
         return {
-            "loss": -elbo,
+            "loss": loss,
             "elbo": elbo.detach(),
             "rec": rec.mean().detach(),
             "kl": kl.mean().detach(),

@@ -1,5 +1,6 @@
-"""Training recipes (#9): the output bias at the data's mean pixel, and the IWAE paper's
-learning-rate schedule (3^i epochs at lr * 10^(-i/7), i = 0..7).
+"""Training recipes (#9): the output bias at the data's mean pixel, the IWAE paper's
+learning-rate schedule (3^i epochs at lr * 10^(-i/7), i = 0..7), and a KL warm-up (the KL
+term's weight beta rising linearly from 0 to 1).
 
 Tiny models on slices of the 8x8 digits; every test takes a second or two.
 """
@@ -243,3 +244,110 @@ def test_run_training_records_both_options_in_the_card():
     assert res["trainer"].lr == pytest.approx(1e-3 * iwae_lr_factor(2), rel=1e-12)
     with pytest.raises(ConfigError, match="init_output_bias"):
         run_training(dict(data="digits", device="cpu", epochs=1, init_output_bias="yes"))
+
+
+# ---------------------------------------------------------------------------- KL warm-up
+def _grads(model, loss) -> torch.Tensor:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_kl_weight_scales_only_the_kl_terms_gradient():
+    """loss(beta) = -rec + beta KL, so its gradient is linear in beta: grad(beta) =
+    grad(0) + beta (grad(1) - grad(0)); beta = 1 is the free energy itself (float64, the same
+    eps for every call)."""
+    model = _model(seed=2, covariance="rank1").double()
+    x = torch.tensor(X[:64], dtype=torch.float64).bernoulli(
+        generator=torch.Generator().manual_seed(0)
+    )
+    eps = torch.randn((1, 64, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plain = model.free_energy(x, eps=eps)
+    one = model.free_energy(x, eps=eps, kl_weight=1.0)
+    assert torch.equal(plain["loss"], one["loss"])
+    g = {b: _grads(model, model.free_energy(x, eps=eps, kl_weight=b)["loss"]) for b in (0, 0.3, 1)}
+    torch.testing.assert_close(g[0.3], g[0] + 0.3 * (g[1] - g[0]), rtol=1e-10, atol=1e-12)
+    assert float((g[1] - g[0]).abs().max()) > 1e-3  # the KL term has a gradient to scale
+    zero = model.free_energy(x, eps=eps, kl_weight=0.0)
+    assert float(zero["loss"].detach()) == pytest.approx(-float(zero["rec"]), rel=1e-12)
+    # whatever beta, the reported ELBO is the true one
+    assert float(zero["elbo"]) == pytest.approx(float(plain["elbo"]), rel=1e-12)
+
+
+def test_kl_weight_rises_linearly_over_the_warmup_epochs():
+    t = Trainer(_model(), X[:100], batch_size=20, kl_warmup=1.5, device="cpu")  # 5 steps/epoch
+    assert [t.kl_weight(s) for s in (0, 1, 3, 7, 8, 100)] == pytest.approx(
+        [0.0, 1 / 7.5, 3 / 7.5, 7 / 7.5, 1.0, 1.0]
+    )
+    assert Trainer(_model(), X[:100], batch_size=20, device="cpu").kl_weight(0) is None
+    # the reports carry beta of their last step; the free energy stays the true one
+    reports = list(t.run(epochs=3))
+    assert [p.kl_weight for p in reports] == pytest.approx([4 / 7.5, 1.0, 1.0])
+    for p in reports:
+        assert p.free_energy == pytest.approx(-p.elbo + t.prior_term(), abs=0.05)
+    assert t.record()["kl_warmup"] == 1.5
+
+
+def test_a_kl_warmup_changes_training_and_ends_on_the_free_energy():
+    """With beta < 1 the first updates differ from a run without warm-up; the reported
+    free energy is F of eq. 13 in both (the same minibatches and eps: the same seed)."""
+    settings = dict(batch_size=20, lr=1e-2, seed=4, report_every=5, device="cpu")
+    plain = Trainer(_model(seed=3), X[:100], **settings)
+    warm = Trainer(_model(seed=3), X[:100], kl_warmup=1.0, **settings)
+    _run(plain, 1)
+    _run(warm, 1)  # step 0 has beta = 0: a gradient without the KL term
+    diff = (
+        (
+            torch.cat([p.flatten() for p in plain.model.parameters()])
+            - torch.cat([p.flatten() for p in warm.model.parameters()])
+        )
+        .abs()
+        .max()
+    )
+    assert float(diff) > 1e-4
+
+
+def test_bad_kl_warmups_are_clear_errors():
+    for bad in (-1.0, float("nan"), float("inf"), 1e6):
+        with pytest.raises(ConfigError, match="kl_warmup"):
+            Trainer(_model(), X[:100], kl_warmup=bad, device="cpu")
+
+
+def test_resume_in_the_middle_of_a_kl_warmup_is_bit_exact(tmp_path):
+    settings = dict(batch_size=50, optimizer="adam", lr=3e-3, seed=5, report_every=2)
+    x = X[:100]  # 2 steps per epoch: a warm-up of 3 epochs is 6 steps
+    t_full = Trainer(_model(seed=1), x, kl_warmup=3.0, device="cpu", **settings)
+    _run(t_full, 9)
+    t_part = Trainer(_model(seed=1), x, kl_warmup=3.0, device="cpu", **settings)
+    _run(t_part, 3)  # beta = 0.5 at the next step
+    t_part.save(tmp_path)
+    del t_part
+    t_res = Trainer.resume(tmp_path, x, device="cpu")
+    assert t_res.settings["kl_warmup"] == 3.0 and t_res.kl_weight() == 0.5
+    _run(t_res, 6)
+    _assert_equal_states(t_full.model.state_dict(), t_res.model.state_dict())
+
+
+def test_old_training_states_without_kl_warmup_resume_without_one(tmp_path):
+    t = Trainer(_model(), X[:100], batch_size=50, device="cpu")
+    _run(t, 2)
+    t.save(tmp_path)
+    tensors, meta = decode_tensors(read_bytes(tmp_path / STATE_FILE))
+    del meta["train"]["settings"]["kl_warmup"]
+    (tmp_path / STATE_FILE).write_bytes(encode_tensors(tensors, meta))
+    resumed = Trainer.resume(tmp_path, X[:100], device="cpu")
+    assert resumed.settings["kl_warmup"] == 0.0 and resumed.kl_weight() is None
+
+
+def test_the_cli_a_config_and_run_training_set_the_kl_warmup(tmp_path):
+    s = cli_settings(build_parser().parse_args(["train", "--kl-warmup", "2.5"]))
+    assert s["kl_warmup"] == 2.5
+    assert cli_settings(build_parser().parse_args(["train"]))["kl_warmup"] == 0.0
+    conf = tmp_path / "warm.json"
+    conf.write_text(json.dumps({"kl_warmup": 4}))
+    assert (
+        cli_settings(build_parser().parse_args(["train", "--config", str(conf)]))["kl_warmup"] == 4
+    )
+    res = run_training(TINY_RUN | {"epochs": 2, "kl_warmup": 1.0})
+    assert res["model"].metadata["training"]["kl_warmup"] == 1.0
+    assert [h["kl_weight"] for h in res["model"].metadata["history"]][-1] == 1.0

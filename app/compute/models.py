@@ -84,6 +84,7 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
         u_cap=(s.get("u_cap") or None) if s["covariance"] != "diag" else None,
         init_output_bias=bool(s.get("init_output_bias", False)),
         lr_schedule=s.get("lr_schedule", "constant"),
+        kl_warmup=float(s.get("kl_warmup", 0.0)),
         device="cpu",
         report_every=max(1, steps // REPORTS_PER_EPOCH),
     )

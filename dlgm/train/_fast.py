@@ -48,7 +48,7 @@ class _FastStep:
 
     # The compiled part. ``x`` is the whole training set; every optional input is None or a
     # tensor, fixed for a run, so the function compiles once per minibatch size.
-    def _forward(self, x, idx, u_bin, u_noise, eps, xi_noise):
+    def _forward(self, x, idx, u_bin, u_noise, eps, xi_noise, kl_weight):
         s = self.t.settings
         xb = x[idx]
         if u_bin is not None:
@@ -59,7 +59,9 @@ class _FastStep:
             x_rec = torch.where(hit, 1.0 - xb if s["input_noise"] == "bitflip" else 0.0, xb)
         if xi_noise is not None:
             xi_noise = s["sample_noise"] * xi_noise
-        out = self.t.model.free_energy(xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise)
+        out = self.t.model.free_energy(
+            xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise, kl_weight=kl_weight
+        )
         out["x"] = xb
         return out
 
@@ -77,12 +79,16 @@ class _FastStep:
             "u_noise": empty(n, t.x.shape[1]) if noisy else None,
             "eps": empty(*shape),
             "xi_noise": empty(*shape) if s["sample_noise"] > 0 else None,
+            # a tensor the graph reads, refilled before every step (a KL warm-up's beta)
+            "kl_weight": empty() if s["kl_warmup"] else None,
         }
 
     def _draw(self, b: dict, idx) -> None:
         """Fill ``b`` in place, in ``Trainer._draw_noise``'s order, from the same stream."""
         g = self.t.dev_gen
         b["idx"].copy_(idx)
+        if b["kl_weight"] is not None:
+            b["kl_weight"].fill_(self.t.kl_weight())
         for key, draw in (
             ("u_bin", torch.rand),
             ("u_noise", torch.rand),
@@ -96,7 +102,9 @@ class _FastStep:
         t = self.t
         t.opt.zero_grad(set_to_none=True)
         try:
-            out = self.compiled(t.x, b["idx"], b["u_bin"], b["u_noise"], b["eps"], b["xi_noise"])
+            out = self.compiled(
+                t.x, b["idx"], b["u_bin"], b["u_noise"], b["eps"], b["xi_noise"], b["kl_weight"]
+            )
         except Exception as e:  # the compiler's own failures (no C++ compiler, no Triton)
             if "torch._dynamo" in type(e).__module__ or "torch._inductor" in type(e).__module__:
                 raise TrainingError(

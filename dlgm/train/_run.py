@@ -50,6 +50,7 @@ TRAIN_DEFAULTS = dict(
     u_delay=0,
     init_output_bias=False,
     lr_schedule="constant",
+    kl_warmup=0.0,
     input_activation=None,
     u_cap=None,
 )
@@ -86,6 +87,7 @@ def _trainer_options(s: dict, binarize: str) -> dict:
         u_delay=int(s["u_delay"]),
         init_output_bias=s["init_output_bias"],  # the Trainer checks it is a bool
         lr_schedule=s["lr_schedule"],
+        kl_warmup=float(s["kl_warmup"]),
     )
 
 
@@ -104,7 +106,8 @@ def build_trainer(
     settings : dict, optional
         Keys of :data:`TRAIN_DEFAULTS` (missing or None ones take its values); only the
         ``Trainer``'s (``batch_size``, ``samples``, ``optimizer``, ``lr``, ``binarize``, ``seed``,
-        ``report_every``, ``u_delay``, ``init_output_bias``, ``lr_schedule``, ...) are used.
+        ``report_every``, ``u_delay``, ``init_output_bias``, ``lr_schedule``, ``kl_warmup``,
+        ...) are used.
         Binarisation follows the model's likelihood (``binarization_for``): Gaussian pixels are
         never binarised.
     device, x_valid :

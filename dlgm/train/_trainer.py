@@ -66,6 +66,7 @@ class Progress:
     samples_per_s: float
     lr: float
     valid_elbo: float | None = None  # on ``x_valid`` at the end of an epoch
+    kl_weight: float = 1.0  # beta of the KL term at the last step (< 1 during a KL warm-up)
     end_of_epoch: bool = False
     message: str | None = None  # e.g. a NaN recovery
 
@@ -107,6 +108,10 @@ def _check_settings(s: dict, n: int) -> None:
     need(s["report_every"] >= 1, "report_every must be >= 1")
     need(0 < s["lr_decay"] <= 1, f"lr_decay={s['lr_decay']}: must be in (0, 1]")
     need(0 <= s["u_delay"] <= 100_000, f"u_delay={s['u_delay']}: must be in [0, 100000]")
+    need(
+        0 <= s["kl_warmup"] <= 100_000 and math.isfinite(s["kl_warmup"]),
+        f"kl_warmup={s['kl_warmup']}: must be in [0, 100000] epochs",
+    )
     need(
         s["lr_schedule"] in LR_SCHEDULES,
         f"lr_schedule={s['lr_schedule']!r}: choose {LR_SCHEDULES}",
@@ -172,6 +177,13 @@ class Trainer:
         epochs; later epochs stay at ``lr / 10``), see :func:`iwae_lr_factor`; applied at
         epoch boundaries like ``lr_decay`` (a NaN recovery's back-off carries over), so it
         resumes bit for bit. Cannot be combined with ``lr_decay != 1``.
+    kl_warmup : float
+        KL warm-up (deterministic annealing; Bowman et al. 2016, Sonderby et al. 2016): for
+        the first ``kl_warmup`` epochs the loss is ``-(E_q log pi(v|h) - beta KL)`` with beta
+        rising linearly with the step, from 0 at the first step to 1 after ``kl_warmup``
+        epochs (:meth:`kl_weight`); from then on it is the free energy of eq. 13. The
+        reported free energy and ELBO are always the true ones (beta = 1). A function of the
+        step count, so a resumed run goes on bit for bit. 0 (the default): no warm-up.
     x_valid : array or Tensor, optional
         Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
     """
@@ -201,6 +213,7 @@ class Trainer:
         u_delay=0,
         init_output_bias=False,
         lr_schedule="constant",
+        kl_warmup=0.0,
         _resuming=False,
     ):
         if not isinstance(init_output_bias, bool | np.bool_):
@@ -224,6 +237,7 @@ class Trainer:
             u_delay=int(u_delay),
             init_output_bias=bool(init_output_bias),
             lr_schedule=lr_schedule,
+            kl_warmup=float(kl_warmup),
         )
         _check_settings(self.settings, len(x_train))
         if self.settings["u_delay"] and not hasattr(model, "head_u"):
@@ -350,6 +364,20 @@ class Trainer:
     def lr(self) -> float:
         return float(self.opt.param_groups[0]["lr"])
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_data / self.settings["batch_size"])
+
+    def kl_weight(self, step: int | None = None) -> float | None:
+        """beta of the KL term in update ``step`` (0-based; default: the next one) under
+        ``kl_warmup``: ``min(1, step / (kl_warmup * steps_per_epoch))``; None without a
+        warm-up (the loss is then the free energy itself, computed as before)."""
+        warmup = self.settings["kl_warmup"]
+        if not warmup:
+            return None
+        step = self.step_count if step is None else step
+        return min(1.0, step / (warmup * self.steps_per_epoch))
+
     # ------------------------------------------------------------------ one update
     def _advance(self) -> slice:
         """The next minibatch's slice of ``perm``; starts a new epoch when one is done."""
@@ -416,7 +444,8 @@ class Trainer:
         n_global = len(xb)
         xb, x_rec, eps, xi_noise = self._shard(*self._draw_noise(xb))
         net = self.ddp or self.model  # DDP's hooks need the call to go through its wrapper
-        out = net(xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise)  # -ELBO; the prior comes below
+        # -ELBO (or its KL warm-up version); the weight prior comes below
+        out = net(xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise, kl_weight=self.kl_weight())
         loss = out["loss"]
         if self.world > 1:  # DDP averages the processes: weight each by its share of rows
             loss = loss * (len(xb) * self.world / n_global)
@@ -536,8 +565,7 @@ class Trainer:
             raise ConfigError("give epochs or steps")
         if epochs is not None and not 0 < epochs <= 100_000:
             raise ConfigError(f"epochs={epochs}: must be in (0, 100000]")
-        bs = self.settings["batch_size"]
-        steps_per_epoch = math.ceil(self.n_data / bs)
+        steps_per_epoch = self.steps_per_epoch
         last = self.step_count + min(
             steps if steps is not None else math.inf,
             round(epochs * steps_per_epoch) if epochs is not None else math.inf,
@@ -545,8 +573,9 @@ class Trainer:
         every = self.settings["report_every"]
         sums, n, t0, seen = None, 0, time.perf_counter(), 0
         while self.step_count < last:
+            beta = self.kl_weight()
             out = self.step()
-            terms = torch.stack([out["loss"].detach(), out["elbo"]])
+            terms = torch.stack([-out["elbo"], out["elbo"]])  # F = -ELBO + prior, even in warm-up
             sums = terms if sums is None else sums + terms
             n, seen = n + 1, seen + len(out["x"]) * self.world
             end_epoch = self.pos >= len(self.perm)
@@ -567,6 +596,7 @@ class Trainer:
                 elbo=elbo,
                 samples_per_s=seen / dt,
                 lr=self.lr,
+                kl_weight=1.0 if beta is None else beta,
                 end_of_epoch=end_epoch and message is None,
                 message=message,
             )
