@@ -84,6 +84,9 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
         "diag-iwae": ({"covariance": "diag"}, {"lr_schedule": "iwae"}),
         # a KL warm-up: beta rises linearly from 0 to 1 over the first third of the epochs
         "diag-warmup": ({"covariance": "diag"}, {"kl_warmup": epochs / 3}),
+        # ... over a tenth, or two thirds, of the epochs: how long must it be?
+        "diag-warmup-short": ({"covariance": "diag"}, {"kl_warmup": epochs / 10}),
+        "diag-warmup-long": ({"covariance": "diag"}, {"kl_warmup": 2 * epochs / 3}),
         "rank1-cap1-warmup": ({"covariance": "rank1", "u_cap": 1.0}, {"kl_warmup": epochs / 3}),
         # point 4's mechanism: after the delay u grows and d shrinks; bound u^T D^-1 u by 4
         "rank1-delay-cap": ({"covariance": "rank1", "u_cap": 4.0}, {"u_delay": epochs // 2}),
