@@ -118,12 +118,15 @@ def _row(name: str) -> str | None:
         opt += ", output bias at the mean pixel"
     if t.get("lr_schedule", "constant") != "constant":
         opt += f", {t['lr_schedule']} lr schedule"
+    if t.get("kl_warmup"):
+        opt += f", KL warm-up {t['kl_warmup']:g} epochs"
+    cov = c["covariance"] + (f", u'D^-1u capped at {c['u_cap']:g}" if c.get("u_cap") else "")
     cmd = card.get("command", "")
     epochs = f"{t.get('epochs', 0):g}" + (" (stopped: see the card)" if card.get("stopped") else "")
     wall = card.get("wall_time_s")
     wall = "-" if wall is None else f"{wall:.0f} s"
     return (
-        f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {c['covariance']} | {opt} | "
+        f"| {name} | {card.get('data')} | {b} | {_arch(c)} | {cov} | {opt} | "
         f"{epochs} | {wall} | {card.get('device')} | "
         f"{num('test_elbo')} | {nll} | {ev} | `{cmd}` |"
     )
