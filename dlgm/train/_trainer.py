@@ -575,14 +575,13 @@ class Trainer:
         while self.step_count < last:
             beta = self.kl_weight()
             out = self.step()
-            terms = torch.stack([-out["elbo"], out["elbo"]])  # F = -ELBO + prior, even in warm-up
-            sums = terms if sums is None else sums + terms
+            sums = out["elbo"] if sums is None else sums + out["elbo"]
             n, seen = n + 1, seen + len(out["x"]) * self.world
             end_epoch = self.pos >= len(self.perm)
             if n < every and not end_epoch and self.step_count < last:
                 continue
-            loss, elbo = (sums / n).tolist()  # the only host sync: once per report
-            loss += self.prior_term()  # the free energy of eq. 13, per example
+            elbo = float(sums / n)  # the only host sync: once per report
+            loss = -elbo + self.prior_term()  # F of eq. 13 per example, even during a warm-up
             message = None
             if not (math.isfinite(loss) and math.isfinite(elbo) and self._finite()):
                 message = self._recover()
@@ -664,8 +663,7 @@ def fit(
 def continue_fit(trainer, *, epochs, callback=None, checkpoint_dir=None, checkpoint_every=1):
     """Run ``trainer`` until it has done ``epochs`` epochs in all (so a resumed run finishes
     where an uninterrupted one would)."""
-    steps_per_epoch = math.ceil(trainer.n_data / trainer.settings["batch_size"])
-    remaining = round(epochs * steps_per_epoch) - trainer.step_count
+    remaining = round(epochs * trainer.steps_per_epoch) - trainer.step_count
     if remaining <= 0:
         return trainer
     for p in trainer.run(steps=remaining):
