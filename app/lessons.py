@@ -428,7 +428,9 @@ LESSONS: dict[str, Lesson] = {
             "which it used. Rank-one trailing diagonal in the 200-latent rows is a measured "
             "finding, not a bug: trained from the start its u turns q into a needle along "
             "one direction, and bounded (u_cap) it only draws level (experiments/RESULTS.md, "
-            "rank-one vs diagonal)."
+            "rank-one vs diagonal). The two -warmup rows come closest to the paper: a KL "
+            "warm-up keeps more latents in use, and the bounded rank-one model ends level "
+            "with its diagonal pair there too."
         ),
         try_this=(
             "Slide **Importance samples K** from 1 to the largest value: by how many nats "
