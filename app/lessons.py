@@ -429,8 +429,8 @@ LESSONS: dict[str, Lesson] = {
             "finding, not a bug: trained from the start its u turns q into a needle along "
             "one direction, and bounded (u_cap) it only draws level (experiments/RESULTS.md, "
             "rank-one vs diagonal). The two -warmup rows come closest to the paper: a KL "
-            "warm-up keeps more latents in use, and the bounded rank-one model ends level "
-            "with its diagonal pair there too."
+            "warm-up keeps more latents in use, and the bounded rank-one model ends within "
+            "0.1 nats of its diagonal pair there too."
         ),
         try_this=(
             "Slide **Importance samples K** from 1 to the largest value: by how many nats "
