@@ -427,10 +427,9 @@ LESSONS: dict[str, Lesson] = {
             "when the data, its binarisation and the test images match: every row says "
             "which it used. Rank-one trailing diagonal in the 200-latent rows is a measured "
             "finding, not a bug: trained from the start its u turns q into a needle along "
-            "one direction, and bounded (u_cap) it only draws level (experiments/RESULTS.md, "
-            "rank-one vs diagonal). The two -warmup rows come closest to the paper: a KL "
-            "warm-up keeps more latents in use, and the bounded rank-one model ends within "
-            "0.1 nats of its diagonal pair there too."
+            "one direction, and bounded (u_cap) it only draws level, also in the two -warmup "
+            "rows, whose KL warm-up keeps more latents in use and comes closest to the paper "
+            "(experiments/RESULTS.md, rank-one vs diagonal; a KL warm-up)."
         ),
         try_this=(
             "Slide **Importance samples K** from 1 to the largest value: by how many nats "
