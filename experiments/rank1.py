@@ -10,9 +10,9 @@ trains with the library's own Trainer and then measures, on fixed data:
 - the importance-sampled NLL with K = ``--k`` on the first ``--nll-images`` test images;
 - the posterior's shape over the test set: u^T D^{-1} u and eta = 1 / (1 + u^T D^{-1} u)
   (eq. 20), the precision diagonal d of the active latents, the number of active latents
-  (Burda et al. 2016: Var_x E_q[xi_k] > 0.01), the number of active *directions* (eigenvalues
-  of Cov_x E_q[xi] above 0.01: the prior is isotropic, so a code spread along a direction u
-  that is not an axis counts once), and per image the number of "sharp" latents, d_k > 2
+  (Burda et al. 2016: Var_x E_q[xi_k] > 0.01; in all and per stochastic layer), the number
+  of active *directions* (eigenvalues of Cov_x E_q[xi] above 0.01: the prior is isotropic, so
+  a code spread along a direction u that is not an axis counts once), and per image the number of "sharp" latents, d_k > 2
   (posterior variance along axis k under half the prior's; the rank-one term adds one sharp
   direction on top); the test ELBO's two terms, E_q log p(v|xi) and KL(q || p);
 - the gradient of the recognition heads (mu, d, u) over 20 minibatches of 100 training
@@ -128,6 +128,7 @@ def posterior_shape(model, x: torch.Tensor) -> dict:
     sharp = (d > 2).sum(-1).double()  # (N,)
     out = {
         "active_latents": int(active.sum()),
+        "active_by_layer": [int(a.sum()) for a in model.split(active)],
         "active_directions": int((eig > 0.01).sum()),
         "sharp_latents_q50": float(sharp.median()),
         "sharp_latents_mean": float(sharp.mean()),
@@ -143,6 +144,25 @@ def posterior_shape(model, x: torch.Tensor) -> dict:
             out.update(
                 {f"{name}_q{p}": float(x) for p, x in zip(levels, v.quantile(qs), strict=True)}
             )
+    return out
+
+
+@torch.no_grad()
+def layer_use(model, n: int = 2000, seed: int = 0) -> list[float]:
+    """Per stochastic layer l (1 nearest the data): the mean absolute change of the pixel
+    probabilities (or means) E[v | xi] when xi_l alone is drawn again from the prior, over
+    ``n`` ancestral draws. 0 for a layer the generative model ignores (a collapsed top layer
+    leaves h_1 constant in xi_L), whatever the encoder does with it."""
+    g = torch.Generator().manual_seed(seed)
+    prior = model.prior()
+    xi = prior.rsample((n,), generator=g)
+    redraw = prior.rsample((n,), generator=g)
+    base = model.pixel_mean(xi)
+    out = []
+    for layer in range(len(model.config.n_latent)):
+        parts, new = model.split(xi), model.split(redraw)
+        parts[layer] = new[layer]
+        out.append(float((model.pixel_mean(torch.cat(parts, -1)) - base).abs().mean()))
     return out
 
 
@@ -413,8 +433,9 @@ def report(args) -> None:
 def shape(args) -> None:
     """For model folders (e.g. ``pretrained/NAME``): the ELBO's two terms and the posterior's
     shape (active latents and directions, precisions; ``posterior_shape``) on the first ``--n``
-    MNIST test images binarised with seed 1, one JSON line per model: what tells two runs of one
-    recipe apart when their likelihoods differ."""
+    MNIST test images binarised with seed 1, and how much each stochastic layer moves the
+    generated pixels (``layer_use``), one JSON line per model: what tells two runs of one
+    recipe apart when their likelihoods differ, and whether a deep model uses its top layer."""
     import dlgm
 
     torch.set_num_threads(args.threads)
@@ -429,6 +450,7 @@ def shape(args) -> None:
                 "test_elbo": float(model.elbo(x, generator=g).mean()),
             }
         row |= elbo_terms(model, x) | posterior_shape(model, x)
+        row["pixel_change_by_layer"] = layer_use(model)
         print(json.dumps(row), flush=True)
 
 

@@ -40,3 +40,29 @@ def test_shape_prints_the_kl_and_active_latents_of_each_model(tmp_path, monkeypa
     assert row["test_kl"] == pytest.approx(float(kl), rel=1e-5)
     assert row["active_latents"] == active and 0 < active <= 3
     assert row["test_elbo"] < 0 and row["test_rec"] < 0
+
+
+def test_shape_of_a_deep_model_reports_each_layer_and_a_silent_top_layer(
+    tmp_path, monkeypatch, capsys
+):
+    images = np.random.default_rng(1).random((40, 784))
+    monkeypatch.setattr(rank1, "load_dataset", lambda name, split: SimpleNamespace(x=images))
+    config = DLGMConfig(
+        data_shape=(28, 28), n_latent=(4, 3), gen_hidden=(8,), rec_hidden=(8,), covariance="diag"
+    )
+    model = DLGM(config, seed=0)
+    with torch.no_grad():
+        model.head_loc.weight.mul_(20.0)
+        model.G[1].zero_()  # h_2 = G_2 xi_2 = 0: the top layer cannot reach the pixels
+    save(model, tmp_path / "m")
+    rank1.main(["shape", str(tmp_path / "m"), "--n", "30"])
+    row = json.loads(capsys.readouterr().out.strip())
+
+    x = torch.tensor(static_binarize(images[:30], 1))
+    with torch.no_grad():
+        mu = model.encode(x).mean.double()
+    active = mu.var(0) > 0.01
+    assert row["active_by_layer"] == [int(active[:4].sum()), int(active[4:].sum())]
+    assert sum(row["active_by_layer"]) == row["active_latents"]
+    bottom, top = row["pixel_change_by_layer"]
+    assert top == 0.0 and bottom > 0.01  # redrawing xi_1 moves pixels, redrawing xi_2 cannot
