@@ -12,9 +12,10 @@ trains with the library's own Trainer and then measures, on fixed data:
   (eq. 20), the precision diagonal d of the active latents, the number of active latents
   (Burda et al. 2016: Var_x E_q[xi_k] > 0.01; in all and per stochastic layer), the number
   of active *directions* (eigenvalues of Cov_x E_q[xi] above 0.01: the prior is isotropic, so
-  a code spread along a direction u that is not an axis counts once), and per image the number of "sharp" latents, d_k > 2
-  (posterior variance along axis k under half the prior's; the rank-one term adds one sharp
-  direction on top); the test ELBO's two terms, E_q log p(v|xi) and KL(q || p);
+  a code spread along a direction u that is not an axis counts once), and per image the
+  number of "sharp" latents, d_k > 2 (posterior variance along axis k under half the prior's;
+  the rank-one term adds one sharp direction on top); the test ELBO's two terms,
+  E_q log p(v|xi) and KL(q || p);
 - the gradient of the recognition heads (mu, d, u) over 20 minibatches of 100 training
   images: norm of the mean gradient and the total variance across minibatches.
 
