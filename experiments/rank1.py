@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from dlgm import DLGM, DLGMConfig  # noqa: E402
 from dlgm.data import load_dataset, static_binarize  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
+from dlgm.sampling import layer_influence  # noqa: E402
 from dlgm.train import STATE_FILE, Trainer  # noqa: E402
 
 RUNS = ROOT / "experiments" / "runs" / "rank1"
@@ -145,25 +146,6 @@ def posterior_shape(model, x: torch.Tensor) -> dict:
             out.update(
                 {f"{name}_q{p}": float(x) for p, x in zip(levels, v.quantile(qs), strict=True)}
             )
-    return out
-
-
-@torch.no_grad()
-def layer_use(model, n: int = 2000, seed: int = 0) -> list[float]:
-    """Per stochastic layer l (1 nearest the data): the mean absolute change of the pixel
-    probabilities (or means) E[v | xi] when xi_l alone is drawn again from the prior, over
-    ``n`` ancestral draws. 0 for a layer the generative model ignores (a collapsed top layer
-    leaves h_1 constant in xi_L), whatever the encoder does with it."""
-    g = torch.Generator().manual_seed(seed)
-    prior = model.prior()
-    xi = prior.rsample((n,), generator=g)
-    redraw = prior.rsample((n,), generator=g)
-    base = model.pixel_mean(xi)
-    out = []
-    for layer in range(len(model.config.n_latent)):
-        parts, new = model.split(xi), model.split(redraw)
-        parts[layer] = new[layer]
-        out.append(float((model.pixel_mean(torch.cat(parts, -1)) - base).abs().mean()))
     return out
 
 
@@ -435,8 +417,9 @@ def shape(args) -> None:
     """For model folders (e.g. ``pretrained/NAME``): the ELBO's two terms and the posterior's
     shape (active latents and directions, precisions; ``posterior_shape``) on the first ``--n``
     MNIST test images binarised with seed 1, and how much each stochastic layer moves the
-    generated pixels (``layer_use``), one JSON line per model: what tells two runs of one
-    recipe apart when their likelihoods differ, and whether a deep model uses its top layer."""
+    generated pixels (``dlgm.sampling.layer_influence``), one JSON line per model: what tells
+    two runs of one recipe apart when their likelihoods differ, and whether a deep model uses
+    its top layer."""
     import dlgm
 
     torch.set_num_threads(args.threads)
@@ -451,7 +434,8 @@ def shape(args) -> None:
                 "test_elbo": float(model.elbo(x, generator=g).mean()),
             }
         row |= elbo_terms(model, x) | posterior_shape(model, x)
-        row["pixel_change_by_layer"] = layer_use(model)
+        g = torch.Generator().manual_seed(0)
+        row["pixel_change_by_layer"] = layer_influence(model, generator=g)
         print(json.dumps(row), flush=True)
 
 

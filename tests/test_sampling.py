@@ -7,7 +7,7 @@ import torch
 
 from dlgm import DLGM, DLGMConfig
 from dlgm.errors import ConfigError, ShapeError
-from dlgm.sampling import Samples, ancestral, resample_from_layer
+from dlgm.sampling import Samples, ancestral, layer_influence, resample_from_layer
 
 
 def _gen(seed=0):
@@ -101,3 +101,31 @@ def test_resample_errors():
         resample_from_layer(model, torch.full((5,), math.nan), 1)
     with pytest.raises(ConfigError, match="n="):
         resample_from_layer(model, xi, 1, n=3)  # n needs a single xi
+
+
+def test_layer_influence_matches_a_direct_redraw_and_is_zero_for_a_silent_top_layer():
+    model = _model(n_latent=(2, 3)).double()
+    got = layer_influence(model, 50, generator=_gen(4))
+    # the same draws by hand: xi, then the redraw; swap one layer's block at a time
+    g = _gen(4)
+    xi = torch.randn(50, 5, generator=g, dtype=torch.float64)
+    new = torch.randn(50, 5, generator=g, dtype=torch.float64)
+    base = torch.sigmoid(model.decode(xi))
+    low = torch.cat([new[:, :2], xi[:, 2:]], -1)
+    top = torch.cat([xi[:, :2], new[:, 2:]], -1)
+    want = [(torch.sigmoid(model.decode(z)) - base).abs().mean().item() for z in (low, top)]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert min(got) > 0.01
+    with torch.no_grad():
+        model.G[1].zero_()  # h_2 = G_2 xi_2 = 0: xi_2 cannot reach the pixels
+    bottom, silent = layer_influence(model, 50, generator=_gen(4))
+    assert silent == 0.0 and bottom > 0.01
+
+
+def test_layer_influence_of_one_layer_and_bad_n():
+    model = _model(n_latent=(3,))
+    (only,) = layer_influence(model, 20, generator=_gen())
+    assert 0.0 < only <= 1.0
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="n="):
+            layer_influence(model, bad)
