@@ -198,8 +198,10 @@ LESSONS: dict[str, Lesson] = {
         ),
         try_this=(
             "Change the **seed** a few times and count the classes you see. With a model of "
-            "two stochastic layers (train one with latents `10, 2` on the Models page), "
-            "resample from layer 1: does each row keep its digit while the style changes?"
+            "two stochastic layers (`mnist-deep-rank1`, or train one with latents `10, 2` on "
+            "the Models page), resample from layer 1: does each row keep its digit while the "
+            "style changes? Then pick `mnist-deep-rank1-warmup`: which of its layers moves "
+            "the pixels?"
         ),
         section="sec. 2 (eq. 1-4) and sec. 5.2 (Fig. 3a)",
         symbols=SYMBOLS_MODEL,

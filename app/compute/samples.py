@@ -10,10 +10,12 @@ from app.cache import cache_resource, read_only
 from app.figures.images import image_grid_figure
 from app.figures.style import freeze
 from app.session import Entry, seen_label, seen_test_images, test_images
-from dlgm.sampling import ancestral, resample_from_layer
+from dlgm.sampling import ancestral, layer_influence, resample_from_layer
 
 N_ROWS_LAYER, N_VARIATIONS = 6, 8  # resampling figure: rows of samples x variations
 N_DEFAULT, SEED_DEFAULT = 36, 0  # the page's defaults
+N_INFLUENCE = 1000  # ancestral draws behind each layer's influence
+SILENT = 1e-3  # a layer that moves the pixel probabilities by less than this is unused
 
 
 @cache_resource(show_spinner=False, max_entries=64)
@@ -36,6 +38,27 @@ def resampled(model: dlgm.DLGM, layer: int, seed: int) -> np.ndarray:
         new = resample_from_layer(model, base.xi[i], layer, n=N_VARIATIONS - 1, generator=g)
         rows.append(torch.cat([base.probs[i : i + 1], new.probs]))
     return read_only(torch.cat(rows).numpy())
+
+
+@cache_resource(show_spinner=False, max_entries=64)
+def influence(model: dlgm.DLGM) -> tuple[float, ...]:
+    """``dlgm.sampling.layer_influence`` of ``model`` (``N_INFLUENCE`` draws, seed 0): per
+    layer, layer 1 first, the mean change of the pixel probabilities when that layer alone is
+    redrawn."""
+    g = torch.Generator().manual_seed(0)
+    return tuple(layer_influence(model, N_INFLUENCE, generator=g))
+
+
+def influence_text(values: tuple[float, ...]) -> tuple[str, list[int]]:
+    """The page's sentence on ``influence`` and the layers (1-based) that move the pixels by
+    less than ``SILENT``: the generative model does not use them."""
+    parts = ", ".join(f"ξ_{i} by {v:.3f}" for i, v in enumerate(values, start=1))
+    silent = [i for i, v in enumerate(values, start=1) if v < SILENT]
+    return (
+        f"Redrawing one layer alone moves the pixel probabilities by, on average: {parts} "
+        "(dlgm.sampling.layer_influence).",
+        silent,
+    )
 
 
 @cache_resource(show_spinner=False, max_entries=128)

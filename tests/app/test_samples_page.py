@@ -66,3 +66,43 @@ def test_samples_of_the_shipped_deep_model_resample_from_layer_1():
     at.select_slider(key="smp_layer").set_value(1).run()
     assert not at.exception
     assert not np.array_equal(array(charts(at)[-1]["data"][0]["z"]), top)
+
+
+def test_samples_page_names_a_layer_the_model_does_not_use():
+    """A two-layer model whose top layer cannot reach the pixels (G_2 = 0): the page says so;
+    with G_2 as trained (here: as initialised) it only states each layer's influence."""
+    import torch
+
+    entry = tiny_entry("deep", n_latent=(3, 2))
+    at = open_page("samples", **with_model(entry))
+    (said,) = [c.value for c in at.caption if c.value.startswith("Redrawing one layer")]
+    assert "ξ_1 by" in said and "ξ_2 by" in said
+    assert not at.warning
+    silent = tiny_entry("silent-top", n_latent=(3, 2))
+    with torch.no_grad():
+        silent.model.G[1].zero_()
+    at = open_page("samples", **with_model(silent))
+    assert not at.exception
+    (said,) = [c.value for c in at.caption if c.value.startswith("Redrawing one layer")]
+    assert "ξ_2 by 0.000" in said
+    assert "does not use ξ_2" in at.warning[0].value
+
+
+def test_influence_text_flags_the_silent_layers():
+    from app.compute.samples import influence_text
+
+    text, silent = influence_text((0.156, 0.0))
+    assert text.startswith("Redrawing one layer alone") and "ξ_1 by 0.156, ξ_2 by 0.000" in text
+    assert silent == [2]
+    assert influence_text((0.1, 0.08, 0.0009))[1] == [3]
+    assert influence_text((0.2,))[1] == []
+
+
+def test_the_shipped_deep_models_top_layers():
+    """mnist-deep-rank1 uses both layers; its KL warm-up twin trained its top layer out of use
+    (redrawing ξ_2 moves its pixel probabilities by about 2e-5), and the page says so."""
+    at = open_page("samples", current_model="mnist-deep-rank1")
+    assert not at.exception and not at.warning
+    at = open_page("samples", current_model="mnist-deep-rank1-warmup")
+    assert not at.exception
+    assert "does not use ξ_2" in at.warning[0].value
