@@ -129,8 +129,8 @@ def layer_influence(model, n: int = 2000, *, generator: torch.Generator | None =
 
     0 for a layer that the generative model ignores (a "collapsed" layer: with G_L = 0, or a
     T_l that is constant, h_1 does not depend on xi_l), whatever the recognition model does
-    with it; for a Bernoulli model at most 1. A model that trains its top layer out of use
-    samples the same images from every layer on the Samples page.
+    with it; at most 1 (probabilities and clipped means lie in [0, 1]). Resampling from an
+    unused top layer down varies a sample no more than resampling from the layer below it.
 
     Parameters
     ----------

@@ -69,8 +69,8 @@ def page() -> None:
         st.warning(
             f"This model does not use {names}: redrawing it leaves every image as it was, "
             "so h_1 does not depend on it (a layer that training switched off; its "
-            "posterior stays at the prior). Resampling from the top then redraws the same "
-            "images as resampling from the highest layer in use."
+            "posterior stays at the prior). Resampling from the top then varies the images no "
+            "more than resampling from the highest layer in use."
         )
     images = compute.resampled(model, layer, seed)
     kept = ", ".join(f"ξ_{i}" for i in range(layer + 1, n_layers + 1)) or "nothing"
