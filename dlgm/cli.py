@@ -262,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         "epochs (0: none)",
     )
     t.add_argument(
+        "--free-bits",
+        type=float,
+        help="free bits: no stochastic layer's mean KL is pulled below this many nats "
+        "(keeps a deep model's top layer in use; 0: none)",
+    )
+    t.add_argument(
         "--init-output-bias",
         action="store_true",
         default=None,

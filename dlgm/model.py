@@ -34,7 +34,7 @@ from torch.distributions import Distribution, kl_divergence
 from ._validate import binarization_for
 from .errors import ConfigError, ShapeError
 from .observation import PIXEL_MODELS, pixel_model
-from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal, soft_cap_u
+from .posteriors import DiagonalNormal, RankOneNormal, StandardNormal, layer_kl, soft_cap_u
 
 COVARIANCES = ("diag", "rank1", "rank1-joint")
 LIKELIHOODS = tuple(PIXEL_MODELS)  # ("bernoulli", "gaussian")
@@ -419,6 +419,7 @@ class DLGM(nn.Module):
         xi_noise=None,
         generator=None,
         kl_weight=None,
+        free_bits=None,
     ) -> dict:
         """The data terms of the free energy of eq. 13 on a minibatch, per example, in nats.
 
@@ -448,6 +449,13 @@ class DLGM(nn.Module):
             Sonderby et al. 2016) trains on beta < 1 for its first epochs (``Trainer``'s
             ``kl_warmup``). None (the default) is beta = 1, the free energy itself. ``elbo``
             is the true ELBO whatever beta.
+        free_bits : float, optional
+            lambda > 0: "free bits" per stochastic layer (Kingma et al. 2016), the KL term
+            becomes ``KL + sum_l max(0, lambda - KL_l)`` with KL_l the batch mean of layer l's
+            marginal KL (``dlgm.posteriors.layer_kl``): a layer's KL below lambda nats is not
+            pulled down, so the prior cannot switch a layer off; above lambda it is the free
+            energy again. Times beta under a warm-up. None (the default): no floor. ``elbo``
+            is the true ELBO whatever lambda.
 
         Returns
         -------
@@ -465,7 +473,12 @@ class DLGM(nn.Module):
         rec = self.log_likelihood(x, xi).mean(0)  # (B,)
         kl = kl_divergence(q, self.prior())  # (B,), analytic (eq. 13)
         elbo = (rec - kl).mean()
-        loss = -elbo if kl_weight is None else -(rec - kl_weight * kl).mean()
+        if free_bits:
+            floor = torch.relu(free_bits - layer_kl(q, self.config.n_latent).mean(0)).sum()
+            kl_term = kl.mean() + floor
+            loss = -(rec.mean() - (1.0 if kl_weight is None else kl_weight) * kl_term)
+        else:
+            loss = -elbo if kl_weight is None else -(rec - kl_weight * kl).mean()
         return {
             "loss": loss,
             "elbo": elbo.detach(),

@@ -343,6 +343,60 @@ def _kl_rank_one_standard(q, p):
 # Blocks of q1 and q2 may differ: w_c . u2_b sums u1 u2 / d1 over the overlap of c and b.
 
 
+def layer_kl(q, sizes) -> torch.Tensor:
+    """KL(q(xi_l | v) || N(0, I)) of each stochastic layer's marginal, shape (..., L).
+
+    ``sizes`` = (K_1, ..., K_L) splits xi into layers (``DLGMConfig.n_latent``). Where q
+    factorises over the layers (a diagonal q, or the per-layer rank-one q of eq. 12) the L
+    values sum to KL(q || N(0, I)); under the joint rank-one q of sec. 4.3 the joint KL exceeds
+    their sum by the layers' multi-information under q. O(K): layer l of a rank-one block b
+    has the marginal covariance D_l^{-1} - eta_b w_l w_l^T (w = D^{-1} u, eq. 20), so
+    log|C_l| = -sum_l log d + log eta_b + log(1 + s_b - s_l) with s = u^T D^{-1} u over the
+    block (s_b) and over the layer's part of it (s_l), and
+    tr C_l = sum_l 1/d - eta_b sum_l u^2 / d^2.
+
+    Parameters
+    ----------
+    q : DiagonalNormal or RankOneNormal
+        A recognition distribution over all K latents; each layer must lie inside one of a
+        rank-one q's blocks.
+    sizes : tuple of int
+        Latents per layer, summing to K.
+    """
+    sizes = tuple(int(k) for k in sizes)
+    k = q.loc.shape[-1]
+    if sum(sizes) != k or min(sizes) < 1:
+        raise ValueError(f"layer sizes {sizes} must be positive and sum to K={k}")
+    mean_sq = _block_sum(q.loc.pow(2), sizes)
+    dims = torch.tensor(sizes, dtype=q.loc.dtype, device=q.loc.device)
+    if isinstance(q, DiagonalNormal):
+        var = q.variance
+        trace, log_det = _block_sum(var, sizes), _block_sum(var.log(), sizes)
+        return _kl_to_standard_parts(mean_sq, trace, log_det, dims)
+    if not isinstance(q, RankOneNormal):
+        raise TypeError(f"layer_kl needs a DiagonalNormal or RankOneNormal, not {type(q)}")
+    ends = torch.tensor(q.blocks).cumsum(0).tolist()
+    starts = [0, *ends[:-1]]
+    first = [0, *torch.tensor(sizes).cumsum(0).tolist()[:-1]]  # each layer's first latent
+    for a, n in zip(first, sizes, strict=True):
+        if not any(b0 <= a and a + n <= b1 for b0, b1 in zip(starts, ends, strict=True)):
+            raise ValueError(f"layer sizes {sizes} cut across the rank-one blocks {q.blocks}")
+    u2d = q.u.pow(2) / q.d  # (..., K)
+    eta_k = q._block_expand(q.eta).expand_as(u2d)  # eta of each latent's block, (..., K)
+    s_k = q._block_expand(q._s).expand_as(u2d)  # s of each latent's block
+    idx = torch.tensor(first, device=q.loc.device)
+    eta_l, s_b = eta_k.index_select(-1, idx), s_k.index_select(-1, idx)  # (..., L)
+    s_l = _block_sum(u2d, sizes)
+    trace = _block_sum(1.0 / q.d, sizes) - _block_sum(eta_k * u2d / q.d, sizes)
+    log_det = -_block_sum(q.d.log(), sizes) + eta_l.log() + torch.log1p(s_b - s_l)
+    return _kl_to_standard_parts(mean_sq, trace, log_det, dims)
+
+
+def _kl_to_standard_parts(mean_sq, trace_c, log_det_c, k):
+    # KL(N(mu, C) || N(0, I)) = 0.5 (tr C - log|C| + mu^T mu - K), from the summed parts
+    return 0.5 * (trace_c - log_det_c + mean_sq - k)
+
+
 def _membership(blocks, like) -> torch.Tensor:
     """(K, L) 0/1 matrix: entry [i, b] is 1 when latent i lies in block b."""
     ids = torch.repeat_interleave(

@@ -57,6 +57,9 @@ from dlgm.train import STATE_FILE, Trainer  # noqa: E402
 RUNS = ROOT / "experiments" / "runs" / "rank1"
 TABLE1 = dict(n_latent=(200,), gen_hidden=(200, 200), rec_hidden=(200, 200), kappa=1.0)
 MNIST2D = dict(n_latent=(2,), gen_hidden=(200, 200), rec_hidden=(200, 200), kappa=1.0)
+# the deep model of pretrained/mnist-deep-rank1(-warmup): two stochastic layers (IWAE's 100, 50)
+DEEP = dict(n_latent=(100, 50), gen_hidden=(200, 200), rec_hidden=(300, 300), kappa=1.0)
+SHAPES = {"-2d": MNIST2D, "-deep": DEEP}
 RECIPE = dict(optimizer="adam", lr=1e-3, batch_size=100, binarize="dynamic", report_every=100)
 
 
@@ -68,8 +71,12 @@ U_SCALED = {"rank1-u-tiny": 1e-3}
 
 def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
     """(model config fields, Trainer settings) of an arm. ``-2d`` arms use the 2-latent MNIST
-    model of the Embedding/Posterior pages instead of the Table 1 one."""
-    base, shape = arm.removesuffix("-2d"), (MNIST2D if arm.endswith("-2d") else TABLE1)
+    model of the Embedding/Posterior pages instead of the Table 1 one, ``-deep`` arms the
+    two-stochastic-layer model (``DEEP``)."""
+    base, shape = arm, TABLE1
+    for suffix, fields in SHAPES.items():
+        if arm.endswith(suffix):
+            base, shape = arm.removesuffix(suffix), fields
     arms = {
         "diag": ({"covariance": "diag"}, {}),
         "rank1": ({"covariance": "rank1"}, {}),
@@ -104,9 +111,26 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
         "rank1-u-tiny": ({"covariance": "rank1"}, {}),
         # the control: u never starts (the same runs as rank1-delay until epoch E/2, then diagonal)
         "rank1-off": ({"covariance": "rank1"}, {"u_delay": epochs}),
+        # the deep models' recipes (with ``-deep``): joint rank-one q, u from epoch E/50, and
+        # the KL warm-up over a tenth of the run (mnist-deep-rank1 and its -warmup twin)
+        "rank1j": ({"covariance": "rank1-joint"}, {"u_delay": max(1, epochs // 50)}),
+        "rank1j-warmup": (
+            {"covariance": "rank1-joint"},
+            {"u_delay": max(1, epochs // 50), "kl_warmup": epochs / 10},
+        ),
+        # free bits (Kingma et al. 2016): no layer's mean KL pulled below 3 nats (about the
+        # log 10 of a digit's class), so that the top layer cannot be switched off by the prior
+        "rank1j-fb3": (
+            {"covariance": "rank1-joint"},
+            {"u_delay": max(1, epochs // 50), "free_bits": 3.0},
+        ),
+        "rank1j-warmup-fb3": (
+            {"covariance": "rank1-joint"},
+            {"u_delay": max(1, epochs // 50), "kl_warmup": epochs / 10, "free_bits": 3.0},
+        ),
     }
     if base not in arms:
-        raise SystemExit(f"unknown arm {arm!r}; choose from {sorted(arms)} (+ '-2d')")
+        raise SystemExit(f"unknown arm {arm!r}; choose from {sorted(arms)} (+ '-2d', '-deep')")
     model, train = arms[base]
     return {**shape, **model}, {**RECIPE, **train}
 
@@ -116,6 +140,16 @@ def run_dir(arm: str, seed: int, epochs: int) -> Path:
 
 
 # ---------------------------------------------------------------------------- measurements
+@torch.no_grad()
+def active_by_layer(model, x: torch.Tensor) -> list[int]:
+    """Active latents (Var_x E_q[xi_k] > 0.01) of each stochastic layer over the images x."""
+    was_training = model.training
+    model.eval()
+    active = model.encode(x).mean.var(0) > 0.01
+    model.train(was_training)
+    return [int(a.sum()) for a in model.split(active)]
+
+
 @torch.no_grad()
 def posterior_shape(model, x: torch.Tensor) -> dict:
     """Quantiles of u^T D^{-1} u, eta and d over images (and active latents), active count."""
@@ -203,6 +237,7 @@ def measure(model, test_x: np.ndarray, train_x: np.ndarray) -> dict:
         **elbo_terms(model, x_test),
         **posterior_shape(model, x_test),
         **head_gradients(model, train_x),
+        "pixel_change_by_layer": layer_influence(model, generator=torch.Generator().manual_seed(0)),
     }
 
 
@@ -262,11 +297,21 @@ def run(args) -> dict:
         if (out / "epoch_wall.json").is_file()
         else []
     )
+    # active latents per stochastic layer after each epoch, on the valid images: when does a
+    # layer go silent?
+    epoch_active = (
+        list(json.loads((out / "epoch_active.json").read_text()))
+        if (out / "epoch_active.json").is_file()
+        else []
+    )
+    x_valid = torch.tensor(static_binarize(valid, 1))
     for p in trainer.run(steps=max(0, args.epochs * steps_per_epoch - trainer.step_count)):
         if p.end_of_epoch:
             epoch_wall.append(round(wall + time.perf_counter() - t0, 2))
+            epoch_active.append(active_by_layer(trainer.model, x_valid))
             trainer.save(out, wall_time_s=epoch_wall[-1])
             (out / "epoch_wall.json").write_text(json.dumps(epoch_wall))
+            (out / "epoch_active.json").write_text(json.dumps(epoch_active))
             print(
                 f"{args.arm} s{args.seed} epoch {p.epoch:.0f}: valid ELBO {p.valid_elbo:.2f} "
                 f"({epoch_wall[-1]:.0f} s)",
@@ -283,6 +328,7 @@ def run(args) -> dict:
         "wall_time_s": epoch_wall[-1] if epoch_wall else None,
         "epoch_wall_s": epoch_wall,
         "valid_elbo": [h["valid_elbo"] for h in trainer.history],
+        "active_by_layer_per_epoch": epoch_active,
         **nll_of(model, test.x, args.k, args.nll_images),
         **measured,
     }

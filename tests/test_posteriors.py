@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from dlgm.posteriors import DiagonalNormal, RankOneNormal, StandardNormal, soft_cap_u
+from dlgm.posteriors import DiagonalNormal, RankOneNormal, StandardNormal, layer_kl, soft_cap_u
 
 DT = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-10)  # exact identities in float64
@@ -288,3 +288,53 @@ def test_soft_cap_u_is_the_identity_at_zero_and_near_it_for_small_s():
     assert torch.equal(soft_cap_u(d, zero, 4.0), zero)
     small = 1e-3 * u  # s ~ 1e-6 << cap: relative change s / (3 cap) ~ 1e-7
     torch.testing.assert_close(soft_cap_u(d, small, 4.0), small, rtol=1e-6, atol=0)
+
+
+# ---------------------------------------------------------------------------- per-layer KL
+def _dense_layer_kls(dense, sizes):
+    """KL of each layer's marginal from N(0, I), from the dense covariance's diagonal blocks."""
+    out, a = [], 0
+    for n in sizes:
+        marg = MultivariateNormal(
+            dense.loc[..., a : a + n], dense.covariance_matrix[..., a : a + n, a : a + n]
+        )
+        std = MultivariateNormal(torch.zeros(n, dtype=DT), torch.eye(n, dtype=DT))
+        out.append(kl_divergence(marg, std))
+        a += n
+    return torch.stack(out, -1)
+
+
+@pytest.mark.parametrize("blocks", [None, (2, 3)])
+@pytest.mark.parametrize("u_scale", [0.0, 1.0, 5.0])
+def test_layer_kl_of_a_rank_one_q_against_the_dense_marginals(blocks, u_scale):
+    """Each layer's marginal of the joint (blocks None) and of the per-layer rank-one q (eq.
+    12), against dense float64 blocks of C = (D + u u^T)^-1; the per-layer q's layers sum to
+    its KL, the joint one's to less (the layers' multi-information)."""
+    loc, d, u = _params(5, batch=(4,), seed=7, u_scale=u_scale)
+    q = RankOneNormal(loc, d, u, blocks=blocks)
+    got = layer_kl(q, (2, 3))
+    torch.testing.assert_close(got, _dense_layer_kls(_dense(loc, d, u, blocks), (2, 3)), **TIGHT)
+    total = kl_divergence(q, StandardNormal(5, dtype=DT))
+    if blocks is not None or u_scale == 0.0:
+        torch.testing.assert_close(got.sum(-1), total, **TIGHT)
+    else:
+        assert bool((total - got.sum(-1) > 1e-6).all())
+    if blocks is None:  # one layer over all K latents is the KL itself
+        torch.testing.assert_close(layer_kl(q, (5,))[..., 0], total, **TIGHT)
+
+
+def test_layer_kl_of_a_diagonal_q_sums_to_its_kl():
+    loc, d, _ = _params(5, batch=(4,), seed=8)
+    q = DiagonalNormal(loc, d.rsqrt())
+    got = layer_kl(q, (1, 4))
+    dense = MultivariateNormal(loc, torch.diag_embed(1.0 / d))
+    torch.testing.assert_close(got, _dense_layer_kls(dense, (1, 4)), **TIGHT)
+    torch.testing.assert_close(got.sum(-1), kl_divergence(q, StandardNormal(5, dtype=DT)), **TIGHT)
+
+
+def test_layer_kl_rejects_sizes_that_do_not_fit():
+    loc, d, u = _params(5, seed=9)
+    with pytest.raises(ValueError, match="sum to K=5"):
+        layer_kl(RankOneNormal(loc, d, u), (2, 2))
+    with pytest.raises(ValueError, match="cut across"):
+        layer_kl(RankOneNormal(loc, d, u, blocks=(2, 3)), (3, 2))

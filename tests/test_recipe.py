@@ -351,3 +351,104 @@ def test_the_cli_a_config_and_run_training_set_the_kl_warmup(tmp_path):
     res = run_training(TINY_RUN | {"epochs": 2, "kl_warmup": 1.0})
     assert res["model"].metadata["training"]["kl_warmup"] == 1.0
     assert [h["kl_weight"] for h in res["model"].metadata["history"]][-1] == 1.0
+
+
+# ---------------------------------------------------------------------------- free bits
+def _deep(seed=0, covariance="diag"):
+    """Two stochastic layers (3 and 2 latents), float64."""
+    cfg = DLGMConfig(
+        data_shape=(8, 8),
+        n_latent=(3, 2),
+        gen_hidden=(16,),
+        rec_hidden=(16,),
+        covariance=covariance,
+    )
+    return DLGM(cfg, seed=seed).double()
+
+
+def _batch(n=64):
+    x = torch.tensor(X[:n], dtype=torch.float64)
+    return x.bernoulli(generator=torch.Generator().manual_seed(0))
+
+
+def test_free_bits_add_the_shortfall_of_each_layers_mean_kl():
+    """loss = -rec + KL + sum_l max(0, lambda - mean KL_l), with the layers' KLs from the dense
+    marginals (dlgm.posteriors.layer_kl is tested against them); lambda below every layer's KL
+    is the free energy itself, and the reported ELBO is the true one (float64, the same eps)."""
+    from dlgm.posteriors import layer_kl
+
+    model, x = _deep(seed=4, covariance="rank1-joint"), _batch()
+    eps = torch.randn((1, 64, 5), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plain = model.free_energy(x, eps=eps)
+    with torch.no_grad():
+        kl_l = layer_kl(model.encode(x), (3, 2)).mean(0)
+    for lam in (0.5 * float(kl_l.min()), float(kl_l.mean()), 2.0 * float(kl_l.max())):
+        fb = model.free_energy(x, eps=eps, free_bits=lam)
+        want = -float(plain["rec"]) + float(plain["kl"]) + float(torch.relu(lam - kl_l).sum())
+        assert float(fb["loss"]) == pytest.approx(want, rel=1e-12)
+        assert float(fb["elbo"]) == pytest.approx(float(plain["elbo"]), rel=1e-12)
+    low = model.free_energy(x, eps=eps, free_bits=0.5 * float(kl_l.min()))
+    assert float(low["loss"]) == pytest.approx(float(plain["loss"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "rank1"])
+def test_free_bits_above_every_layers_kl_leave_only_the_reconstruction_gradient(covariance):
+    """With q factorised over the layers (diagonal, or rank-one per layer as in eq. 12) the KL
+    is the sum of the layers' KLs, so a floor above all of them removes the KL's gradient:
+    the same update as beta = 0."""
+    model, x = _deep(seed=5, covariance=covariance), _batch()
+    eps = torch.randn((1, 64, 5), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    g_free = _grads(model, model.free_energy(x, eps=eps, free_bits=1e3)["loss"])
+    g_rec = _grads(model, model.free_energy(x, eps=eps, kl_weight=0.0)["loss"])
+    torch.testing.assert_close(g_free, g_rec, rtol=1e-10, atol=1e-12)
+    g_plain = _grads(model, model.free_energy(x, eps=eps)["loss"])
+    assert float((g_plain - g_rec).abs().max()) > 1e-3  # the floor did remove something
+
+
+def test_free_bits_are_a_trainer_setting_in_the_card_and_resume_bit_exact(tmp_path):
+    settings = dict(batch_size=50, optimizer="adam", lr=3e-3, seed=6, report_every=2)
+    x = X[:100]
+    t_full = Trainer(
+        _deep(seed=1).float(), x, free_bits=1.5, kl_warmup=2.0, device="cpu", **settings
+    )
+    _run(t_full, 6)
+    t_part = Trainer(
+        _deep(seed=1).float(), x, free_bits=1.5, kl_warmup=2.0, device="cpu", **settings
+    )
+    _run(t_part, 3)
+    t_part.save(tmp_path)
+    t_res = Trainer.resume(tmp_path, x, device="cpu")
+    assert t_res.settings["free_bits"] == 1.5 and t_res.record()["free_bits"] == 1.5
+    _run(t_res, 3)
+    _assert_equal_states(t_full.model.state_dict(), t_res.model.state_dict())
+    # and they change the updates: the same run without them differs
+    t_none = Trainer(_deep(seed=1).float(), x, kl_warmup=2.0, device="cpu", **settings)
+    _run(t_none, 6)
+    a, b = t_full.model.state_dict(), t_none.model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_free_bits_are_clear_errors_and_old_states_resume_without_them(tmp_path):
+    for bad in (-1.0, float("nan"), float("inf"), 1e5):
+        with pytest.raises(ConfigError, match="free_bits"):
+            Trainer(_model(), X[:100], free_bits=bad, device="cpu")
+    t = Trainer(_model(), X[:100], batch_size=50, device="cpu")
+    _run(t, 2)
+    t.save(tmp_path)
+    tensors, meta = decode_tensors(read_bytes(tmp_path / STATE_FILE))
+    del meta["train"]["settings"]["free_bits"]
+    (tmp_path / STATE_FILE).write_bytes(encode_tensors(tensors, meta))
+    assert Trainer.resume(tmp_path, X[:100], device="cpu").settings["free_bits"] == 0.0
+
+
+def test_the_cli_a_config_and_run_training_set_free_bits(tmp_path):
+    s = cli_settings(build_parser().parse_args(["train", "--free-bits", "2"]))
+    assert s["free_bits"] == 2.0
+    assert cli_settings(build_parser().parse_args(["train"]))["free_bits"] == 0.0
+    conf = tmp_path / "fb.json"
+    conf.write_text(json.dumps({"free_bits": 3}))
+    assert (
+        cli_settings(build_parser().parse_args(["train", "--config", str(conf)]))["free_bits"] == 3
+    )
+    res = run_training(TINY_RUN | {"epochs": 1, "free_bits": 0.5})
+    assert res["model"].metadata["training"]["free_bits"] == 0.5

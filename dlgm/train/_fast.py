@@ -60,7 +60,12 @@ class _FastStep:
         if xi_noise is not None:
             xi_noise = s["sample_noise"] * xi_noise
         out = self.t.model.free_energy(
-            xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise, kl_weight=kl_weight
+            xb,
+            x_rec=x_rec,
+            eps=eps,
+            xi_noise=xi_noise,
+            kl_weight=kl_weight,
+            free_bits=s["free_bits"] or None,
         )
         out["x"] = xb
         return out

@@ -51,6 +51,7 @@ TRAIN_DEFAULTS = dict(
     init_output_bias=False,
     lr_schedule="constant",
     kl_warmup=0.0,
+    free_bits=0.0,
     input_activation=None,
     u_cap=None,
 )
@@ -88,6 +89,7 @@ def _trainer_options(s: dict, binarize: str) -> dict:
         init_output_bias=s["init_output_bias"],  # the Trainer checks it is a bool
         lr_schedule=s["lr_schedule"],
         kl_warmup=float(s["kl_warmup"]),
+        free_bits=float(s["free_bits"]),
     )
 
 
@@ -107,7 +109,7 @@ def build_trainer(
         Keys of :data:`TRAIN_DEFAULTS` (missing or None ones take its values); only the
         ``Trainer``'s (``batch_size``, ``samples``, ``optimizer``, ``lr``, ``binarize``, ``seed``,
         ``report_every``, ``u_delay``, ``init_output_bias``, ``lr_schedule``, ``kl_warmup``,
-        ...) are used.
+        ``free_bits``, ...) are used.
         Binarisation follows the model's likelihood (``binarization_for``): Gaussian pixels are
         never binarised.
     device, x_valid :

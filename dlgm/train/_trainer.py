@@ -113,6 +113,10 @@ def _check_settings(s: dict, n: int) -> None:
         f"kl_warmup={s['kl_warmup']}: must be in [0, 100000] epochs",
     )
     need(
+        0 <= s["free_bits"] <= 10_000 and math.isfinite(s["free_bits"]),
+        f"free_bits={s['free_bits']}: must be in [0, 10000] nats per layer",
+    )
+    need(
         s["lr_schedule"] in LR_SCHEDULES,
         f"lr_schedule={s['lr_schedule']!r}: choose {LR_SCHEDULES}",
     )
@@ -184,6 +188,12 @@ class Trainer:
         epochs (:meth:`kl_weight`); from then on it is the free energy of eq. 13. The
         reported free energy and ELBO are always the true ones (beta = 1). A function of the
         step count, so a resumed run goes on bit for bit. 0 (the default): no warm-up.
+    free_bits : float
+        "Free bits" (Kingma et al. 2016), lambda nats per stochastic layer: the loss's KL term
+        is ``KL + sum_l max(0, lambda - KL_l)`` (``DLGM.free_energy``), so no layer's mean KL
+        is pulled below lambda; meant to keep a deep model's top layer from being switched
+        off. Combines with ``kl_warmup`` (the floor is weighted by beta too). The reported
+        free energy and ELBO are the true ones. 0 (the default): none.
     x_valid : array or Tensor, optional
         Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
     """
@@ -214,6 +224,7 @@ class Trainer:
         init_output_bias=False,
         lr_schedule="constant",
         kl_warmup=0.0,
+        free_bits=0.0,
         _resuming=False,
     ):
         if not isinstance(init_output_bias, bool | np.bool_):
@@ -238,6 +249,7 @@ class Trainer:
             init_output_bias=bool(init_output_bias),
             lr_schedule=lr_schedule,
             kl_warmup=float(kl_warmup),
+            free_bits=float(free_bits),
         )
         _check_settings(self.settings, len(x_train))
         if self.settings["u_delay"] and not hasattr(model, "head_u"):
@@ -445,7 +457,14 @@ class Trainer:
         xb, x_rec, eps, xi_noise = self._shard(*self._draw_noise(xb))
         net = self.ddp or self.model  # DDP's hooks need the call to go through its wrapper
         # -ELBO (or its KL warm-up version); the weight prior comes below
-        out = net(xb, x_rec=x_rec, eps=eps, xi_noise=xi_noise, kl_weight=self.kl_weight())
+        out = net(
+            xb,
+            x_rec=x_rec,
+            eps=eps,
+            xi_noise=xi_noise,
+            kl_weight=self.kl_weight(),
+            free_bits=self.settings["free_bits"] or None,
+        )
         loss = out["loss"]
         if self.world > 1:  # DDP averages the processes: weight each by its share of rows
             loss = loss * (len(xb) * self.world / n_global)
