@@ -120,6 +120,8 @@ def _row(name: str) -> str | None:
         opt += f", {t['lr_schedule']} lr schedule"
     if t.get("kl_warmup"):
         opt += f", KL warm-up {t['kl_warmup']:g} epochs"
+    if t.get("free_bits"):
+        opt += f", free bits {t['free_bits']:g} nats per layer"
     cov = c["covariance"] + (f", u'D^-1u capped at {c['u_cap']:g}" if c.get("u_cap") else "")
     cmd = card.get("command", "")
     epochs = f"{t.get('epochs', 0):g}" + (" (stopped: see the card)" if card.get("stopped") else "")

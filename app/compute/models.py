@@ -85,6 +85,7 @@ def run_settings(s: dict) -> tuple[dict, tuple]:
         init_output_bias=bool(s.get("init_output_bias", False)),
         lr_schedule=s.get("lr_schedule", "constant"),
         kl_warmup=float(s.get("kl_warmup", 0.0)),
+        free_bits=float(s.get("free_bits", 0.0)),
         device="cpu",
         report_every=max(1, steps // REPORTS_PER_EPOCH),
     )

@@ -260,6 +260,17 @@ def train_form() -> dict | None:
             "before the prior pulls them back; the chart shows the true ELBO throughout. "
             "0: the free energy of eq. 13 from the first step",
         )
+        free_bits = c2.number_input(
+            "Free bits per layer (nats)",
+            0.0,
+            1000.0,
+            0.0,
+            key="train_free_bits",
+            help="Models with two or more stochastic layers: no layer's mean KL is pulled below "
+            "this many nats (Kingma et al. 2016), so that the prior cannot switch the top layer "
+            "off; with a KL warm-up the deep MNIST model otherwise leaves its top layer unused "
+            "(experiments/RESULTS.md, the deep model's top layer). 0: none",
+        )
         name = st.text_input("Name (optional)", "", key="train_name")
         submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
     if not submitted:
@@ -281,6 +292,7 @@ def train_form() -> dict | None:
         lr_schedule=schedule,
         init_output_bias=bool(bias),
         kl_warmup=float(warmup),
+        free_bits=float(free_bits),
         name=name.strip(),
     )
 

@@ -155,8 +155,8 @@ def test_models_u_delay_and_u_cap_are_ignored_for_a_diagonal_covariance():
     assert model.metadata["training"]["u_delay"] == 0 and model.config.u_cap is None
 
 
-def test_models_train_with_the_iwae_schedule_the_output_bias_and_a_kl_warmup():
-    """The three recipe options reach the run and its card; the schedule's first stage change
+def test_models_train_with_the_iwae_schedule_the_output_bias_a_kl_warmup_and_free_bits():
+    """The four recipe options reach the run and its card; the schedule's first stage change
     (epoch 2: lr x 10^(-1/7)) is in the history's learning rates, the warm-up's beta in its
     KL weights (below 1 in epoch 1, 1 after the warm-up's one epoch)."""
     at = open_page("models", models_tab="Train a new model")
@@ -165,13 +165,14 @@ def test_models_train_with_the_iwae_schedule_the_output_bias_and_a_kl_warmup():
     at.selectbox(key="train_schedule").set_value("iwae")
     at.checkbox(key="train_bias").check()
     at.number_input(key="train_warmup").set_value(1.0)
+    at.number_input(key="train_free_bits").set_value(0.5)
     at.number_input(key="train_epochs").set_value(2)
     next(b for b in at.button if b.label == "Train").click().run()
     no_errors(at)
     model = at.session_state["user_models"]["recipe"].model
     training = model.metadata["training"]
     assert training["lr_schedule"] == "iwae" and training["init_output_bias"] is True
-    assert training["kl_warmup"] == 1.0
+    assert training["kl_warmup"] == 1.0 and training["free_bits"] == 0.5
     betas = [h["kl_weight"] for h in model.metadata["history"]]
     assert betas[0] < 1.0 and betas[-1] == 1.0
     lrs = sorted({round(h["lr"], 12) for h in model.metadata["history"] if "lr" in h})
