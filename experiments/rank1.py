@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from dlgm import DLGM, DLGMConfig  # noqa: E402
 from dlgm.data import load_dataset, static_binarize  # noqa: E402
 from dlgm.likelihood import log_likelihood  # noqa: E402
+from dlgm.posteriors import layer_kl  # noqa: E402
 from dlgm.sampling import layer_influence  # noqa: E402
 from dlgm.train import STATE_FILE, Trainer  # noqa: E402
 
@@ -212,7 +213,8 @@ def head_gradients(
 
 @torch.no_grad()
 def elbo_terms(model, x: torch.Tensor, seed: int = 0) -> dict:
-    """Mean E_q log p(v | xi) (one sample) and mean KL(q || N(0, I)) over ``x``, nats."""
+    """Mean E_q log p(v | xi) (one sample), mean KL(q || N(0, I)) and mean KL of each stochastic
+    layer's marginal (``dlgm.posteriors.layer_kl``) over ``x``, nats."""
     from torch.distributions import kl_divergence
 
     q = model.encode(x)
@@ -220,6 +222,8 @@ def elbo_terms(model, x: torch.Tensor, seed: int = 0) -> dict:
     return {
         "test_rec": float(model.log_likelihood(x, xi).mean()),
         "test_kl": float(kl_divergence(q, model.prior()).mean()),
+        # each layer's marginal KL (under a joint q they sum to less than test_kl)
+        "test_kl_by_layer": layer_kl(q, model.config.n_latent).mean(0).tolist(),
     }
 
 

@@ -63,6 +63,9 @@ def test_shape_of_a_deep_model_reports_each_layer_and_a_silent_top_layer(
         mu = model.encode(x).mean.double()
     active = mu.var(0) > 0.01
     assert row["active_by_layer"] == [int(active[:4].sum()), int(active[4:].sum())]
+    # a diagonal q factorises over the layers: their KLs sum to the KL
+    assert sum(row["test_kl_by_layer"]) == pytest.approx(row["test_kl"], rel=1e-5)
+    assert min(row["test_kl_by_layer"]) > 0
     assert sum(row["active_by_layer"]) == row["active_latents"]
     bottom, top = row["pixel_change_by_layer"]
     assert top == 0.0 and bottom > 0.01  # redrawing xi_1 moves pixels, redrawing xi_2 cannot
