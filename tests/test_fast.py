@@ -25,10 +25,11 @@ from dlgm.train import Trainer
 X = load_dataset("digits", "train").x[:230]  # 230 = 4 x 50 + 30: a short last minibatch
 
 # Every option that changes a step: dynamic binarisation, input noise, sample noise, S = 2,
-# clipping, the weight prior (kappa), learning-rate decay, a KL warm-up over half the run, a
-# short last minibatch.
+# clipping, the weight prior (kappa), learning-rate decay, a KL warm-up over half the run, free
+# bits, a short last minibatch.
 SETTINGS = dict(
     kl_warmup=2.0,
+    free_bits=1.0,
     batch_size=50,
     lr=1e-2,
     lr_decay=0.9,
