@@ -70,7 +70,9 @@ def page() -> None:
             f"This model does not use {names}: redrawing it leaves every image as it was, "
             "so h_1 does not depend on it (a layer that training switched off; its "
             "posterior stays at the prior). Resampling from the top then varies the images no "
-            "more than resampling from the highest layer in use."
+            "more than resampling from the highest layer in use. A KL warm-up switches a "
+            "top layer off in its first epochs; free bits (Models page, 'Free bits per "
+            "layer') keep it in use."
         )
     images = compute.resampled(model, layer, seed)
     kept = ", ".join(f"ξ_{i}" for i in range(layer + 1, n_layers + 1)) or "nothing"

@@ -86,6 +86,7 @@ def test_samples_page_names_a_layer_the_model_does_not_use():
     (said,) = [c.value for c in at.caption if c.value.startswith("Redrawing one layer")]
     assert "ξ_2 by 0.000" in said
     assert "does not use ξ_2" in at.warning[0].value
+    assert "free bits" in at.warning[0].value  # and how to keep a top layer
 
 
 def test_influence_text_flags_the_silent_layers():
@@ -106,3 +107,4 @@ def test_the_shipped_deep_models_top_layers():
     at = open_page("samples", current_model="mnist-deep-rank1-warmup")
     assert not at.exception
     assert "does not use ξ_2" in at.warning[0].value
+    assert "free bits" in at.warning[0].value  # and how to keep a top layer
