@@ -319,7 +319,12 @@ class RankOneNormal(Distribution):
 
 def _kl_to_standard(mean, trace_c, log_det_c, k):
     # KL(N(mu, C) || N(0, I)) = 0.5 (tr C - log|C| + mu^T mu - K)   (eq. 13)
-    return 0.5 * (trace_c - log_det_c + mean.pow(2).sum(-1) - k)
+    return _kl_to_standard_parts(mean.pow(2).sum(-1), trace_c, log_det_c, k)
+
+
+def _kl_to_standard_parts(mean_sq, trace_c, log_det_c, k):
+    # the same from mu^T mu (of a whole q, or summed over one layer's latents)
+    return 0.5 * (trace_c - log_det_c + mean_sq - k)
 
 
 @register_kl(DiagonalNormal, StandardNormal)
@@ -390,11 +395,6 @@ def layer_kl(q, sizes) -> torch.Tensor:
     trace = _block_sum(1.0 / q.d, sizes) - _block_sum(eta_k * u2d / q.d, sizes)
     log_det = -_block_sum(q.d.log(), sizes) + eta_l.log() + torch.log1p(s_b - s_l)
     return _kl_to_standard_parts(mean_sq, trace, log_det, dims)
-
-
-def _kl_to_standard_parts(mean_sq, trace_c, log_det_c, k):
-    # KL(N(mu, C) || N(0, I)) = 0.5 (tr C - log|C| + mu^T mu - K), from the summed parts
-    return 0.5 * (trace_c - log_det_c + mean_sq - k)
 
 
 def _membership(blocks, like) -> torch.Tensor:

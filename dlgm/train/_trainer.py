@@ -193,7 +193,8 @@ class Trainer:
         is ``KL + sum_l max(0, lambda - KL_l)`` (``DLGM.free_energy``), so no layer's mean KL
         is pulled below lambda; meant to keep a deep model's top layer from being switched
         off. Combines with ``kl_warmup`` (the floor is weighted by beta too). The reported
-        free energy and ELBO are the true ones. 0 (the default): none.
+        free energy and ELBO are the true ones. Under data-parallel training each process
+        takes the mean over its share of the minibatch. 0 (the default): none.
     x_valid : array or Tensor, optional
         Data whose ELBO is reported at the end of each epoch (at most 1000 rows are used).
     """
