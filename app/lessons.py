@@ -201,7 +201,8 @@ LESSONS: dict[str, Lesson] = {
             "two stochastic layers (`mnist-deep-rank1`, or train one with latents `10, 2` on "
             "the Models page), resample from layer 1: does each row keep its digit while the "
             "style changes? Then pick `mnist-deep-rank1-warmup`: which of its layers moves "
-            "the pixels?"
+            "the pixels? Its twin `mnist-deep-rank1-freebits` was trained the same way with "
+            "free bits: what does its layer 2 hold, and what does layer 1 redraw?"
         ),
         section="sec. 2 (eq. 1-4) and sec. 5.2 (Fig. 3a)",
         symbols=SYMBOLS_MODEL,
@@ -430,7 +431,9 @@ LESSONS: dict[str, Lesson] = {
             "which it used. Rank-one trailing diagonal in the 200-latent rows is a measured "
             "finding, not a bug: trained from the start its u turns q into a needle along "
             "one direction, and bounded (u_cap) it only draws level, also in the two -warmup "
-            "rows, whose KL warm-up keeps more latents in use and comes closest to the paper "
+            "rows, whose KL warm-up keeps more latents in use and reaches the paper's diagonal "
+            "row; over 1,000 epochs the -warmup-1000 row passes the paper's rank-one row, "
+            "and the two-layer -freebits row goes further "
             "(experiments/RESULTS.md, rank-one vs diagonal; a KL warm-up)."
         ),
         try_this=(

@@ -72,7 +72,7 @@ def page() -> None:
             "posterior stays at the prior). Resampling from the top then varies the images no "
             "more than resampling from the highest layer in use. A KL warm-up switches a "
             "top layer off in its first epochs; free bits (Models page, 'Free bits per "
-            "layer') keep it in use."
+            "layer') keep it in use, as in `mnist-deep-rank1-freebits`."
         )
     images = compute.resampled(model, layer, seed)
     kept = ", ".join(f"ξ_{i}" for i in range(layer + 1, n_layers + 1)) or "nothing"
