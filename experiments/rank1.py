@@ -129,6 +129,12 @@ def arm_settings(arm: str, epochs: int) -> tuple[dict, dict]:
             {"covariance": "rank1-joint"},
             {"u_delay": max(1, epochs // 50), "kl_warmup": epochs / 10, "free_bits": 3.0},
         ),
+        # is the top layer's KL (3.02 nats after 1,000 epochs with lambda = 3) set by the floor
+        # or by the data? The same recipe with the floor doubled
+        "rank1j-warmup-fb6": (
+            {"covariance": "rank1-joint"},
+            {"u_delay": max(1, epochs // 50), "kl_warmup": epochs / 10, "free_bits": 6.0},
+        ),
     }
     if base not in arms:
         raise SystemExit(f"unknown arm {arm!r}; choose from {sorted(arms)} (+ '-2d', '-deep')")
