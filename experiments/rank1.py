@@ -439,6 +439,16 @@ def report(args) -> None:
         ):
             vals = [by_seed[s].get(k) for s in seeds]
             row[k] = float(np.mean(vals)) if all(v is not None for v in vals) else None
+        # per stochastic layer (models with more than one): means over seeds, active ranges
+        for k in ("test_kl_by_layer", "pixel_change_by_layer", "active_by_layer"):
+            vals = [by_seed[s].get(k) for s in seeds]
+            if all(v is not None and len(v) > 1 for v in vals):
+                v = np.array(vals, dtype=float)  # (seeds, layers)
+                row[k] = v.mean(0).tolist()
+                if k == "active_by_layer":
+                    row["active_by_layer_range"] = [
+                        [int(a), int(b)] for a, b in zip(v.min(0), v.max(0))
+                    ]
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=1))
