@@ -447,7 +447,7 @@ def report(args) -> None:
                 row[k] = v.mean(0).tolist()
                 if k == "active_by_layer":
                     row["active_by_layer_range"] = [
-                        [int(a), int(b)] for a, b in zip(v.min(0), v.max(0))
+                        [int(a), int(b)] for a, b in zip(v.min(0), v.max(0), strict=True)
                     ]
         rows.append(row)
     if args.json:
