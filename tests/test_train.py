@@ -300,6 +300,38 @@ def test_a_state_without_its_wall_time_estimates_it_from_the_history(tmp_path):
     assert len(t.history) == 2 and again.seconds == pytest.approx(expected, rel=1e-12)
 
 
+def test_the_card_lists_the_hosts_a_run_ran_on(tmp_path, monkeypatch):
+    from dlgm.checkpoint import decode_tensors, encode_tensors, read_bytes
+    from dlgm.train import _host
+
+    t = Trainer(_model(), X, batch_size=200, lr=3e-3, report_every=4, device="cpu")
+    for _ in t.run(steps=3):
+        pass
+    t.save(tmp_path)
+    card = json.loads((tmp_path / "card.json").read_text())
+    (here,) = card["hosts"]
+    assert here == {"from_step": 0, **_host.describe(torch.device("cpu"))}
+    assert here["torch"] == torch.__version__ and here["threads"] == torch.get_num_threads()
+    assert here["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
+
+    same = Trainer.resume(tmp_path, X, device="cpu")  # the same host: no new entry
+    assert same.hosts == card["hosts"]
+    monkeypatch.setattr(_host, "cpu_name", lambda: "Another CPU")
+    moved = Trainer.resume(tmp_path, X, device="cpu")  # another host: a new entry from step 3
+    for _ in moved.run(steps=2):
+        pass
+    moved.save(tmp_path)
+    hosts = json.loads((tmp_path / "card.json").read_text())["hosts"]
+    assert [h["from_step"] for h in hosts] == [0, 3]
+    assert [h["cpu"] for h in hosts] == [here["cpu"], "Another CPU"]
+
+    tensors, meta = decode_tensors(read_bytes(tmp_path / STATE_FILE))
+    meta["train"]["hosts"] = "not a list"  # as written before states recorded it, or damaged
+    (tmp_path / STATE_FILE).write_bytes(encode_tensors(tensors, meta))
+    old = Trainer.resume(tmp_path, X, device="cpu")
+    assert [h["from_step"] for h in old.hosts] == [5]  # only what is known: here, from step 5
+
+
 def test_resume_after_a_kill_between_the_two_checkpoint_files(tmp_path, monkeypatch):
     import dlgm.train._state as train_mod
 

@@ -7,6 +7,8 @@ module              contents
                     ``fit``, ``continue_fit``, ``Progress``, ``resolve_device``
 ``_fast.py``        ``fast=True``: the step compiled by ``torch.compile``; one CUDA graph on GPUs
 ``_state.py``       the training state file beside the checkpoint (bit-exact resume)
+``_host.py``        where a run ran (PyTorch, CPU and its kernels, threads, GPU): the card's
+                    ``hosts``, one entry per change, so a resumed run's lost bits are explained
 ``_run.py``         ``run_training``: data, binarisation, model or resume, card, checkpoints,
                     evaluation, from one settings dict (what the CLI and the app call);
                     ``build_trainer``: a Trainer for a given model by the same rules

@@ -12,6 +12,7 @@ from .._io import atomic_write_bytes
 from ..checkpoint import decode_tensors, encode_tensors, load, read_bytes
 from ..checkpoint import save as save_model
 from ..errors import CheckpointError
+from ._host import note_host
 
 STATE_FILE = "train_state.safetensors"
 
@@ -41,6 +42,7 @@ def save(trainer, directory) -> Path:
         "recoveries": trainer.recoveries,
         "seconds": trainer.seconds,
         "history": trainer.history,
+        "hosts": trainer.hosts,
         "param_groups": [{**g, "lr": float(g["lr"])} for g in opt_state["param_groups"]],
     }
     atomic_write_bytes(directory / STATE_FILE, encode_tensors(tensors, {"train": meta}))
@@ -71,6 +73,9 @@ def load_into(trainer, directory) -> None:
     trainer.step_count, trainer.recoveries = m["step"], m["recoveries"]
     trainer.history = m["history"]
     trainer.seconds = float(m["seconds"]) if "seconds" in m else _estimated_seconds(trainer)
+    # A state written before hosts were recorded: this host from the step resumed at on.
+    saved = m.get("hosts") if isinstance(m.get("hosts"), list) else []
+    trainer.hosts = note_host([h for h in saved if isinstance(h, dict)], trainer.device, m["step"])
     trainer.gen.set_state(tensors["gen"])
     trainer.dev_gen.set_state(
         tensors["dev_gen"].to(trainer.dev_gen.device)

@@ -30,6 +30,7 @@ from ..errors import ConfigError, TrainingError
 from ..model import U_INIT_STD
 from . import _state
 from ._fast import _FastStep
+from ._host import note_host
 
 OPTIMIZERS = ("rmsprop", "adam")
 BINARIZE = ("dynamic", "none")
@@ -301,6 +302,7 @@ class Trainer:
         self.history: list[dict] = []
         self.recoveries = 0
         self.seconds = 0.0  # wall time spent in run(), over every session of a resumed run
+        self.hosts = note_host([], self.device, 0)  # a resumed run: the saved list, + this host
         self._good = None
         if self.settings["u_delay"]:
             self._set_u_head(0.0)  # q starts diagonal (a resumed run loads its own weights)
@@ -630,9 +632,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def record(self) -> dict:
-        """Write the run into the model's card: ``metadata["history"]`` (per-epoch reports) and
-        ``metadata["training"]`` (the settings, steps and epochs done). Returns the latter."""
+        """Write the run into the model's card: ``metadata["history"]`` (per-epoch reports),
+        ``metadata["hosts"]`` (where it ran, see ``_host``) and ``metadata["training"]`` (the
+        settings, steps and epochs done). Returns the latter."""
         self.model.metadata["history"] = self.history
+        self.model.metadata["hosts"] = self.hosts
         self.model.metadata["training"] = {
             **self.settings,
             "steps": self.step_count,
