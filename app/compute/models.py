@@ -110,6 +110,30 @@ def step_trainer(entry: Entry, fresh: bool, s: dict) -> Trainer:
 
 
 # ---------------------------------------------------------------------------- user data
+def describe_hosts(hosts) -> str:
+    """The card's ``hosts`` (where a run ran, ``dlgm.train._host``) in one line, e.g.
+    ``"AMD EPYC (AVX2), torch 2.13.0+cpu, 1 thread"``; a run resumed elsewhere adds
+    ``"; from step 600: ..."``. ``"not recorded"`` for cards written before hosts were."""
+    entries = [h for h in hosts if isinstance(h, Mapping)] if isinstance(hosts, list) else []
+    if not entries:
+        return "not recorded"
+    parts = []
+    for i, h in enumerate(entries):
+        threads = h.get("threads")
+        text = ", ".join(
+            x
+            for x in (
+                f"{h.get('cpu', '?')} ({h.get('cpu_capability', '?')})",
+                h.get("gpu"),
+                f"torch {h.get('torch', '?')}",
+                None if threads is None else f"{threads} thread{'s' * (threads != 1)}",
+            )
+            if x
+        )
+        parts.append(text if i == 0 else f"from step {h.get('from_step', '?'):,}: {text}")
+    return "; ".join(parts)
+
+
 def read_user_data(file_name: str, blob: bytes, *, max_bytes: int) -> UserData:
     """An uploaded ``.npz`` file as a data set of this tab; raises DataError with the reason.
 

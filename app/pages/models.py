@@ -40,6 +40,7 @@ import dlgm  # noqa: E402
 from app.compute.models import (  # noqa: E402
     FETCHABLE,
     available_datasets,
+    describe_hosts,
     describe_user_data,
     fetch_dataset,
     fetch_help,
@@ -128,6 +129,7 @@ def model_tab(entry: Entry) -> None:
             for k, v in training.items()
             if k in ("optimizer", "lr", "batch_size", "epochs", "steps", "seed")
         },
+        "trained on": describe_hosts(meta.get("hosts")),
     }
     right.markdown("**Card**")
     right.table(pd.DataFrame({"value": facts}))

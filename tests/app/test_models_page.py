@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 from conftest import (
     array,
     chart,
@@ -38,6 +39,7 @@ def test_models_page_shows_the_card():
     arch = at.table[0].value
     assert arch.loc["recognition covariance", "value"] == "rank1"
     assert arch.loc["total latents K", "value"] == "2"
+    assert at.table[1].value.loc["trained on", "value"] == "not recorded"  # an older card
     assert "scatter" not in trace_types(at)  # the training history: drawn when opened
     at.session_state["models_history"] = True  # open the "Training history" expander
     at.run()
@@ -63,6 +65,58 @@ def test_models_train_two_epochs_adds_a_session_model():
     model = at.session_state["user_models"]["tiny"].model
     assert model.metadata["training"]["steps"] == 2 * 15  # 1437 digits, minibatch 100
     assert model.config.gen_hidden == (32,)
+    (host,) = model.metadata["hosts"]  # where it ran, on its card
+    assert host["from_step"] == 0 and host["torch"] == torch.__version__
+    selected = open_page("models", **with_model(at.session_state["user_models"]["tiny"]))
+    card = selected.table[1].value  # its card says where it was trained
+    assert card.loc["trained on", "value"].endswith(f"torch {torch.__version__}, 1 thread")
+
+
+@pytest.mark.parametrize(
+    "hosts, text",
+    [
+        (None, "not recorded"),
+        ("junk", "not recorded"),
+        ([1, "x"], "not recorded"),
+        (
+            [
+                {
+                    "from_step": 0,
+                    "cpu": "AMD EPYC",
+                    "cpu_capability": "AVX2",
+                    "torch": "2.13.0",
+                    "threads": 1,
+                }
+            ],
+            "AMD EPYC (AVX2), torch 2.13.0, 1 thread",
+        ),
+        (
+            [
+                {
+                    "from_step": 0,
+                    "cpu": "AMD EPYC",
+                    "cpu_capability": "AVX2",
+                    "torch": "2.13.0",
+                    "threads": 2,
+                },
+                {
+                    "from_step": 60000,
+                    "cpu": "Intel Xeon",
+                    "cpu_capability": "AVX512",
+                    "torch": "2.13.0",
+                    "threads": 1,
+                    "gpu": "NVIDIA H200",
+                },
+            ],
+            "AMD EPYC (AVX2), torch 2.13.0, 2 threads; "
+            "from step 60,000: Intel Xeon (AVX512), NVIDIA H200, torch 2.13.0, 1 thread",
+        ),
+    ],
+)
+def test_describe_hosts(hosts, text):
+    from app.compute.models import describe_hosts
+
+    assert describe_hosts(hosts) == text
 
 
 def test_models_run_ended_by_a_rerun_keeps_the_model():
