@@ -118,10 +118,10 @@ def describe_hosts(hosts) -> str:
     if not entries:
         return "not recorded"
     parts = []
-    for i, h in enumerate(entries):
-        threads = h.get("threads")
+    for i, h in enumerate(entries):  # an uploaded card may hold anything: str() every value
+        threads, step = h.get("threads"), h.get("from_step")
         text = ", ".join(
-            x
+            str(x)
             for x in (
                 f"{h.get('cpu', '?')} ({h.get('cpu_capability', '?')})",
                 h.get("gpu"),
@@ -130,7 +130,8 @@ def describe_hosts(hosts) -> str:
             )
             if x
         )
-        parts.append(text if i == 0 else f"from step {h.get('from_step', '?'):,}: {text}")
+        step = f"{step:,}" if isinstance(step, int) and not isinstance(step, bool) else "?"
+        parts.append(text if i == 0 else f"from step {step}: {text}")
     return "; ".join(parts)
 
 

@@ -78,6 +78,10 @@ def test_models_train_two_epochs_adds_a_session_model():
         (None, "not recorded"),
         ("junk", "not recorded"),
         ([1, "x"], "not recorded"),
+        (  # an uploaded card's odd values: shown, never a crash
+            [{"cpu": 7, "gpu": 3.5}, {"from_step": "x", "threads": "many"}],
+            "7 (?), 3.5, torch ?; from step ?: ? (?), torch ?, many threads",
+        ),
         (
             [
                 {
