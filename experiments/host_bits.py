@@ -13,7 +13,8 @@ PyTorch's and MKL's kernel choice the way another CPU would:
 - ``OMP_NUM_THREADS=2`` with ``--threads 2``: two threads may split the reductions differently.
 
 The first environment is repeated: two runs on one host agree bit for bit. Prints a markdown
-table (environment, an MD5 of the weights, bit-identical to the first row, the largest absolute
+table (environment, the SHA-256 of the weights (``evaluate_cards.weights_digest``, which skips
+the card metadata), bit-identical to the first row, the largest absolute
 weight difference from it) and, with ``--json``, the rows. Usage::
 
     python experiments/host_bits.py --config experiments/configs/mnist-table1-rank1-warmup-1000.json
@@ -22,7 +23,6 @@ weight difference from it) and, with ``--json``, the rows. Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -34,6 +34,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from evaluate_cards import weights_digest  # noqa: E402
 
 # (name, extra environment, threads)
 ENVIRONMENTS = (
@@ -53,8 +55,8 @@ def train_once(
     env: dict,
     threads: int,
     out: Path,
-) -> dict:
-    """Train in a fresh process; returns the final weights (name -> tensor)."""
+) -> tuple[dict, str]:
+    """Train in a fresh process; returns the final weights (name -> tensor) and their digest."""
     from safetensors.torch import load_file
 
     base = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
@@ -79,15 +81,7 @@ def train_once(
         str(out),
     ]
     subprocess.run(cmd, env=base, check=True, capture_output=True, cwd=ROOT)
-    return load_file(str(out / "model.safetensors"))
-
-
-def digest(weights: dict) -> str:
-    h = hashlib.md5()
-    for k in sorted(weights):
-        h.update(k.encode())
-        h.update(weights[k].numpy().tobytes())
-    return h.hexdigest()
+    return load_file(str(out / "model.safetensors")), weights_digest(out)
 
 
 def max_abs_diff(a: dict, b: dict) -> float:
@@ -107,18 +101,18 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("extra", nargs="*", help="more flags for python -m dlgm train (after --)")
     args = p.parse_args(argv)
-    rows, first = [], None
+    rows, first, first_digest = [], None, None
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, env, threads) in enumerate(ENVIRONMENTS):
-            w = train_once(
+            w, d = train_once(
                 args.config, args.extra, args.epochs, args.seed, env, threads, Path(tmp) / f"run{i}"
             )
-            first = first or w
+            first, first_digest = first or w, first_digest or d
             rows.append(
                 {
                     "environment": name,
-                    "md5": digest(w)[:12],
-                    "identical": digest(w) == digest(first),
+                    "sha256": d[:12],
+                    "identical": d == first_digest,
                     "max_abs_diff": max_abs_diff(w, first),
                 }
             )
@@ -126,11 +120,11 @@ def main(argv=None) -> list[dict]:
         f"{args.epochs} epochs, seed {args.seed}, {args.config or ' '.join(args.extra)}; "
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}\n"
     )
-    print("| environment | weights (MD5) | bit-identical to the first | max abs difference |")
+    print("| environment | weights (SHA-256) | bit-identical to the first | max abs difference |")
     print("|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['environment']} | {r['md5']} | {'yes' if r['identical'] else 'no'} | "
+            f"| {r['environment']} | {r['sha256']} | {'yes' if r['identical'] else 'no'} | "
             f"{r['max_abs_diff']:.2e} |"
         )
     if args.json:
