@@ -217,11 +217,19 @@ def _trained(method: str, epochs: float, wall, out: Path, settings: dict, k: int
 
 
 def trained_row(
-    method: str, config: DLGMConfig, settings: dict, epochs: float, k: int, limit: int, out: Path
+    method: str,
+    config: DLGMConfig,
+    settings: dict,
+    epochs: float,
+    k: int,
+    limit: int,
+    out: Path,
+    command: str | None = None,
 ) -> dict:
-    """Train (or reuse) a model with wake-sleep or Algorithm 1 and evaluate it."""
+    """Train (or reuse) a model with wake-sleep or Algorithm 1 and evaluate it; ``command``
+    (the one that reproduces it) goes into the model's metadata."""
     x_train = load_dataset("mnist", "train").x
-    meta = _meta(f"python experiments/table1.py --rows {method} --epochs {epochs:g}")
+    meta = _meta(command or f"python experiments/table1.py --rows {method} --epochs {epochs:g}")
     trainer_fn = fit_wake_sleep if method == "wake-sleep" else fit
 
     def make():
