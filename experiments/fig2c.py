@@ -22,7 +22,8 @@ images (or the first ``--limit``) binarised once with ``static_binarize(x, seed=
 ``--k`` importance samples from the model's own q, generator seed 0; per-image values are kept,
 so every row is paired against the rank-one row.
 
-Rows are cached in ``runs/experiments/fig2c/`` with their models (git-ignored; ``--fresh``
+Rows are cached in ``runs/experiments/fig2c/`` with their models (``mnist-fig2c-fa``, ``-wake-sleep``,
+``-diag``) (git-ignored; ``--fresh``
 redoes them). The bar chart (the four models, not the side note) goes to
 ``experiments/figures/fig2c.png``. Usage::
 
@@ -130,7 +131,7 @@ def row_specs(settings: dict, epochs: float, k: int, n: int | None, fa_train: in
     def trained(method, key):
         command = f"python experiments/fig2c.py --rows {key} --epochs {epochs:g}"
         return lambda: trained_row(
-            method, c[key], settings, epochs, k, n, cache / f"{key}-model", command=command
+            method, c[key], settings, epochs, k, n, cache / f"mnist-fig2c-{key}", command=command
         )
 
     card = _train_config(PRETRAINED_RANK1)
