@@ -22,9 +22,8 @@ images (or the first ``--limit``) binarised once with ``static_binarize(x, seed=
 ``--k`` importance samples from the model's own q, generator seed 0; per-image values are kept,
 so every row is paired against the rank-one row.
 
-Rows are cached in ``runs/experiments/fig2c/`` with their models (``mnist-fig2c-fa``, ``-wake-sleep``,
-``-diag``) (git-ignored; ``--fresh``
-redoes them). The bar chart (the four models, not the side note) goes to
+Rows are cached in ``runs/experiments/fig2c/`` (git-ignored; ``--fresh`` redoes them) with their
+models, ``mnist-fig2c-fa``, ``-wake-sleep`` and ``-diag``. The bar chart (the four models, not the side note) goes to
 ``experiments/figures/fig2c.png``. Usage::
 
     OMP_NUM_THREADS=1 nice -n 5 python experiments/fig2c.py                  # all rows, an hour
