@@ -120,3 +120,41 @@ def test_bar_chart_draws_the_models(tmp_path):
     img = np.asarray(Image.open(tmp_path / "f.png").convert("RGB"))
     for colour in fig2c.COLOURS.values():  # one bar per model in its colour
         assert (img == colour).all(axis=-1).sum() > 100
+
+
+def test_shipped_table_pairs_every_row_against_rank_one():
+    rng = np.random.default_rng(1)
+    base = rng.normal(90.0, 5.0, size=200)
+
+    def row(method, shift, noise):
+        per = base + shift + rng.normal(scale=noise, size=base.size)
+        return {
+            "method": method,
+            "nll": float(per.mean()),
+            "nll_per_image": per.tolist(),
+            "n": per.size,
+            "k": 7,
+            "epochs": 30,
+            "model_dir": f"m/{method}",
+            "elbo": -99.0,
+        }
+
+    rows = [
+        row("factor analysis", 12.0, 1.0),
+        row("DLGM diagonal", 0.5, 0.3),
+        row("DLGM rank-one", 0.0, 0.3),
+    ]
+    table = fig2c.shipped_table(rows, 30, 7, "python experiments/fig2c.py --write x")
+    fa, diag, rank1 = table["rows"]
+    assert rank1["vs_rank1"] is None and rank1["vs_rank1_se"] is None
+    d = np.asarray(rows[1]["nll_per_image"]) - np.asarray(rows[2]["nll_per_image"])
+    assert diag["vs_rank1"] == pytest.approx(d.mean(), abs=1e-12)
+    assert diag["vs_rank1_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(d.size))
+    # pairing removes the images' common spread: far below the unpaired standard errors
+    assert diag["vs_rank1_se"] < 0.2 * diag["nll_se"]
+    assert fa["vs_rank1"] == pytest.approx(12.0, abs=0.3)
+    assert "nll_per_image" not in fa and fa["model"] == "m/factor analysis"
+    assert "200 MNIST test images" in table["protocol"] and "30 epochs" in table["protocol"]
+    # without a rank-one row nothing is paired
+    alone = fig2c.shipped_table(rows[:2], 30, 7, "c")["rows"]
+    assert all(r["vs_rank1"] is None for r in alone)
