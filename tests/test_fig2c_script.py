@@ -49,9 +49,9 @@ def test_rows_are_the_papers_models_at_one_budget(recorded):
     assert epochs == 30 and settings["optimizer"] == "adam" and settings["batch_size"] == 100
     specs = fig2c.row_specs(settings, epochs, 7, None, 100)
     assert tuple(specs) == fig2c.ROWS
-    for key in ("fa", "wake-sleep", "diag", "rank1"):
+    for key in ("fa", "wake-sleep", "diag", "rank1", "rank1-cap"):
         specs[key]()
-    fa, ws, diag, rank1 = recorded
+    fa, ws, diag, rank1, capped = recorded
     # factor analysis: one stochastic layer of 100, a linear T, Bernoulli pixels, diagonal q
     assert fa["method"] == "factor analysis" and fa["config"].gen_hidden == ()
     assert fa["config"].n_latent == (100,) and fa["config"].rec_hidden == (300,)
@@ -66,14 +66,19 @@ def test_rows_are_the_papers_models_at_one_budget(recorded):
             "diag",
         )
     assert ws["method"] == "wake-sleep" and diag["method"] == "DLGM diagonal"
-    for row in (fa, ws, diag):  # one budget and one set of settings for every trained row
+    c = capped["config"]
+    assert capped["method"] == fig2c.CAPPED and c.u_cap == 1.0 and c.covariance == "rank1"
+    assert (c.n_latent, c.gen_hidden, c.rec_hidden) == ((100,), (300,), (300,))
+    assert diag["config"].u_cap is None and ws["config"].u_cap is None
+    for row in (fa, ws, diag, capped):  # one budget and one set of settings for every trained row
         assert row["epochs"] == 30 and row["settings"] == settings
         assert row["command"].startswith("python experiments/fig2c.py --rows ")
     # unique names: evaluate_cards caches and pairs models by folder name
-    assert [row["out"] for row in (fa, ws, diag)] == [
+    assert [row["out"] for row in (fa, ws, diag, capped)] == [
         "mnist-fig2c-fa",
         "mnist-fig2c-wake-sleep",
         "mnist-fig2c-diag",
+        "mnist-fig2c-rank1-cap",
     ]
     # the shipped rank-one model was trained with exactly these settings: it is the row
     assert rank1 == dict(kind="pretrained", method="DLGM rank-one", name="mnist-fig2c-rank1")
@@ -112,6 +117,7 @@ def test_bar_chart_draws_the_models(tmp_path):
             ("wake-sleep", 105.0),
             ("DLGM diagonal", 94.0),
             ("DLGM rank-one", 93.5),
+            (fig2c.CAPPED, 93.2),
         )
     ]
     fig2c.bar_chart(rows, tmp_path / "f.png", "title")
