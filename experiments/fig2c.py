@@ -29,7 +29,7 @@ Rows are cached in ``runs/experiments/fig2c/`` (git-ignored; ``--fresh`` redoes 
 models, ``mnist-fig2c-fa``, ``-wake-sleep`` and ``-diag``. The bar chart (the models, not the
 side note) goes to ``experiments/figures/fig2c.png``. Usage::
 
-    OMP_NUM_THREADS=1 nice -n 5 python experiments/fig2c.py                  # all rows, an hour
+    OMP_NUM_THREADS=1 nice -n 5 python experiments/fig2c.py                  # all rows, 90 min
     OMP_NUM_THREADS=1 nice -n 5 python experiments/fig2c.py --rows fa,diag   # a subset
     python experiments/fig2c.py --write pretrained/fig2c.json   # the app's table, from the cache
 """

@@ -1,5 +1,6 @@
-"""Likelihoods page: the live importance-sampled estimate of log p(v), Table 1's chart, and the
-inference gap's two parts per model (shipped table and live, in cached chunks of images)."""
+"""Likelihoods page: the live importance-sampled estimate of log p(v), Table 1's chart, Fig.
+2c's shipped rows, and the inference gap's two parts per model (shipped table and live, in
+cached chunks of images)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import torch
 import dlgm
 from app.cache import cache_data, cache_resource
 from app.compute import posterior as posterior_compute
-from app.figures.curves import gap_bars_figure, k_curve_figure, nll_histogram_figure, table1_figure
+from app.figures.curves import (
+    fig2c_figure,
+    gap_bars_figure,
+    k_curve_figure,
+    nll_histogram_figure,
+    table1_figure,
+)
 from app.figures.images import image_gallery_figure
 from app.figures.style import freeze
 from app.limits import MAX_K
@@ -27,6 +34,7 @@ N_WORST = 12
 # The inference gap: the table experiments/gaps.py ships, and the live computation's settings.
 GAPS_TABLE = PRETRAINED / "gaps.json"
 PAIRED_TABLE = PRETRAINED / "paired.json"  # Table 1's paired differences (evaluate_cards.py)
+FIG2C_TABLE = PRETRAINED / "fig2c.json"  # Fig. 2c's rows (experiments/fig2c.py --write)
 GAP_CHUNK = 10  # images per cached chunk (the progress bar's step): 1-3 s of CPU at 100 steps
 GAP_STEPS = (25, 50, 100, 200, 300)  # Adam steps of q*
 GAP_N, GAP_STEPS_DEFAULT, GAP_SEED = 20, 100, 0
@@ -144,6 +152,57 @@ def paired_cell(paired: dict | None, name: str, card_nll: float) -> str:
     if row.get("vs_reference") is None:
         return "reference"
     return f"{row['vs_reference']:+.2f} ± {row['vs_reference_se']:.2f}"
+
+
+# ---------------------------------------------------------------------------- Fig. 2c
+def shipped_fig2c() -> dict | None:
+    """``pretrained/fig2c.json`` (``experiments/fig2c.py --write``), or None if missing."""
+    return _shipped(FIG2C_TABLE)
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fig2c_rows(table: dict | None) -> list[dict]:
+    """The well-formed rows of a Fig. 2c table, in its order: ``method`` (str), ``nll`` and
+    ``nll_se`` (finite floats), ``vs_rank1`` / ``vs_rank1_se`` (floats, or both None), the
+    rest as given; ``side_note`` is True for a row that is not one of the paper's models (the
+    Gaussian FA of grey levels); ``training`` says how long ("30 epochs"). A row that does not
+    parse is left out, never an error."""
+    rows = []
+    raw = (table or {}).get("rows") if isinstance(table, dict) else None
+    for r in raw if isinstance(raw, list) else []:
+        if not isinstance(r, dict) or not isinstance(r.get("method"), str):
+            continue
+        nll, se = _number(r.get("nll")), _number(r.get("nll_se"))
+        if nll is None or se is None:
+            continue
+        diff, diff_se = _number(r.get("vs_rank1")), _number(r.get("vs_rank1_se"))
+        if diff is None or diff_se is None:
+            diff = diff_se = None
+        rows.append(
+            r
+            | {
+                "nll": nll,
+                "nll_se": se,
+                "vs_rank1": diff,
+                "vs_rank1_se": diff_se,
+                "side_note": r["method"].startswith("Gaussian FA"),
+                "training": f"{epochs:g} epochs"
+                if (epochs := _number(r.get("epochs"))) is not None
+                else str(r.get("epochs") or "not recorded"),
+            }
+        )
+    return rows
+
+
+@cache_resource(show_spinner=False, max_entries=4)
+def fig2c_chart(rows: tuple[tuple[tuple[str, str], ...], ...], _rows: list[dict], title: str):
+    """``fig2c_figure`` of ``_rows``, frozen; ``rows`` is their content as a hashable tuple."""
+    return freeze(fig2c_figure(_rows, title=title))
 
 
 # ---------------------------------------------------------------------------- inference gap

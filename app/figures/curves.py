@@ -1,6 +1,6 @@
 """Numbers against a variable: training curves, imputation errors, estimator variances,
-importance-sampled likelihoods against K, per-image NLLs, the paper's Table 1 and the
-inference gap's two parts per model."""
+importance-sampled likelihoods against K, per-image NLLs, the paper's Table 1 and Fig. 2c, and
+the inference gap's two parts per model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from app.figures.style import (
     BLUE,
     COLOURS,
+    GREEN,
     MARGIN,
     MARGIN_TIGHT,
     MODEBAR,
@@ -248,6 +249,60 @@ def table1_figure(rows: Sequence[Mapping]) -> go.Figure:
             barmode="group",
             legend=dict(title=dict(text="source")),
             height=int(140 + 34 * len(rows)),
+            margin=MARGIN_TIGHT,
+        ),
+    )
+
+
+FIG2C_COLOURS = {  # the paper's four methods of Fig. 2c, and rank-one with its bound on u
+    "factor analysis": PAPER_GREY,
+    "wake-sleep": GREEN,
+    "DLGM diagonal": BLUE,
+    "DLGM rank-one": RED,
+    "DLGM rank-one, u^T D^-1 u <= 1": ORANGE,
+}
+
+
+def fig2c_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
+    """Fig. 2c: one horizontal bar per method, top to bottom, with +- 1 standard error.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Each with ``method`` (str; those of :data:`FIG2C_COLOURS` get their colour),
+        ``nll`` and ``nll_se`` (float, nats per image) and ``vs_rank1`` / ``vs_rank1_se``
+        (float or None: the paired difference against DLGM rank-one, shown on hover).
+    title : str
+    """
+    hover = []
+    for r in rows:
+        paired = (
+            "the reference"
+            if r.get("vs_rank1") is None
+            else f"{r['vs_rank1']:+.2f} ± {r['vs_rank1_se']:.2f} nats (paired)"
+        )
+        hover.append(f"{r['nll']:.2f} ± {r['nll_se']:.2f} nats<br>vs DLGM rank-one: {paired}")
+    return figure(
+        [
+            dict(
+                type="bar",
+                x=[float(r["nll"]) for r in rows],
+                y=[r["method"] for r in rows],
+                orientation="h",
+                error_x=dict(type="data", array=[float(r["nll_se"]) for r in rows]),
+                text=[f"{float(r['nll']):.2f}" for r in rows],
+                textposition="inside",
+                hovertext=hover,
+                hoverinfo="text",
+                marker=dict(color=[FIG2C_COLOURS.get(r["method"], PAPER_GREY) for r in rows]),
+                showlegend=False,
+            )
+        ],
+        dict(
+            xaxis=dict(title=dict(text="test -log p(v), nats per image (lower is better)")),
+            yaxis=dict(title=dict(text="method"), autorange="reversed"),
+            title=dict(text=title),
+            height=int(140 + 40 * len(rows)),
             margin=MARGIN_TIGHT,
         ),
     )

@@ -1,4 +1,5 @@
-"""app/figures/curves.py: curves, errors, variances, likelihoods against K, Table 1, gaps."""
+"""app/figures/curves.py: curves, errors, variances, likelihoods against K, Table 1, Fig. 2c,
+gaps."""
 
 import numpy as np
 import plotly.graph_objects as go
@@ -69,6 +70,49 @@ def test_table1_figure():
     assert list(fig.data[1].x) == [90.5] and list(fig.data[1].y) == ["mine"]
     assert "K = 5000" in fig.data[1].text[0] and "dynamic" in fig.data[1].text[0]
     assert "K = not stated" in fig.data[0].text[0]
+
+
+def test_fig2c_figure_bars_errors_and_colours():
+    rows = [
+        {
+            "method": "factor analysis",
+            "nll": 110.0,
+            "nll_se": 0.3,
+            "vs_rank1": 14.5,
+            "vs_rank1_se": 0.1,
+        },
+        {
+            "method": "DLGM diagonal",
+            "nll": 95.2,
+            "nll_se": 0.25,
+            "vs_rank1": -0.3,
+            "vs_rank1_se": 0.05,
+        },
+        {
+            "method": "DLGM rank-one",
+            "nll": 95.5,
+            "nll_se": 0.26,
+            "vs_rank1": None,
+            "vs_rank1_se": None,
+        },
+        {
+            "method": "something else",
+            "nll": 99.0,
+            "nll_se": 0.2,
+            "vs_rank1": None,
+            "vs_rank1_se": None,
+        },
+    ]
+    fig = F.fig2c_figure(rows, title="Fig. 2c here")
+    assert_labelled(fig)
+    (bars,) = fig.data
+    assert list(bars.y) == [r["method"] for r in rows] and list(bars.x) == [110.0, 95.2, 95.5, 99.0]
+    assert list(bars.error_x.array) == [0.3, 0.25, 0.26, 0.2]
+    colours = list(bars.marker.color)
+    assert colours[:3] == [F.FIG2C_COLOURS[r["method"]] for r in rows[:3]]
+    assert len(set(F.FIG2C_COLOURS.values())) == len(F.FIG2C_COLOURS)  # methods tell apart
+    assert "-0.30 ± 0.05" in bars.hovertext[1] and "the reference" in bars.hovertext[2]
+    assert fig.layout.yaxis.autorange == "reversed"  # first row on top, as in the table
 
 
 def test_gap_bars_figure_stacks_the_two_gaps():

@@ -1,4 +1,5 @@
-"""AppTest: The Likelihoods page: Table 1, the live estimate against K, the inference gaps.
+"""AppTest: The Likelihoods page: Table 1, Fig. 2c, the live estimate against K, the inference
+gaps.
 
 Each test opens the page through the navigation (``conftest.open_page``, the tiny shipped digits
 model unless a test selects another), checks it runs without an exception, then sets a widget,
@@ -10,7 +11,8 @@ import json
 import numpy as np
 from conftest import APP, array, chart, metric, no_errors, open_page
 
-from app.compute.likelihoods import paired_cell
+from app.compute import likelihoods as compute
+from app.compute.likelihoods import fig2c_rows, paired_cell
 
 ROOT = APP.parent
 
@@ -137,3 +139,75 @@ def test_paired_cell_only_for_the_weights_it_was_measured_on():
     assert paired_cell(table, "a", 89.5) == ""  # the card changed since: no stale pair
     assert paired_cell(table, "b", 90.0) == "" and paired_cell(None, "a", 90.0) == ""
     assert paired_cell(table, "a", float("nan")) == ""
+
+
+def test_likelihoods_fig2c_shows_the_shipped_rows():
+    """Fig. 2c's table and chart are pretrained/fig2c.json's rows: every one with its standard
+    error and its paired difference against rank-one; the side note is in the table only."""
+    shipped = json.loads((ROOT / "pretrained" / "fig2c.json").read_text())
+    at = open_page("likelihoods", ll_n=10, ll_k=1)
+    no_errors(at)
+    table = next(d.value for d in at.dataframe if "vs DLGM rank-one (paired, nats)" in d.value)
+    table = table.set_index("method")
+    assert list(table.index) == [r["method"] for r in shipped["rows"]]
+    for r in shipped["rows"]:
+        assert table.loc[r["method"], "test NLL (nats)"] == r["nll"]
+        assert table.loc[r["method"], "± s.e."] == r["nll_se"]
+        if r["method"] != "DLGM rank-one":
+            assert table.loc[r["method"], "vs DLGM rank-one (paired, nats)"] == (
+                f"{r['vs_rank1']:+.2f} ± {r['vs_rank1_se']:.2f}"
+            )
+    assert table.loc["DLGM rank-one", "vs DLGM rank-one (paired, nats)"] == "reference"
+    assert {"factor analysis", "wake-sleep", "DLGM diagonal"} <= set(table.index)
+    bars = chart(at, "Fig. 2c")["data"][0]
+    charted = [r["method"] for r in shipped["rows"] if not r["method"].startswith("Gaussian FA")]
+    assert list(bars["y"]) == charted
+    assert any(shipped["command"] in c.value for c in at.caption)
+
+
+def test_likelihoods_fig2c_without_its_table(monkeypatch, tmp_path):
+    monkeypatch.setattr(compute, "FIG2C_TABLE", tmp_path / "missing.json")
+    at = open_page("likelihoods", ll_n=10, ll_k=1)
+    no_errors(at)
+    assert any("fig2c.json is missing" in i.value for i in at.info)
+    assert not [c for c in at.get("plotly_chart") if "Fig. 2c" in c.proto.spec]
+
+
+def test_fig2c_rows_leave_out_what_does_not_parse():
+    good = {
+        "method": "DLGM diagonal",
+        "nll": 95.0,
+        "nll_se": 0.2,
+        "vs_rank1": -0.3,
+        "vs_rank1_se": 0.05,
+        "epochs": 30,
+    }
+    table = {
+        "rows": [
+            good,
+            {"method": "no numbers"},
+            {"method": "nan", "nll": float("nan"), "nll_se": 0.2},
+            {"method": "bool", "nll": True, "nll_se": 0.2},
+            {"nll": 1.0, "nll_se": 0.1},  # no method
+            "a string",
+            {"method": "half a pair", "nll": 96.0, "nll_se": 0.2, "vs_rank1": 1.0},
+            {
+                "method": "Gaussian FA on dequantised pixels (side note)",
+                "nll": 294.9,
+                "nll_se": 1.0,
+                "epochs": "EM, 9 iterations",
+            },
+        ]
+    }
+    rows = fig2c_rows(table)
+    assert [r["method"] for r in rows] == [
+        "DLGM diagonal",
+        "half a pair",
+        "Gaussian FA on dequantised pixels (side note)",
+    ]
+    assert rows[0]["vs_rank1"] == -0.3 and rows[0]["epochs"] == 30 and not rows[0]["side_note"]
+    assert rows[0]["training"] == "30 epochs" and rows[1]["training"] == "not recorded"
+    assert rows[1]["vs_rank1"] is None and rows[1]["vs_rank1_se"] is None
+    assert rows[2]["side_note"] and rows[2]["training"] == "EM, 9 iterations"
+    for bad in (None, {}, {"rows": "x"}, [], {"rows": None}):
+        assert fig2c_rows(bad) == []
