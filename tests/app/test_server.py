@@ -69,7 +69,7 @@ def test_warm_up_fills_the_caches_that_first_visits_read(monkeypatch):
         (samples, "ancestral"),
     ):
         monkeypatch.setattr(module, name, computed_again)
-    for page, n_charts in (("likelihoods", 5), ("posterior", 3), ("embedding", 1), ("samples", 4)):
+    for page, n_charts in (("likelihoods", 6), ("posterior", 3), ("embedding", 1), ("samples", 4)):
         assert len(open_page(page).get("plotly_chart")) == n_charts, page
 
 
