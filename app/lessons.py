@@ -441,7 +441,9 @@ LESSONS: dict[str, Lesson] = {
         try_this=(
             "Slide **Importance samples K** from 1 to the largest value: by how many nats "
             "does the NLL fall below the negative ELBO, and has the curve flattened? Which "
-            "test images are the worst modelled?"
+            "test images are the worst modelled? In Fig. 2c, below Table 1, the paper's four "
+            "methods share one architecture and one budget: which is closer to the DLGMs, "
+            "factor analysis or wake-sleep, and what does the bound on u change for rank-one?"
         ),
         section="sec. 5.1-5.2 (Fig. 2c, Table 1)",
         symbols=((r"v", "x"), (r"\xi_k", "xi"), (r"K", "n_samples"), (r"N", "len(x)")),
