@@ -276,11 +276,10 @@ def fig2c_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
     """
     hover = []
     for r in rows:
-        paired = (
-            "the reference"
-            if r.get("vs_rank1") is None
-            else f"{r['vs_rank1']:+.2f} ± {r['vs_rank1_se']:.2f} nats (paired)"
-        )
+        if r.get("vs_rank1") is not None:
+            paired = f"{r['vs_rank1']:+.2f} ± {r['vs_rank1_se']:.2f} nats (paired)"
+        else:
+            paired = "the reference" if r["method"] == "DLGM rank-one" else "not paired"
         hover.append(f"{r['nll']:.2f} ± {r['nll_se']:.2f} nats<br>vs DLGM rank-one: {paired}")
     return figure(
         [

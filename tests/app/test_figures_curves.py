@@ -112,6 +112,7 @@ def test_fig2c_figure_bars_errors_and_colours():
     assert colours[:3] == [F.FIG2C_COLOURS[r["method"]] for r in rows[:3]]
     assert len(set(F.FIG2C_COLOURS.values())) == len(F.FIG2C_COLOURS)  # methods tell apart
     assert "-0.30 ± 0.05" in bars.hovertext[1] and "the reference" in bars.hovertext[2]
+    assert "not paired" in bars.hovertext[3]
     assert fig.layout.yaxis.autorange == "reversed"  # first row on top, as in the table
 
 
