@@ -26,8 +26,8 @@ images (or the first ``--limit``) binarised once with ``static_binarize(x, seed=
 so every row is paired against the rank-one row.
 
 Rows are cached in ``runs/experiments/fig2c/`` (git-ignored; ``--fresh`` redoes them) with their
-models, ``mnist-fig2c-fa``, ``-wake-sleep`` and ``-diag``. The bar chart (the models, not the
-side note) goes to ``experiments/figures/fig2c.png``. Usage::
+models, ``mnist-fig2c-fa``, ``-wake-sleep``, ``-diag`` and ``-rank1-cap``. The bar chart (the
+models, not the side note) goes to ``experiments/figures/fig2c.png``. Usage::
 
     OMP_NUM_THREADS=1 nice -n 5 python experiments/fig2c.py                  # all rows, 90 min
     OMP_NUM_THREADS=1 nice -n 5 python experiments/fig2c.py --rows fa,diag   # a subset
