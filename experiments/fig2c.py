@@ -159,10 +159,23 @@ def row_specs(settings: dict, epochs: float, k: int, n: int | None, fa_train: in
     }
 
 
-def shipped_table(rows: list[dict], epochs: float, k: int, command: str) -> dict:
+def training_phrase(settings: dict, epochs: float) -> str:
+    """The training settings of every trained row in words, e.g. "Adam, learning rate 0.001,
+    batch 100, dynamic binarisation, seed 0, 30 epochs" (``table1.trained_row`` always
+    binarises dynamically)."""
+    decay = settings.get("lr_decay", 1.0)
+    lr = f"learning rate {settings['lr']:g}" + (f" x {decay:g} per epoch" if decay != 1.0 else "")
+    return (
+        f"{settings['optimizer'].capitalize()}, {lr}, batch {settings['batch_size']}, "
+        f"dynamic binarisation, seed {settings['seed']}, {epochs:g} epochs"
+    )
+
+
+def shipped_table(rows: list[dict], settings: dict, epochs: float, k: int, command: str) -> dict:
     """The rows as the Likelihoods page reads them (``pretrained/fig2c.json``): per row the
     NLL, its standard error over images and the paired difference against the rank-one row
-    (None for that row, and for all rows if it is missing), without per-image values."""
+    (None for that row, and for all rows if it is missing), without per-image values.
+    ``settings`` are the trained rows' training settings (``table1._train_config``)."""
     ref = next((r for r in rows if r["method"] == "DLGM rank-one"), None)
     out = []
     for r in rows:
@@ -188,9 +201,9 @@ def shipped_table(rows: list[dict], epochs: float, k: int, command: str) -> dict
         "architecture": "100 latents -> 300 ReLU units -> 784 Bernoulli pixels; recognition "
         "784 -> 300 -> q (factor analysis: a linear T, no hidden layer)",
         "protocol": f"all {rows[0]['n']:,} MNIST test images binarised once with seed 1, K = {k} "
-        "importance samples from the model's own q (generator seed 0); Adam 1e-3, batch 100, "
-        f"dynamic binarisation, seed 0, {epochs:g} epochs for every trained row; paired: mean "
-        "and standard error over images of the per-image NLL differences against DLGM rank-one",
+        f"importance samples from the model's own q (generator seed 0); "
+        f"{training_phrase(settings, epochs)} for every trained row; paired: mean and standard "
+        "error over images of the per-image NLL differences against DLGM rank-one",
         "command": command,
         "machine": machine(),
         "rows": out,
@@ -249,7 +262,7 @@ def main(argv=None) -> int:
         )
     if args.write and rows:
         command = "python experiments/fig2c.py " + " ".join(argv or sys.argv[1:])
-        table = shipped_table(rows, epochs, args.k, command)
+        table = shipped_table(rows, settings, epochs, args.k, command)
         args.write.write_text(json.dumps(table, indent=1) + "\n")
     print(f"\nmachine: {machine()}")
     return 0

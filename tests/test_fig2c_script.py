@@ -150,7 +150,8 @@ def test_shipped_table_pairs_every_row_against_rank_one():
         row("DLGM diagonal", 0.5, 0.3),
         row("DLGM rank-one", 0.0, 0.3),
     ]
-    table = fig2c.shipped_table(rows, 30, 7, "python experiments/fig2c.py --write x")
+    settings = {"batch_size": 50, "optimizer": "adam", "lr": 3e-4, "seed": 4, "lr_decay": 0.99}
+    table = fig2c.shipped_table(rows, settings, 30, 7, "python experiments/fig2c.py --write x")
     fa, diag, rank1 = table["rows"]
     assert rank1["vs_rank1"] is None and rank1["vs_rank1_se"] is None
     d = np.asarray(rows[1]["nll_per_image"]) - np.asarray(rows[2]["nll_per_image"])
@@ -161,6 +162,9 @@ def test_shipped_table_pairs_every_row_against_rank_one():
     assert fa["vs_rank1"] == pytest.approx(12.0, abs=0.3)
     assert "nll_per_image" not in fa and fa["model"] == "m/factor analysis"
     assert "200 MNIST test images" in table["protocol"] and "30 epochs" in table["protocol"]
+    # the training settings are the ones given, not a fixed string
+    assert "Adam, learning rate 0.0003 x 0.99 per epoch, batch 50" in table["protocol"]
+    assert "seed 4" in table["protocol"]
     # without a rank-one row nothing is paired
-    alone = fig2c.shipped_table(rows[:2], 30, 7, "c")["rows"]
+    alone = fig2c.shipped_table(rows[:2], settings, 30, 7, "c")["rows"]
     assert all(r["vs_rank1"] is None for r in alone)
