@@ -19,6 +19,7 @@ from app.figures.curves import (
     gap_bars_figure,
     k_curve_figure,
     nll_histogram_figure,
+    paired_text,
     table1_figure,
 )
 from app.figures.images import image_gallery_figure
@@ -149,9 +150,8 @@ def paired_cell(paired: dict | None, name: str, card_nll: float) -> str:
     row = ((paired or {}).get("models") or {}).get(name)
     if row is None or math.isnan(card_nll) or abs(row["nll"] - card_nll) > 1e-6:
         return ""
-    if row.get("vs_reference") is None:
-        return "reference"
-    return f"{row['vs_reference']:+.2f} ± {row['vs_reference_se']:.2f}"
+    diff = row.get("vs_reference")
+    return paired_text(diff, row.get("vs_reference_se"), reference=diff is None)
 
 
 # ---------------------------------------------------------------------------- Fig. 2c
@@ -170,8 +170,9 @@ def fig2c_rows(table: dict | None) -> list[dict]:
     """The well-formed rows of a Fig. 2c table, in its order: ``method`` (str), ``nll`` and
     ``nll_se`` (finite floats), ``vs_rank1`` / ``vs_rank1_se`` (floats, or both None), the
     rest as given; ``side_note`` is True for a row that is not one of the paper's models (the
-    Gaussian FA of grey levels); ``training`` says how long ("30 epochs"). A row that does not
-    parse is left out, never an error."""
+    Gaussian FA of grey levels); ``training`` says how long ("30 epochs"); ``paired`` is the
+    paired difference as text (``paired_text``). A row that does not parse is left out, never
+    an error."""
     rows = []
     raw = (table or {}).get("rows") if isinstance(table, dict) else None
     for r in raw if isinstance(raw, list) else []:
@@ -191,6 +192,7 @@ def fig2c_rows(table: dict | None) -> list[dict]:
                 "vs_rank1": diff,
                 "vs_rank1_se": diff_se,
                 "side_note": r["method"].startswith("Gaussian FA"),
+                "paired": paired_text(diff, diff_se, reference=r["method"] == "DLGM rank-one"),
                 "training": f"{epochs:g} epochs"
                 if (epochs := _number(r.get("epochs"))) is not None
                 else str(r.get("epochs") or "not recorded"),

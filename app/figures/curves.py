@@ -263,6 +263,16 @@ FIG2C_COLOURS = {  # the paper's four methods of Fig. 2c, and rank-one with its 
 }
 
 
+def paired_text(diff: float | None, se: float | None, *, reference: bool = False) -> str:
+    """A paired difference as the tables and hovers write it: "+1.69 ± 0.05" (nats),
+    "reference" for the row the others are paired against, "not paired" without one."""
+    if reference:
+        return "reference"
+    if diff is None or se is None:
+        return "not paired"
+    return f"{diff:+.2f} ± {se:.2f}"
+
+
 def fig2c_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
     """Fig. 2c: one horizontal bar per method, top to bottom, with +- 1 standard error.
 
@@ -274,13 +284,13 @@ def fig2c_figure(rows: Sequence[Mapping], *, title: str) -> go.Figure:
         (float or None: the paired difference against DLGM rank-one, shown on hover).
     title : str
     """
-    hover = []
-    for r in rows:
-        if r.get("vs_rank1") is not None:
-            paired = f"{r['vs_rank1']:+.2f} ± {r['vs_rank1_se']:.2f} nats (paired)"
-        else:
-            paired = "the reference" if r["method"] == "DLGM rank-one" else "not paired"
-        hover.append(f"{r['nll']:.2f} ± {r['nll_se']:.2f} nats<br>vs DLGM rank-one: {paired}")
+    hover = [
+        f"{r['nll']:.2f} ± {r['nll_se']:.2f} nats<br>vs DLGM rank-one (paired, nats): "
+        + paired_text(
+            r.get("vs_rank1"), r.get("vs_rank1_se"), reference=r["method"] == "DLGM rank-one"
+        )
+        for r in rows
+    ]
     return figure(
         [
             dict(

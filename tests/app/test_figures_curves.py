@@ -111,9 +111,16 @@ def test_fig2c_figure_bars_errors_and_colours():
     colours = list(bars.marker.color)
     assert colours[:3] == [F.FIG2C_COLOURS[r["method"]] for r in rows[:3]]
     assert len(set(F.FIG2C_COLOURS.values())) == len(F.FIG2C_COLOURS)  # methods tell apart
-    assert "-0.30 ± 0.05" in bars.hovertext[1] and "the reference" in bars.hovertext[2]
-    assert "not paired" in bars.hovertext[3]
+    assert bars.hovertext[1].endswith("-0.30 ± 0.05") and bars.hovertext[2].endswith("reference")
+    assert bars.hovertext[3].endswith("not paired")
     assert fig.layout.yaxis.autorange == "reversed"  # first row on top, as in the table
+
+
+def test_paired_text():
+    assert F.paired_text(1.6949, 0.0512) == "+1.69 ± 0.05"
+    assert F.paired_text(-0.3, 0.05) == "-0.30 ± 0.05"
+    assert F.paired_text(None, None) == F.paired_text(0.1, None) == "not paired"
+    assert F.paired_text(None, None, reference=True) == "reference"
 
 
 def test_gap_bars_figure_stacks_the_two_gaps():

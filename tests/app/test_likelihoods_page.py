@@ -208,6 +208,7 @@ def test_fig2c_rows_leave_out_what_does_not_parse():
     assert rows[0]["vs_rank1"] == -0.3 and rows[0]["epochs"] == 30 and not rows[0]["side_note"]
     assert rows[0]["training"] == "30 epochs" and rows[1]["training"] == "not recorded"
     assert rows[1]["vs_rank1"] is None and rows[1]["vs_rank1_se"] is None
+    assert rows[0]["paired"] == "-0.30 ± 0.05" and rows[1]["paired"] == "not paired"
     assert rows[2]["side_note"] and rows[2]["training"] == "EM, 9 iterations"
     for bad in (None, {}, {"rows": "x"}, [], {"rows": None}):
         assert fig2c_rows(bad) == []
